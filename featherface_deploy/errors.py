@@ -1,0 +1,58 @@
+"""The project's exception hierarchy.
+
+Every error a user can cause (a bad checkpoint, an unreadable image, a missing
+optional backend, a broken export) is one of these, with a message that says
+what to do. Catch :class:`FeatherFaceError` to handle them all.
+"""
+
+
+class FeatherFaceError(Exception):
+    """Base class of every error raised on purpose by featherface_deploy."""
+
+
+class CheckpointError(FeatherFaceError):
+    """A checkpoint file is unreadable or matches no known architecture."""
+
+
+class ImageError(FeatherFaceError):
+    """An image cannot be read or has an unsupported layout."""
+
+
+class DatasetError(FeatherFaceError):
+    """A dataset folder does not have the expected layout."""
+
+
+class BackendNotInstalledError(FeatherFaceError):
+    """An optional backend is needed but its package is not installed."""
+
+
+class ContractError(FeatherFaceError):
+    """A model file lacks a valid decode contract (metadata)."""
+
+
+class InputError(FeatherFaceError):
+    """An inference input has the wrong name, dtype or shape."""
+
+
+class ExportError(FeatherFaceError):
+    """An export or conversion failed or was asked for something unsupported."""
+
+
+class ParityError(ExportError):
+    """An exported model's outputs differ from the reference beyond tolerance."""
+
+
+def missing_backend(package: str, extra: str) -> BackendNotInstalledError:
+    """Builds the error for an optional backend that is not installed.
+
+    Args:
+        package: The import name that failed (e.g. ``"onnxruntime"``).
+        extra: The pip extra of this project that installs it (e.g. ``"onnx"``).
+
+    Returns:
+        An error whose message names the pip command to run.
+    """
+    return BackendNotInstalledError(
+        f"'{package}' is not installed; install it with "
+        f"`pip install featherface-deploy[{extra}]` (or `pip install -e .[{extra}]` from a clone)"
+    )

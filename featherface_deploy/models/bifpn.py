@@ -1,0 +1,122 @@
+"""Weighted BiFPN (EfficientDet style) over three levels, as in FeatherFace.
+
+Two details decide whether the trained weights work and whether exports stay
+correct at every input size:
+
+- ``up`` is nearest interpolation *to the target's size* (PyTorch's floor
+  semantics), not a fixed ×2, so odd feature sizes match the reference.
+- ``pool`` is a TF-"same" 3×3/2 max-pool done as *zero* padding followed by an
+  unpadded ``MaxPool2d``. Converters that fold the zero ``Pad`` into MaxPool's
+  own padding (which pads with −inf) change the result; the exporters guard
+  against that.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FUSION_EPS = 1e-4
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01
+
+
+class _Conv(nn.Module):
+    """A Conv2d stored under ``.conv`` (the checkpoints' key layout)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int = 1, bias: bool = True):
+        super().__init__()
+        padding = kernel_size // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding, groups=groups, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class SeparableConvBlock(nn.Module):
+    """Depthwise 3×3 (no bias), pointwise 1×1 (bias), BN; no activation."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.depthwise_conv = _Conv(channels, channels, 3, groups=channels, bias=False)
+        self.pointwise_conv = _Conv(channels, channels, 1)
+        self.bn = nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.pointwise_conv(self.depthwise_conv(x)))
+
+
+def _lateral(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(_Conv(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM))
+
+
+def swish(x: torch.Tensor) -> torch.Tensor:
+    """x · sigmoid(x)."""
+    return x * torch.sigmoid(x)
+
+
+def upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Nearest interpolation of ``x`` to the spatial size of ``like``."""
+    return F.interpolate(x, size=like.shape[-2:], mode="nearest")
+
+
+def same_maxpool(x: torch.Tensor) -> torch.Tensor:
+    """TF-"same" 3×3 stride-2 max-pool with zero padding (0/1 for even sizes, 1/1 for odd)."""
+    height, width = x.shape[-2:]
+    pad_h = max((-(-height // 2) - 1) * 2 + 3 - height, 0)
+    pad_w = max((-(-width // 2) - 1) * 2 + 3 - width, 0)
+    x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+    return F.max_pool2d(x, 3, 2)
+
+
+def fusion_weights(raw: torch.Tensor) -> torch.Tensor:
+    """Fast normalised fusion: relu(w) / (sum over all of relu(w) + 1e-4)."""
+    w = torch.relu(raw)
+    return w / (w.sum() + FUSION_EPS)
+
+
+class BiFPNCell(nn.Module):
+    """One BiFPN cell over (P3, P4, P5).
+
+    Args:
+        channels: Width of the pyramid.
+        in_channels: Backbone channels (C3, C4, C5) for the first cell, which
+            owns the lateral projections; ``None`` for later cells.
+    """
+
+    def __init__(self, channels: int, in_channels: tuple[int, int, int] | None = None) -> None:
+        super().__init__()
+        self.first = in_channels is not None
+        self.p4_w1 = nn.Parameter(torch.ones(2))
+        self.p3_w1 = nn.Parameter(torch.ones(2))
+        self.p4_w2 = nn.Parameter(torch.ones(3))
+        self.p5_w2 = nn.Parameter(torch.ones(3))
+        self.conv4_up = SeparableConvBlock(channels)
+        self.conv3_up = SeparableConvBlock(channels)
+        self.conv4_down = SeparableConvBlock(channels)
+        self.conv5_down = SeparableConvBlock(channels)
+        if in_channels is not None:
+            c3, c4, c5 = in_channels
+            self.p5_down_channel = _lateral(c5, channels)
+            self.p4_down_channel = _lateral(c4, channels)
+            self.p3_down_channel = _lateral(c3, channels)
+            self.p4_down_channel_2 = _lateral(c4, channels)
+            self.p5_down_channel_2 = _lateral(c5, channels)
+
+    def forward(self, p3: torch.Tensor, p4: torch.Tensor, p5: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.first:
+            c3, c4, c5 = p3, p4, p5
+            p3, p4, p5 = self.p3_down_channel(c3), self.p4_down_channel(c4), self.p5_down_channel(c5)
+        w = fusion_weights(self.p4_w1)
+        p4_up = self.conv4_up(swish(w[0] * p4 + w[1] * upsample_to(p5, p4)))
+        w = fusion_weights(self.p3_w1)
+        p3_out = self.conv3_up(swish(w[0] * p3 + w[1] * upsample_to(p4_up, p3)))
+        if self.first:
+            p4, p5 = self.p4_down_channel_2(c4), self.p5_down_channel_2(c5)
+        w = fusion_weights(self.p4_w2)
+        p4_out = self.conv4_down(swish(w[0] * p4 + w[1] * p4_up + w[2] * same_maxpool(p3_out)))
+        # p5_w2 has three entries; only two are used, but all three normalise.
+        w = fusion_weights(self.p5_w2)
+        p5_out = self.conv5_down(swish(w[0] * p5 + w[1] * same_maxpool(p4_out)))
+        return p3_out, p4_out, p5_out

@@ -1,0 +1,116 @@
+"""Modulated deformable convolution (DCNv2) in plain, exportable torch ops.
+
+The model's SSH modules use 15 DCNv2 layers. torchvision's ``deform_conv2d``
+is not used (torchvision is not a dependency), and the computation here is
+written so that every converter knows its ops: a 1×1 convolution, integer index
+arithmetic, one ``Gather`` and a multiply-add.
+
+Instead of sampling the *input* (C_in channels) at the 9 deformed taps and then
+convolving (im2col), the input is first projected with a 1×1 convolution per
+tap into ``9 · C_out`` channels and the projection is sampled. Bilinear sampling
+and the convolution are both linear, so the result is identical, while the
+gathered tensor has C_out instead of C_in channels (2–4× less memory traffic in
+this model, where C_out ≤ C_in).
+
+Conventions (torchvision's ``deform_conv2d``): for tap k = i·3 + j, offset
+channel 2k is the row (y) offset and 2k+1 the column (x) offset; mask channel k
+scales tap k; samples that fall outside the image read zero, corner by corner.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+KERNEL_TAPS = 9
+
+
+def _tap_grid(height: int, width: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns the undeformed sample rows and columns, shaped (1, 9, H, 1) and (1, 9, 1, W)."""
+    rows = torch.arange(height, dtype=like.dtype, device=like.device)
+    cols = torch.arange(width, dtype=like.dtype, device=like.device)
+    taps = torch.arange(KERNEL_TAPS, device=like.device)
+    tap_dy = (torch.div(taps, 3, rounding_mode="floor") - 1).to(like.dtype)
+    tap_dx = (taps % 3 - 1).to(like.dtype)
+    base_y = rows.view(1, 1, height, 1) + tap_dy.view(1, KERNEL_TAPS, 1, 1)
+    base_x = cols.view(1, 1, 1, width) + tap_dx.view(1, KERNEL_TAPS, 1, 1)
+    return base_y, base_x
+
+
+def modulated_deform_conv3x3(
+    x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """3×3 modulated deformable convolution, stride 1, padding 1, one offset group.
+
+    Args:
+        x: Input, (B, C_in, H, W).
+        offset: Sampling offsets, (B, 18, H, W), (y, x) pairs per tap.
+        mask: Modulation scalars, (B, 9, H, W).
+        weight: Convolution weight, (C_out, C_in, 3, 3). No bias.
+
+    Returns:
+        The output, (B, C_out, H, W).
+    """
+    batch, _, height, width = x.shape
+    out_channels = weight.shape[0]
+    pixels = height * width
+
+    # Per-tap 1x1 projection, laid out as a gather table of rows (b, tap, pixel).
+    tap_weight = weight.permute(2, 3, 0, 1).reshape(KERNEL_TAPS * out_channels, -1, 1, 1)
+    projected = F.conv2d(x, tap_weight)
+    table = projected.reshape(batch, KERNEL_TAPS, out_channels, pixels).transpose(2, 3)
+    table = table.reshape(batch * KERNEL_TAPS * pixels, out_channels)
+
+    base_y, base_x = _tap_grid(height, width, x)
+    offset = offset.reshape(batch, KERNEL_TAPS, 2, height, width)
+    sample_y = base_y + offset[:, :, 0]
+    sample_x = base_x + offset[:, :, 1]
+    y0 = torch.floor(sample_y)
+    x0 = torch.floor(sample_x)
+    frac_y = sample_y - y0
+    frac_x = sample_x - x0
+
+    block = torch.arange(batch * KERNEL_TAPS, device=x.device).view(batch, KERNEL_TAPS, 1, 1) * pixels
+    indices = []
+    weights = []
+    for dy, wy in ((0, 1 - frac_y), (1, frac_y)):
+        row = y0 + dy
+        row_ok = (row >= 0) & (row <= height - 1)
+        row_index = row.clamp(0, height - 1).to(torch.int64) * width
+        for dx, wx in ((0, 1 - frac_x), (1, frac_x)):
+            col = x0 + dx
+            valid = row_ok & (col >= 0) & (col <= width - 1)
+            indices.append(block + row_index + col.clamp(0, width - 1).to(torch.int64))
+            weights.append(wy * wx * mask * valid.to(x.dtype))
+
+    # (B, 4*9, H, W): one gather for all corners and taps, then a weighted sum.
+    index = torch.cat(indices, dim=1).reshape(-1)
+    corner_weight = torch.cat(weights, dim=1).reshape(batch, 4 * KERNEL_TAPS, pixels, 1)
+    sampled = table[index].reshape(batch, 4 * KERNEL_TAPS, pixels, out_channels)
+    out = (sampled * corner_weight).sum(dim=1)
+    return out.transpose(1, 2).reshape(batch, out_channels, height, width)
+
+
+class ModulatedDeformConv2d(nn.Module):
+    """DCNv2 block as the FeatherFace checkpoints store it.
+
+    ``offset_conv`` (3×3, bias) predicts 18 offsets, ``modulator_conv`` (3×3,
+    bias) predicts 9 masks as ``2·sigmoid`` (range 0–2), and ``regular_conv``
+    holds the deformable kernel (3×3, no bias).
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.offset_conv = nn.Conv2d(in_channels, 2 * KERNEL_TAPS, 3, padding=1, bias=True)
+        self.modulator_conv = nn.Conv2d(in_channels, KERNEL_TAPS, 3, padding=1, bias=True)
+        self.regular_conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        offset = self.offset_conv(x)
+        mask = 2.0 * torch.sigmoid(self.modulator_conv(x))
+        return modulated_deform_conv3x3(x, offset, mask, self.regular_conv.weight)

@@ -1,0 +1,24 @@
+"""The registered variants: the two trained FeatherFace models and a tiny test variant."""
+
+from __future__ import annotations
+
+from featherface_deploy.models.featherface import FeatherFace, FeatherFaceConfig
+from featherface_deploy.models.registry import register_model
+
+
+@register_model("featherface-v1")
+def featherface_v1() -> FeatherFace:
+    """FeatherFace V1 (489,015 parameters): no attention."""
+    return FeatherFace(FeatherFaceConfig("featherface-v1"))
+
+
+@register_model("featherface-v2-ca")
+def featherface_v2_ca() -> FeatherFace:
+    """FeatherFace V2 (493,095 parameters): V1 + Coordinate Attention after each SSH."""
+    return FeatherFace(FeatherFaceConfig("featherface-v2-ca", coordinate_attention=True))
+
+
+@register_model("featherface-tiny")
+def featherface_tiny() -> FeatherFace:
+    """A randomly initialised, narrow V2-shaped model that keeps tests fast (no trained weights)."""
+    return FeatherFace(FeatherFaceConfig("featherface-tiny", base_width=4, fpn_width=16, coordinate_attention=True))
