@@ -1,0 +1,183 @@
+"""The decode contract: everything a runtime needs to turn raw outputs into faces.
+
+It travels with every exported model (in the format's metadata slot and in a
+sidecar ``<model>.json``), so a runtime needs nothing but the model file. It
+is stored as JSON and read with ``json`` only, never ``eval``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from featherface_deploy.errors import ContractError
+
+SCHEMA_VERSION = 1
+METADATA_KEY = "featherface_deploy.contract"
+OUTPUT_ROLES = ("loc", "conf", "landmarks")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """RetinaFace anchor (prior) layout and box-coding variances.
+
+    Attributes:
+        min_sizes: Anchor sizes in pixels, one tuple per pyramid level.
+        steps: Stride of each level.
+        variance: Centre and size variances of the box coding.
+        clip: Whether priors are clipped to [0, 1] (not for FeatherFace).
+    """
+
+    min_sizes: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))
+    steps: tuple[int, ...] = (8, 16, 32)
+    variance: tuple[float, float] = (0.1, 0.2)
+    clip: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PriorConfig":
+        """Builds the config from its JSON form."""
+        return cls(
+            min_sizes=tuple(tuple(int(v) for v in level) for level in data["min_sizes"]),
+            steps=tuple(int(v) for v in data["steps"]),
+            variance=(float(data["variance"][0]), float(data["variance"][1])),
+            clip=bool(data["clip"]),
+        )
+
+
+@dataclass(frozen=True)
+class DecodeContract:
+    """What a model expects and produces, and how to decode it.
+
+    Attributes:
+        model_name: Registered architecture name (e.g. ``featherface-v1``).
+        input_name: Name of the single input tensor.
+        output_names: Tensor names for the roles ``loc``, ``conf``, ``landmarks``, in that order.
+        input_size: Fixed (height, width), or ``None`` when the model takes any size.
+        size_divisor: Height and width must be multiples of this (1 = any size).
+        input_layout: ``NCHW`` or ``NHWC`` of the model's own input tensor.
+        mean_bgr: Per-channel mean subtracted from the BGR image (no scaling).
+        channel_order: ``BGR``.
+        conf_is_probability: ``conf`` is already softmax-ed (True for FeatherFace).
+        priors: Anchor layout.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        source_format: Format of the file the contract belongs to.
+        versions: Package versions that produced the file.
+        extra: Format-specific facts (e.g. the DCN lowering, float-kept nodes).
+        schema_version: Version of this schema.
+    """
+
+    model_name: str
+    input_name: str = "input"
+    output_names: tuple[str, str, str] = OUTPUT_ROLES
+    input_size: tuple[int, int] | None = None
+    size_divisor: int = 1
+    input_layout: str = "NCHW"
+    mean_bgr: tuple[float, float, float] = (104.0, 117.0, 123.0)
+    channel_order: str = "BGR"
+    conf_is_probability: bool = True
+    priors: PriorConfig = field(default_factory=PriorConfig)
+    precision: str = "fp32"
+    source_format: str = "torch"
+    versions: dict[str, str] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        """Serialises the contract to a JSON string."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "model metadata") -> "DecodeContract":
+        """Parses and validates a contract.
+
+        Args:
+            text: The JSON text.
+            source: Where it came from, for error messages.
+
+        Raises:
+            ContractError: Not JSON, an unknown schema version, or missing fields.
+        """
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ContractError(f"{source}: the decode contract is not valid JSON ({error})") from error
+        if not isinstance(data, dict):
+            raise ContractError(f"{source}: the decode contract is not a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ContractError(
+                f"{source}: unknown decode-contract schema version {version!r} (this featherface-deploy "
+                f"reads version {SCHEMA_VERSION}); re-export the model with this version"
+            )
+        known = {f.name for f in fields(cls)}
+        try:
+            values = {k: v for k, v in data.items() if k in known}
+            values["priors"] = PriorConfig.from_dict(data["priors"])
+            values["output_names"] = tuple(data["output_names"])
+            values["mean_bgr"] = tuple(float(v) for v in data["mean_bgr"])
+            if data.get("input_size") is not None:
+                values["input_size"] = (int(data["input_size"][0]), int(data["input_size"][1]))
+            contract = cls(**values)
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise ContractError(f"{source}: the decode contract is incomplete ({error!r})") from error
+        if len(contract.output_names) != len(OUTPUT_ROLES) or contract.input_layout not in ("NCHW", "NHWC"):
+            raise ContractError(f"{source}: the decode contract has a malformed output list or layout")
+        return contract
+
+    def replace(self, **changes) -> "DecodeContract":
+        """Returns a copy with some fields changed."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return DecodeContract(**values)
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """Returns the sidecar JSON path of a model file (``model.onnx`` → ``model.onnx.json``)."""
+    path = Path(model_path)
+    return path.with_name(path.name + ".json")
+
+
+def write_sidecar(contract: DecodeContract, model_path: str | Path) -> Path:
+    """Writes the contract next to the model, atomically.
+
+    Returns:
+        The sidecar's path.
+    """
+    path = sidecar_path(model_path)
+    atomic_write_bytes(path, contract.to_json().encode("utf-8"))
+    return path
+
+
+def read_sidecar(model_path: str | Path) -> DecodeContract:
+    """Reads the sidecar contract of a model file.
+
+    Raises:
+        ContractError: The sidecar is missing or invalid.
+    """
+    path = sidecar_path(model_path)
+    if not path.is_file():
+        raise ContractError(
+            f"{model_path} has no decode contract: neither metadata in the file nor a sidecar {path.name}; "
+            "export it with `featherface-deploy export`"
+        )
+    return DecodeContract.from_json(path.read_bytes(), source=str(path))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file and a rename.
+
+    An interrupted write never leaves a partial file at ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

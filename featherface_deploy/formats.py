@@ -1,0 +1,77 @@
+"""The one table of model formats: suffixes, runtimes, exporters and install extras.
+
+The CLI's choices, suffix detection and "missing backend" messages are all
+derived from :data:`FORMATS`; adding a backend means adding a row here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from featherface_deploy.errors import ExportError, FeatherFaceError
+
+
+@dataclass(frozen=True)
+class ModelFormat:
+    """One artifact format.
+
+    Attributes:
+        name: CLI name (``torch``, ``onnx``, ``tflite``…).
+        suffixes: File suffixes that identify it.
+        extra: The pip extra that installs its runtime.
+        runtime: ``module:Class`` of its runtime.
+        exporter: ``module:function`` that writes it from a checkpoint, or ``None``.
+        description: One line for help texts.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    extra: str
+    runtime: str
+    exporter: str | None
+    description: str
+
+
+FORMATS: tuple[ModelFormat, ...] = (
+    ModelFormat("torch", (".pth", ".pt"), "torch", "featherface_deploy.runtimes.torch_runtime:TorchRuntime", None,
+                "PyTorch checkpoint (reference)"),
+)
+
+
+def format_names() -> list[str]:
+    """Returns the names of all formats."""
+    return [fmt.name for fmt in FORMATS]
+
+
+def get_format(name: str) -> ModelFormat:
+    """Looks a format up by name.
+
+    Raises:
+        ExportError: Unknown name; the message lists the known ones.
+    """
+    for fmt in FORMATS:
+        if fmt.name == name:
+            return fmt
+    raise ExportError(f"unknown format '{name}'; choose one of: {', '.join(format_names())}")
+
+
+def format_for_path(path: str | Path) -> ModelFormat:
+    """Identifies a model file's format from its suffix.
+
+    Raises:
+        FeatherFaceError: The suffix belongs to no known format.
+    """
+    suffix = Path(path).suffix.lower()
+    for fmt in FORMATS:
+        if suffix in fmt.suffixes:
+            return fmt
+    known = ", ".join(s for fmt in FORMATS for s in fmt.suffixes)
+    raise FeatherFaceError(f"cannot tell the format of {path}: unknown suffix '{suffix}' (known: {known})")
+
+
+def resolve(reference: str):
+    """Imports ``module:attribute`` and returns the attribute."""
+    module_name, attribute = reference.split(":")
+    return getattr(importlib.import_module(module_name), attribute)

@@ -1,0 +1,84 @@
+"""From raw network outputs to :class:`Detections`: decode, threshold, top-k, NMS, rescale.
+
+Every runtime goes through this one function, so backends differ only in
+their raw outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from featherface_deploy.contract import DecodeContract
+from featherface_deploy.postprocess.decode import decode_boxes, decode_landmarks
+from featherface_deploy.postprocess.detections import Detections
+from featherface_deploy.postprocess.nms import nms
+from featherface_deploy.postprocess.preprocess import Transform
+from featherface_deploy.postprocess.priors import generate_priors
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Detection thresholds. Defaults follow the FeatherFace authors' WIDER FACE protocol.
+
+    Attributes:
+        conf_threshold: Minimum face probability kept.
+        nms_iou: Greedy NMS IoU threshold.
+        top_k: Candidates kept (by score) before NMS.
+        keep_top_k: Detections kept after NMS.
+    """
+
+    conf_threshold: float = 0.02
+    nms_iou: float = 0.4
+    top_k: int = 5000
+    keep_top_k: int = 750
+
+
+def decode_image(
+    loc: np.ndarray,
+    conf: np.ndarray,
+    landmarks: np.ndarray,
+    input_size: tuple[int, int],
+    contract: DecodeContract,
+    transform: Transform,
+    config: PostprocessConfig = PostprocessConfig(),
+) -> Detections:
+    """Decodes one image's raw outputs into detections in original pixels.
+
+    Args:
+        loc: (N, 4) box deltas.
+        conf: (N, 2) class probabilities (or logits if the contract says so).
+        landmarks: (N, 10) landmark deltas.
+        input_size: (height, width) of the network input the outputs came from.
+        contract: The model's decode contract.
+        transform: How the original image was scaled into the input.
+        config: Thresholds.
+
+    Returns:
+        The detections, best first.
+    """
+    height, width = input_size
+    scores = conf[:, 1] if contract.conf_is_probability else _softmax_face(conf)
+    candidates = np.nonzero(scores >= config.conf_threshold)[0]
+    if candidates.size == 0:
+        return Detections.empty()
+    candidates = candidates[np.argsort(-scores[candidates], kind="stable")[: config.top_k]]
+    priors = generate_priors(contract.priors, height, width)[candidates]
+    boxes = decode_boxes(loc[candidates], priors, contract.priors.variance)
+    points = decode_landmarks(landmarks[candidates], priors, contract.priors.variance)
+    pixel_scale = np.array([width / transform.scale_x, height / transform.scale_y], dtype=np.float32)
+    boxes = boxes * np.tile(pixel_scale, 2)
+    points = points * pixel_scale
+    keep = nms(boxes, scores[candidates], config.nms_iou)[: config.keep_top_k]
+    return Detections(
+        boxes=boxes[keep].astype(np.float32),
+        scores=scores[candidates][keep].astype(np.float32),
+        landmarks=points[keep].astype(np.float32),
+    )
+
+
+def _softmax_face(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp[:, 1] / exp.sum(axis=1)

@@ -1,0 +1,79 @@
+"""FeatherFace preprocessing: optional resize, BGR − mean, padding, NCHW float32.
+
+The :class:`Transform` records how an image was scaled, so detections can be
+mapped back to original pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from featherface_deploy.contract import DecodeContract
+
+
+@dataclass(frozen=True)
+class Transform:
+    """How original pixels map to network-input pixels: ``net = orig · scale``.
+
+    Attributes:
+        scale_x: Horizontal scale.
+        scale_y: Vertical scale.
+        original_size: (height, width) of the original image.
+    """
+
+    scale_x: float
+    scale_y: float
+    original_size: tuple[int, int]
+
+
+def resize_bgr(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of a uint8 H×W×3 image."""
+    if image.shape[:2] == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def _fit(image_size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
+    """Largest size with the image's aspect ratio that fits in ``target``."""
+    height, width = image_size
+    scale = min(target[0] / height, target[1] / width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _round_up(value: int, divisor: int) -> int:
+    return -(-value // divisor) * divisor
+
+
+def preprocess(image: np.ndarray, contract: DecodeContract, size: tuple[int, int] | None = None) -> tuple[np.ndarray, Transform]:
+    """Turns one BGR uint8 image into a network input.
+
+    A model with a fixed input size gets the image resized to fit (aspect ratio
+    kept) and padded at the bottom and right. Otherwise the image is used at
+    native resolution, or resized to fit ``size`` if given, and padded up to
+    the model's size divisor. Padding is zero *after* mean subtraction (mean colour).
+
+    Args:
+        image: uint8 H×W×3 BGR.
+        contract: The model's decode contract (mean, input size, divisor).
+        size: Optional (height, width) box to resize into, for any-size models.
+
+    Returns:
+        The (3, H', W') float32 input and its :class:`Transform`.
+    """
+    height, width = image.shape[:2]
+    target = contract.input_size or size
+    resized_size = _fit((height, width), target) if target else (height, width)
+    resized = resize_bgr(image, *resized_size)
+    if contract.input_size:
+        canvas_size = contract.input_size
+    else:
+        divisor = contract.size_divisor
+        canvas_size = (_round_up(resized_size[0], divisor), _round_up(resized_size[1], divisor))
+    tensor = np.zeros((3, *canvas_size), dtype=np.float32)
+    mean = np.asarray(contract.mean_bgr, dtype=np.float32).reshape(3, 1, 1)
+    tensor[:, : resized_size[0], : resized_size[1]] = resized.transpose(2, 0, 1) - mean
+    transform = Transform(resized_size[1] / width, resized_size[0] / height, (height, width))
+    return tensor, transform
