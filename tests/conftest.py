@@ -25,3 +25,38 @@ def shared_dir() -> Path:
     if env:
         return Path(env).expanduser().resolve()
     return (REPO_ROOT.parent / "shared").resolve()
+
+
+import pytest  # noqa: E402
+
+
+def shared_path(*parts: str) -> Path:
+    """Returns a path inside the shared folder, skipping the test when it is absent."""
+    path = shared_dir().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared asset {path} not found (set FEATHERFACE_SHARED to the shared folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def v1_weights() -> Path:
+    """The trained FeatherFace V1 checkpoint."""
+    return shared_path("weights", "featherface-v1.pth")
+
+
+@pytest.fixture(scope="session")
+def v2_weights() -> Path:
+    """The trained FeatherFace V2 (Coordinate Attention) checkpoint."""
+    return shared_path("weights", "featherface-v2-ca.pth")
+
+
+@pytest.fixture(scope="session")
+def widerface_root() -> Path:
+    """The 200-image WIDER FACE val subset in the official layout."""
+    return shared_path("data", "widerface-val-416")
+
+
+@pytest.fixture(scope="session")
+def calibration_dir() -> Path:
+    """The calibration photos (never evaluation images)."""
+    return shared_path("data", "calibration")

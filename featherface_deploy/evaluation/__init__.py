@@ -27,3 +27,7 @@ __all__ = [
     "read_predictions",
     "write_predictions",
 ]
+
+from featherface_deploy.evaluation.runner import WiderFaceResult, evaluate_widerface, predict_widerface  # noqa: E402
+
+__all__ += ["WiderFaceResult", "evaluate_widerface", "predict_widerface"]

@@ -109,6 +109,8 @@ class WiderGroundTruth:
 class WiderFaceAP:
     """Average precision on the three WIDER FACE settings, each in [0, 1].
 
+    A setting whose ground truth has no face at all gets NaN.
+
     Attributes:
         easy: AP on the Easy setting.
         medium: AP on the Medium setting.
@@ -153,7 +155,7 @@ def _loadmat(path: Path, fields: Iterable[str]) -> dict:
         raise DatasetError(f"WIDER FACE ground-truth file not found: {path}")
     try:
         mat = scipy.io.loadmat(str(path))
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, scipy.io.matlab.MatReadError) as exc:
         raise DatasetError(f"cannot read WIDER FACE ground truth {path}: {exc}") from exc
     missing = [f for f in fields if f not in mat]
     if missing:
@@ -191,7 +193,8 @@ def _read_face_mat(path: Path) -> tuple[tuple[ImageKey, ...], dict]:
             if box.size == 0:
                 box = np.zeros((0, 4), dtype=np.float64)
             if box.ndim != 2 or box.shape[1] != 4:
-                raise DatasetError(f"{path}: boxes of {key} have shape {box.shape}, expected (G, 4)")
+                raise DatasetError(f"{path}: boxes of {key} have shape {box.shape}, "
+                                   "expected (G, 4)")
             images.append(key)
             boxes[key] = _frozen(np.ascontiguousarray(box))
     return tuple(images), boxes
@@ -425,11 +428,11 @@ def evaluate(predictions: Mapping[ImageKey, np.ndarray], ground_truth: WiderGrou
         iou_threshold: Minimum IoU (official "+1" convention) of a match.
 
     Returns:
-        The Easy / Medium / Hard average precision.
+        The Easy / Medium / Hard average precision; NaN for a setting without
+        any kept face in ``ground_truth`` (possible on a small subset).
 
     Raises:
-        ValueError: If a prediction array is not ``(N, 5)`` or holds NaN/inf,
-            or if a setting has no kept face at all.
+        ValueError: If a prediction array is not ``(N, 5)`` or holds NaN/inf.
     """
     preds = _prepare(predictions)
     thresholds = 1 - (np.arange(THRESH_NUM) + 1) / THRESH_NUM
@@ -446,8 +449,9 @@ def evaluate(predictions: Mapping[ImageKey, np.ndarray], ground_truth: WiderGrou
     aps = []
     for setting in SETTINGS:
         count_face = ground_truth.num_kept(setting)
-        if count_face == 0:
-            raise ValueError(f"the ground truth has no face in the {setting} setting")
+        if count_face == 0:  # e.g. a tiny subset: AP is undefined
+            aps.append(float("nan"))
+            continue
         curve = curves[setting]
         with np.errstate(divide="ignore", invalid="ignore"):
             precision = curve[:, 1] / curve[:, 0]  # 0/0 -> NaN, as official
@@ -526,14 +530,14 @@ def _parse_file(path: Path) -> tuple[str, np.ndarray]:
         raise DatasetError(f"prediction file {path} has fewer than 2 lines")
     name = lines[0].strip().replace("\\", "/").split("/")[-1].removesuffix(".jpg") or path.stem
     rows = [line.split() for line in lines[2:] if line.strip()]
+    if any(len(row) < 5 for row in rows):
+        raise DatasetError(f"prediction file {path}: every box line needs 5 numbers")
     try:
         count = int(float(lines[1].strip()))
-        boxes = np.array([[float(v) for v in row[:5]] for row in rows], dtype=np.float64)
+        boxes = np.array([[float(v) for v in row[:5]] for row in rows],
+                         dtype=np.float64).reshape(-1, 5)
     except ValueError as exc:
         raise DatasetError(f"prediction file {path} is malformed: {exc}") from exc
-    boxes = boxes.reshape(-1, 5) if boxes.size == 0 or boxes.ndim == 2 else boxes
-    if boxes.ndim != 2 or boxes.shape[1] != 5:
-        raise DatasetError(f"prediction file {path}: every box line needs 5 numbers")
     if count != len(boxes):
         raise DatasetError(f"prediction file {path} announces {count} faces but has {len(boxes)}")
     boxes[:, 2] = boxes[:, 0] + boxes[:, 2]

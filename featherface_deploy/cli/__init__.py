@@ -1,0 +1,1 @@
+"""The ``featherface-deploy`` command line."""

@@ -1,0 +1,26 @@
+"""Entry point of the ``featherface-deploy`` command."""
+
+from __future__ import annotations
+
+import click
+
+from featherface_deploy import __version__
+from featherface_deploy.cli.detect_cmd import detect
+from featherface_deploy.cli.evaluate_cmd import evaluate
+from featherface_deploy.cli.info_cmd import info
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="featherface-deploy")
+def cli() -> None:
+    """Export FeatherFace face detectors and run them on any backend with the same decoding."""
+
+
+cli.add_command(detect)
+cli.add_command(evaluate)
+cli.add_command(info)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

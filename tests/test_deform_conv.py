@@ -1,0 +1,77 @@
+"""The deformable convolution against a brute-force per-pixel reference."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from featherface_deploy.models.deform_conv import ModulatedDeformConv2d, modulated_deform_conv3x3
+
+
+def _bilinear_zero(image: np.ndarray, y: float, x: float) -> np.ndarray:
+    """torchvision's sampling: each of the four corners reads zero outside the image."""
+    channels, height, width = image.shape
+    y0, x0 = int(np.floor(y)), int(np.floor(x))
+    value = np.zeros(channels)
+    for yy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
+        for xx, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
+            if 0 <= yy < height and 0 <= xx < width:
+                value += wy * wx * image[:, yy, xx]
+    return value
+
+
+def _reference(x, offset, mask, weight):
+    x, offset, mask, weight = (t.double().numpy() for t in (x, offset, mask, weight))
+    batch, _, height, width = x.shape
+    out = np.zeros((batch, weight.shape[0], height, width))
+    for b in range(batch):
+        for h in range(height):
+            for w in range(width):
+                for k in range(9):
+                    i, j = divmod(k, 3)
+                    y = h - 1 + i + offset[b, 2 * k, h, w]
+                    xx = w - 1 + j + offset[b, 2 * k + 1, h, w]
+                    sample = _bilinear_zero(x[b], y, xx) * mask[b, k, h, w]
+                    out[b, :, h, w] += weight[:, :, i, j] @ sample
+    return out
+
+
+@pytest.mark.parametrize("height,width", [(5, 7), (6, 4)])
+def test_matches_brute_force_on_random_fractional_offsets(height, width):
+    generator = torch.Generator().manual_seed(height * width)
+    x = torch.randn(2, 3, height, width, generator=generator)
+    # Offsets up to ±3 px send many taps outside the image, exercising the zero border.
+    offset = (torch.rand(2, 18, height, width, generator=generator) - 0.5) * 6
+    mask = torch.rand(2, 9, height, width, generator=generator) * 2
+    weight = torch.randn(4, 3, 3, 3, generator=generator)
+    out = modulated_deform_conv3x3(x, offset, mask, weight)
+    np.testing.assert_allclose(out.double().numpy(), _reference(x, offset, mask, weight), atol=1e-4, rtol=1e-4)
+
+
+def test_integer_offsets_hit_exact_pixels():
+    x = torch.randn(1, 2, 6, 6)
+    offset = torch.zeros(1, 18, 6, 6)
+    offset[:, 0::2] = 1.0  # every tap one row down
+    weight = torch.randn(3, 2, 3, 3)
+    out = modulated_deform_conv3x3(x, offset, torch.ones(1, 9, 6, 6), weight)
+    # Tap (i, j) at output row h reads input row h + i: a convolution padded 0 above, 2 below.
+    expected = F.conv2d(F.pad(x, (1, 1, 0, 2)), weight)
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_zero_offsets_and_unit_mask_equal_plain_convolution():
+    x = torch.randn(2, 8, 9, 11)
+    weight = torch.randn(5, 8, 3, 3)
+    out = modulated_deform_conv3x3(x, torch.zeros(2, 18, 9, 11), torch.ones(2, 9, 9, 11), weight)
+    np.testing.assert_allclose(out.numpy(), F.conv2d(x, weight, padding=1).numpy(), atol=1e-5)
+
+
+def test_module_uses_twice_sigmoid_mask():
+    layer = ModulatedDeformConv2d(4, 6).eval()
+    torch.nn.init.zeros_(layer.offset_conv.weight)
+    torch.nn.init.zeros_(layer.offset_conv.bias)
+    torch.nn.init.zeros_(layer.modulator_conv.weight)
+    torch.nn.init.zeros_(layer.modulator_conv.bias)  # 2·sigmoid(0) = 1
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        np.testing.assert_allclose(layer(x).numpy(), layer.regular_conv(x).numpy(), atol=1e-5)

@@ -1,0 +1,110 @@
+"""Model code against the shared checkpoints and golden outputs."""
+
+import numpy as np
+import pytest
+import torch
+
+from featherface_deploy.errors import CheckpointError
+from featherface_deploy.models import create_model, detect_architecture, list_models, load_model, read_state_dict
+from tests.conftest import shared_path
+
+EXPECTED_PARAMS = {"featherface-v1": 489_015, "featherface-v2-ca": 493_095}
+GOLDEN_INPUTS = ("astronaut_512x512", "astronaut_crop_405x491")
+GOLDEN_ATOL = 1e-4
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_checkpoint_loads_strictly_and_is_detected(name):
+    path = shared_path("weights", f"{name}.pth")
+    loaded = load_model(path)
+    assert loaded.architecture == name
+    assert sum(p.numel() for p in loaded.model.parameters()) == EXPECTED_PARAMS[name]
+    assert detect_architecture(read_state_dict(path)) == name
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+@pytest.mark.parametrize("tag", GOLDEN_INPUTS)
+def test_golden_raw_outputs(name, tag):
+    golden = np.load(shared_path("docs", "golden", f"{name}.npz"))
+    model = load_model(shared_path("weights", f"{name}.pth")).model
+    with torch.no_grad():
+        outputs = model(torch.from_numpy(golden[f"{tag}__input"]))
+    for output, role in zip(outputs, ("loc", "conf", "landmarks")):
+        np.testing.assert_allclose(output.numpy(), golden[f"{tag}__{role}"], atol=GOLDEN_ATOL, rtol=0,
+                                   err_msg=f"{name} {tag} {role}")
+
+
+def test_output_shapes_follow_input_size():
+    model = create_model("featherface-tiny")
+    with torch.no_grad():
+        loc, conf, landmarks = model(torch.randn(2, 3, 97, 130))
+    anchors = 2 * sum(-(-97 // s) * -(-130 // s) for s in (8, 16, 32))
+    assert loc.shape == (2, anchors, 4) and conf.shape == (2, anchors, 2) and landmarks.shape == (2, anchors, 10)
+    np.testing.assert_allclose(conf.sum(-1).numpy(), 1.0, atol=1e-6)
+
+
+def test_attention_pooling_is_not_frozen_to_one_size():
+    # Pooling is a mean over explicit dims: the same module must run at any size.
+    model = create_model("featherface-tiny")
+    with torch.no_grad():
+        for size in ((64, 64), (96, 160)):
+            model(torch.randn(1, 3, *size))
+
+
+def test_registry_lists_variants():
+    assert {"featherface-v1", "featherface-v2-ca", "featherface-tiny"} <= set(list_models())
+    with pytest.raises(CheckpointError, match="unknown architecture"):
+        create_model("featherface-v9")
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "nope.pth")
+
+
+def test_corrupt_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "broken.pth"
+    path.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_model(path)
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path, v1_weights):
+    path = tmp_path / "truncated.pth"
+    path.write_bytes(v1_weights.read_bytes()[:100_000])
+    with pytest.raises(CheckpointError):
+        load_model(path)
+
+
+def test_pickled_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, path)
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_model(path)
+
+
+def test_wrong_architecture_names_missing_and_unexpected_keys(tmp_path):
+    state = create_model("featherface-v1").state_dict()
+    state.pop("ClassHead.0.conv1x1.bias")
+    state["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "odd.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as error:
+        load_model(path)
+    assert "ClassHead.0.conv1x1.bias" in str(error.value) and "extra.weight" in str(error.value)
+
+
+def test_explicit_architecture_mismatch_is_reported(v1_weights):
+    with pytest.raises(CheckpointError, match="missing keys: ca_p"):
+        load_model(v1_weights, architecture="featherface-v2-ca")
+
+
+def test_wrapped_and_prefixed_state_dict_loads(tmp_path):
+    model = create_model("featherface-tiny")
+    path = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}, "epoch": 3}, path)
+    assert load_model(path).architecture == "featherface-tiny"
