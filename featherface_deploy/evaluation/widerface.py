@@ -39,7 +39,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
-import scipy.io
 
 from featherface_deploy.errors import DatasetError
 
@@ -153,6 +152,8 @@ def _loadmat(path: Path, fields: Iterable[str]) -> dict:
     """Loads a .mat file and checks that it holds the given variables."""
     if not path.is_file():
         raise DatasetError(f"WIDER FACE ground-truth file not found: {path}")
+    import scipy.io  # deferred: only evaluation needs scipy, and it is slow to import
+
     try:
         mat = scipy.io.loadmat(str(path))
     except (OSError, ValueError, TypeError, scipy.io.matlab.MatReadError) as exc:

@@ -1,0 +1,63 @@
+"""PyTorch CPU cost of the deformable convolutions.
+
+Times FeatherFace V1 at 640×640 against the same model with every DCNv2 block
+replaced by a plain 3×3 convolution (same weights, no offsets or masks),
+interleaved in one run. Target: DCN model ≤ 1.5× the plain model.
+
+    python benchmarks/bench_dcn_torch.py [--threads 2] [--iters 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+from torch import nn
+
+from benchmarks.common import default_shared, median_ms, time_interleaved, write_result
+from featherface_deploy.models import load_model
+from featherface_deploy.models.deform_conv import ModulatedDeformConv2d
+
+
+def with_plain_convolutions(model: nn.Module) -> nn.Module:
+    """Returns a copy whose DCNv2 blocks are plain 3×3 convs with the same kernels."""
+    plain = copy.deepcopy(model)
+    for module in list(plain.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, ModulatedDeformConv2d):
+                setattr(module, name, child.regular_conv)
+    return plain.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", default=str(default_shared()))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--size", type=int, default=640)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    dcn = load_model(f"{args.shared}/weights/featherface-v1.pth").model
+    plain = with_plain_convolutions(dcn)
+    x = torch.randn(1, 3, args.size, args.size)
+
+    def run(model):
+        with torch.inference_mode():
+            model(x)
+
+    samples = time_interleaved({"dcn": lambda: run(dcn), "plain": lambda: run(plain)}, args.iters)
+    dcn_ms, plain_ms = median_ms(samples["dcn"]), median_ms(samples["plain"])
+    ratio = dcn_ms / plain_ms
+    print(f"| model (V1, {args.size}², {args.threads} threads, median of {args.iters}) | ms |")
+    print("|---|---|")
+    print(f"| DCNv2 (gather lowering) | {dcn_ms:.1f} |")
+    print(f"| plain 3×3 conv in place of DCN | {plain_ms:.1f} |")
+    print(f"| ratio | {ratio:.2f}× (target ≤ 1.5×) |")
+    write_result("dcn_torch", {"threads": args.threads, "iters": args.iters, "size": args.size,
+                               "dcn_ms": dcn_ms, "plain_ms": plain_ms, "ratio": ratio})
+
+
+if __name__ == "__main__":
+    main()

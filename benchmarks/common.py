@@ -1,0 +1,79 @@
+"""Helpers shared by the benchmark scripts: timing, machine facts, result files."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PACKAGES = ("featherface-deploy", "numpy", "torch", "onnx", "onnxruntime", "ai-edge-litert", "litert-torch",
+            "ai-edge-quantizer", "coremltools", "opencv-python-headless")
+
+
+def default_shared() -> Path:
+    """The shared data folder: ``$FEATHERFACE_SHARED`` or ``../shared`` beside the repository."""
+    env = os.environ.get("FEATHERFACE_SHARED")
+    return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "shared"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_facts() -> dict:
+    """Date, machine, CPU and library versions, for result files."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def time_interleaved(functions: dict[str, Callable[[], object]], iterations: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Times several functions round-robin (so machine noise hits all alike); returns seconds per call."""
+    for _ in range(warmup):
+        for function in functions.values():
+            function()
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(iterations):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def median_ms(samples: list[float]) -> float:
+    """Median of samples in seconds, as milliseconds."""
+    return 1000.0 * statistics.median(samples)
+
+
+def write_result(name: str, payload: dict) -> Path:
+    """Writes ``results/<name>.json`` with the machine facts added; returns the path."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps({**machine_facts(), **payload}, indent=2) + "\n")
+    return path
