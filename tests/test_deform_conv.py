@@ -5,7 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from featherface_deploy.models.deform_conv import ModulatedDeformConv2d, modulated_deform_conv3x3
+from featherface_deploy.models.deform_conv import LOWERINGS, ModulatedDeformConv2d, set_dcn_lowering
+
+ALL_LOWERINGS = pytest.mark.parametrize("lowering", sorted(LOWERINGS))
 
 
 def _bilinear_zero(image: np.ndarray, y: float, x: float) -> np.ndarray:
@@ -36,34 +38,37 @@ def _reference(x, offset, mask, weight):
     return out
 
 
-@pytest.mark.parametrize("height,width", [(5, 7), (6, 4)])
-def test_matches_brute_force_on_random_fractional_offsets(height, width):
+@ALL_LOWERINGS
+@pytest.mark.parametrize("height,width", [(5, 7), (6, 4), (1, 3)])
+def test_matches_brute_force_on_random_fractional_offsets(lowering, height, width):
     generator = torch.Generator().manual_seed(height * width)
     x = torch.randn(2, 3, height, width, generator=generator)
     # Offsets up to ±3 px send many taps outside the image, exercising the zero border.
     offset = (torch.rand(2, 18, height, width, generator=generator) - 0.5) * 6
     mask = torch.rand(2, 9, height, width, generator=generator) * 2
     weight = torch.randn(4, 3, 3, 3, generator=generator)
-    out = modulated_deform_conv3x3(x, offset, mask, weight)
+    out = LOWERINGS[lowering](x, offset, mask, weight)
     np.testing.assert_allclose(out.double().numpy(), _reference(x, offset, mask, weight), atol=1e-4, rtol=1e-4)
 
 
-def test_integer_offsets_hit_exact_pixels():
+@ALL_LOWERINGS
+def test_integer_offsets_hit_exact_pixels(lowering):
     x = torch.randn(1, 2, 6, 6)
     offset = torch.zeros(1, 18, 6, 6)
     offset[:, 0::2] = 1.0  # every tap one row down
     weight = torch.randn(3, 2, 3, 3)
-    out = modulated_deform_conv3x3(x, offset, torch.ones(1, 9, 6, 6), weight)
+    out = LOWERINGS[lowering](x, offset, torch.ones(1, 9, 6, 6), weight)
     # Tap (i, j) at output row h reads input row h + i: a convolution padded 0 above, 2 below.
     expected = F.conv2d(F.pad(x, (1, 1, 0, 2)), weight)
     np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-5)
 
 
-def test_zero_offsets_and_unit_mask_equal_plain_convolution():
+@ALL_LOWERINGS
+def test_zero_offsets_and_unit_mask_equal_plain_convolution(lowering):
     x = torch.randn(2, 8, 9, 11)
     weight = torch.randn(5, 8, 3, 3)
-    out = modulated_deform_conv3x3(x, torch.zeros(2, 18, 9, 11), torch.ones(2, 9, 9, 11), weight)
-    np.testing.assert_allclose(out.numpy(), F.conv2d(x, weight, padding=1).numpy(), atol=1e-5)
+    out = LOWERINGS[lowering](x, torch.zeros(2, 18, 9, 11), torch.ones(2, 9, 9, 11), weight)
+    np.testing.assert_allclose(out.numpy(), F.conv2d(x, weight, padding=1).numpy(), atol=1e-5, rtol=1e-5)
 
 
 def test_module_uses_twice_sigmoid_mask():
@@ -75,3 +80,22 @@ def test_module_uses_twice_sigmoid_mask():
     x = torch.randn(1, 4, 8, 8)
     with torch.no_grad():
         np.testing.assert_allclose(layer(x).numpy(), layer.regular_conv(x).numpy(), atol=1e-5)
+
+
+def test_lowerings_agree_on_a_trained_model(v1_weights):
+    from featherface_deploy.models import load_model
+
+    model = load_model(v1_weights).model
+    x = torch.randn(1, 3, 96, 128) * 50
+    outputs = {}
+    for lowering in LOWERINGS:
+        set_dcn_lowering(model, lowering)
+        with torch.no_grad():
+            outputs[lowering] = model(x)
+    for a, b in zip(*outputs.values()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
+
+
+def test_unknown_lowering_is_refused():
+    with pytest.raises(ValueError, match="unknown DCN lowering"):
+        set_dcn_lowering(ModulatedDeformConv2d(2, 2), "cuda-magic")

@@ -12,12 +12,25 @@ and the convolution are both linear, so the result is identical, while the
 gathered tensor has C_out instead of C_in channels (2–4× less memory traffic in
 this model, where C_out ≤ C_in).
 
+Two lowerings compute the same function (tests hold them to each other and to
+a brute-force reference):
+
+- ``grid_sample`` (eager default): samples the projection with torch's fused
+  bilinear ``grid_sample`` kernel — the fastest in PyTorch, but ``GridSample``
+  is slow in ONNX Runtime and absent from TFLite.
+- ``gather`` (portable, for export): integer index arithmetic, one ``Gather``
+  and a multiply-add — ops that ONNX, TFLite and Core ML all know.
+
+Choose one per model with :func:`set_dcn_lowering`.
+
 Conventions (torchvision's ``deform_conv2d``): for tap k = i·3 + j, offset
 channel 2k is the row (y) offset and 2k+1 the column (x) offset; mask channel k
 scales tap k; samples that fall outside the image read zero, corner by corner.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +105,48 @@ def modulated_deform_conv3x3(
     return out.transpose(1, 2).reshape(batch, out_channels, height, width)
 
 
+def modulated_deform_conv3x3_grid_sample(
+    x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """Same as :func:`modulated_deform_conv3x3`, sampling with ``F.grid_sample``.
+
+    ``align_corners=False`` with pixel p mapped to (2p + 1) / size − 1 is exact
+    for any size (including 1), and ``padding_mode="zeros"`` zeroes each corner
+    outside the image, as torchvision does.
+    """
+    batch, _, height, width = x.shape
+    out_channels = weight.shape[0]
+    tap_weight = weight.permute(2, 3, 0, 1).reshape(KERNEL_TAPS * out_channels, -1, 1, 1)
+    projected = F.conv2d(x, tap_weight).reshape(batch * KERNEL_TAPS, out_channels, height, width)
+    base_y, base_x = _tap_grid(height, width, x)
+    offset = offset.reshape(batch, KERNEL_TAPS, 2, height, width)
+    grid_x = (base_x + offset[:, :, 1]) * (2.0 / width) + (1.0 / width - 1.0)
+    grid_y = (base_y + offset[:, :, 0]) * (2.0 / height) + (1.0 / height - 1.0)
+    grid = torch.stack([grid_x, grid_y], dim=-1).reshape(batch * KERNEL_TAPS, height, width, 2)
+    sampled = F.grid_sample(projected, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    sampled = sampled.reshape(batch, KERNEL_TAPS, out_channels, height, width)
+    return (sampled * mask.reshape(batch, KERNEL_TAPS, 1, height, width)).sum(dim=1)
+
+
+LOWERINGS: dict[str, Callable[..., torch.Tensor]] = {
+    "grid_sample": modulated_deform_conv3x3_grid_sample,
+    "gather": modulated_deform_conv3x3,
+}
+
+
+def set_dcn_lowering(model: nn.Module, lowering: str) -> None:
+    """Chooses how every DCNv2 block of ``model`` computes (see the module docstring).
+
+    Raises:
+        ValueError: Unknown lowering name.
+    """
+    if lowering not in LOWERINGS:
+        raise ValueError(f"unknown DCN lowering '{lowering}'; choose one of {sorted(LOWERINGS)}")
+    for module in model.modules():
+        if isinstance(module, ModulatedDeformConv2d):
+            module.lowering = lowering
+
+
 class ModulatedDeformConv2d(nn.Module):
     """DCNv2 block as the FeatherFace checkpoints store it.
 
@@ -109,8 +164,9 @@ class ModulatedDeformConv2d(nn.Module):
         self.offset_conv = nn.Conv2d(in_channels, 2 * KERNEL_TAPS, 3, padding=1, bias=True)
         self.modulator_conv = nn.Conv2d(in_channels, KERNEL_TAPS, 3, padding=1, bias=True)
         self.regular_conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.lowering = "grid_sample"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset = self.offset_conv(x)
         mask = 2.0 * torch.sigmoid(self.modulator_conv(x))
-        return modulated_deform_conv3x3(x, offset, mask, self.regular_conv.weight)
+        return LOWERINGS[self.lowering](x, offset, mask, self.regular_conv.weight)
