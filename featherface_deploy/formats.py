@@ -37,6 +37,8 @@ class ModelFormat:
 FORMATS: tuple[ModelFormat, ...] = (
     ModelFormat("torch", (".pth", ".pt"), "torch", "featherface_deploy.runtimes.torch_runtime:TorchRuntime", None,
                 "PyTorch checkpoint (reference)"),
+    ModelFormat("onnx", (".onnx",), "onnx", "featherface_deploy.runtimes.ort_runtime:OrtRuntime",
+                "featherface_deploy.exporters.torch2onnx:export_onnx", "ONNX (ONNX Runtime)"),
 )
 
 

@@ -7,8 +7,8 @@ correct at every input size:
   semantics), not a fixed ×2, so odd feature sizes match the reference.
 - ``pool`` is a TF-"same" 3×3/2 max-pool done as *zero* padding followed by an
   unpadded ``MaxPool2d``. Converters that fold the zero ``Pad`` into MaxPool's
-  own padding (which pads with −inf) change the result; the exporters guard
-  against that.
+  own padding (which pads with −inf) change the result, so the zeros are
+  concatenated rather than padded (see ``_zero_pad``).
 """
 
 from __future__ import annotations
@@ -66,8 +66,27 @@ def same_maxpool(x: torch.Tensor) -> torch.Tensor:
     height, width = x.shape[-2:]
     pad_h = max((-(-height // 2) - 1) * 2 + 3 - height, 0)
     pad_w = max((-(-width // 2) - 1) * 2 + 3 - width, 0)
-    x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+    x = _zero_pad(x, -1, pad_w // 2, pad_w - pad_w // 2)
+    x = _zero_pad(x, -2, pad_h // 2, pad_h - pad_h // 2)
     return F.max_pool2d(x, 3, 2)
+
+
+def _zero_pad(x: torch.Tensor, dim: int, before: int, after: int) -> torch.Tensor:
+    """Zero-pads one spatial dimension by concatenating zeros.
+
+    Not ``F.pad``: ONNX optimisers (ONNX Runtime's ``Pad_Fusion``, onnxsim) fold a
+    constant zero ``Pad`` into the following MaxPool's own padding, which pads
+    with −inf and silently changes the result. A ``Concat`` cannot be folded so.
+    """
+    if not (before or after):
+        return x
+    parts = []
+    if before:
+        parts.append(torch.zeros_like(x.narrow(dim, 0, 1)).expand(*x.shape[:dim % 4], before, *x.shape[dim % 4 + 1:]))
+    parts.append(x)
+    if after:
+        parts.append(torch.zeros_like(x.narrow(dim, 0, 1)).expand(*x.shape[:dim % 4], after, *x.shape[dim % 4 + 1:]))
+    return torch.cat(parts, dim=dim)
 
 
 def fusion_weights(raw: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Exporters: build model files from PyTorch checkpoints (torch lives here, never in the runtimes)."""
