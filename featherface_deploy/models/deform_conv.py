@@ -21,7 +21,9 @@ a brute-force reference):
 - ``gather`` (portable, for export): integer index arithmetic, one ``Gather``
   and a multiply-add — ops that ONNX, TFLite and Core ML all know.
 
-Choose one per model with :func:`set_dcn_lowering`.
+By default (``"auto"``) eager execution uses ``grid_sample`` and any tracing or
+export (``torch.export``, the dynamo ONNX exporter, ``torch.jit.trace``) uses
+``gather``; :func:`set_dcn_lowering` forces one.
 
 Conventions (torchvision's ``deform_conv2d``): for tap k = i·3 + j, offset
 channel 2k is the row (y) offset and 2k+1 the column (x) offset; mask channel k
@@ -135,12 +137,12 @@ LOWERINGS: dict[str, Callable[..., torch.Tensor]] = {
 
 
 def set_dcn_lowering(model: nn.Module, lowering: str) -> None:
-    """Chooses how every DCNv2 block of ``model`` computes (see the module docstring).
+    """Chooses how every DCNv2 block of ``model`` computes: ``auto`` or a key of :data:`LOWERINGS`.
 
     Raises:
         ValueError: Unknown lowering name.
     """
-    if lowering not in LOWERINGS:
+    if lowering != "auto" and lowering not in LOWERINGS:
         raise ValueError(f"unknown DCN lowering '{lowering}'; choose one of {sorted(LOWERINGS)}")
     for module in model.modules():
         if isinstance(module, ModulatedDeformConv2d):
@@ -164,9 +166,13 @@ class ModulatedDeformConv2d(nn.Module):
         self.offset_conv = nn.Conv2d(in_channels, 2 * KERNEL_TAPS, 3, padding=1, bias=True)
         self.modulator_conv = nn.Conv2d(in_channels, KERNEL_TAPS, 3, padding=1, bias=True)
         self.regular_conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.lowering = "grid_sample"
+        self.lowering = "auto"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset = self.offset_conv(x)
         mask = 2.0 * torch.sigmoid(self.modulator_conv(x))
-        return LOWERINGS[self.lowering](x, offset, mask, self.regular_conv.weight)
+        lowering = self.lowering
+        if lowering == "auto":
+            tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()
+            lowering = "gather" if tracing else "grid_sample"
+        return LOWERINGS[lowering](x, offset, mask, self.regular_conv.weight)
