@@ -30,7 +30,7 @@ import featherface_deploy
 from featherface_deploy.contract import METADATA_KEY, DecodeContract, atomic_write_bytes, write_sidecar
 from featherface_deploy.errors import ExportError, missing_backend
 from featherface_deploy.exporters.parity import ParityReport, Tolerances, check_parity
-from featherface_deploy.models.deform_conv import ModulatedDeformConv2d, modulated_deform_conv3x3
+from featherface_deploy.models.deform_conv import ModulatedDeformConv2d, modulated_deform_conv3x3, set_dcn_lowering
 from featherface_deploy.models.featherface import OUTPUT_NAMES
 
 INPUT_NAME = "input"
@@ -186,8 +186,7 @@ def export_onnx(
 
 def build_onnx(model: nn.Module, config: OnnxExportConfig):
     """Runs the dynamo exporter and returns the ``onnx.ModelProto`` (input ``input``, outputs loc/conf/landmarks)."""
-    if config.dcn == "native":
-        model = with_native_dcn(model)
+    model = with_native_dcn(model) if config.dcn == "native" else with_portable_dcn(model)
     height, width = config.imgsz
     # Batch 2 in the example: torch.export specialises dimensions that are 1 in the example.
     example = torch.zeros(2 if config.dynamic else 1, 3, height, width)
@@ -320,6 +319,17 @@ class _NativeDeformConv(nn.Module):
         return _deform_conv_op()(x, self.offset_conv(x), mask, self.regular_conv.weight)
 
 
+def with_portable_dcn(model: nn.Module) -> nn.Module:
+    """Returns a copy of ``model`` whose DCN layers use the plain-op ``gather`` lowering.
+
+    The eager default (``grid_sample``) exports to ``GridSample``, slow in ONNX
+    Runtime and absent from TFLite.
+    """
+    model = copy.deepcopy(model)
+    set_dcn_lowering(model, "gather")
+    return model
+
+
 def with_native_dcn(model: nn.Module) -> nn.Module:
     """Returns a copy of ``model`` whose DCN layers call the ``DeformConv``-exportable custom op."""
     model = copy.deepcopy(model)
@@ -388,4 +398,5 @@ __all__ = [
     "export_onnx",
     "simplify_onnx",
     "with_native_dcn",
+    "with_portable_dcn",
 ]

@@ -22,3 +22,11 @@ def featherface_v2_ca() -> FeatherFace:
 def featherface_tiny() -> FeatherFace:
     """A randomly initialised, narrow V2-shaped model that keeps tests fast (no trained weights)."""
     return FeatherFace(FeatherFaceConfig("featherface-tiny", base_width=4, fpn_width=16, coordinate_attention=True))
+
+
+@register_model("retinaface-mnet025")
+def retinaface_mnet025():
+    """RetinaFace-MobileNet0.25 (biubug6/Pytorch_Retinaface), the peer baseline: plain-conv SSH, FPN width 64."""
+    from featherface_deploy.models.retinaface import RetinaFace, RetinaFaceConfig
+
+    return RetinaFace(RetinaFaceConfig("retinaface-mnet025"))
