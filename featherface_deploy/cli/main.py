@@ -7,6 +7,7 @@ import click
 from featherface_deploy import __version__
 from featherface_deploy.cli.detect_cmd import detect
 from featherface_deploy.cli.evaluate_cmd import evaluate
+from featherface_deploy.cli.export_cmd import export
 from featherface_deploy.cli.info_cmd import info
 
 
@@ -18,6 +19,7 @@ def cli() -> None:
 
 cli.add_command(detect)
 cli.add_command(evaluate)
+cli.add_command(export)
 cli.add_command(info)
 
 

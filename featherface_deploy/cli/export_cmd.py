@@ -1,0 +1,58 @@
+"""``featherface-deploy export``: checkpoint → deployable file, checked for parity before it is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from featherface_deploy.cli.options import friendly_errors, parse_size
+from featherface_deploy.errors import ExportError
+from featherface_deploy.formats import FORMATS, get_format, resolve
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+MAX_PARITY_IMAGES = 8
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "format_name", default="onnx", show_default=True,
+              type=click.Choice([f.name for f in FORMATS if f.exporter]), help="Output format.")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Output file (default: the checkpoint's name with the format's suffix).")
+@click.option("--imgsz", default="640", show_default=True, help="Input size N or HxW (multiples of 32).")
+@click.option("--dynamic", is_flag=True, help="Dynamic batch, height and width (multiples of 32).")
+@click.option("--opset", default=None, type=int, help="ONNX opset (default 18; 19 with --dcn native).")
+@click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify the graph.")
+@click.option("--simplifier", default="onnxsim", show_default=True, type=click.Choice(["onnxsim", "onnxslim"]))
+@click.option("--dcn", default="portable", show_default=True, type=click.Choice(["portable", "native"]),
+              help="Deformable conv lowering: plain ops (any converter) or ONNX DeformConv (opset ≥ 19).")
+@click.option("--parity-images", default=None, type=click.Path(exists=True, file_okay=False),
+              help=f"Folder of images for the parity check (the first {MAX_PARITY_IMAGES}); default: synthetic.")
+@click.option("--architecture", default=None, help="Architecture name (detected from the keys if omitted).")
+@friendly_errors
+def export(checkpoint: str, format_name: str, output: str | None, imgsz: str, dynamic: bool, opset: int | None,
+           simplify: bool, simplifier: str, dcn: str, parity_images: str | None, architecture: str | None) -> None:
+    """Exports CHECKPOINT (.pth) and checks it against PyTorch; nothing is written if parity fails."""
+    fmt = get_format(format_name)
+    size = parse_size(imgsz)
+    out = Path(output) if output else Path(checkpoint).with_suffix(fmt.suffixes[0])
+    images = _images(parity_images)
+    exporter = resolve(fmt.exporter)
+    result = exporter(
+        checkpoint, out, imgsz=size, dynamic=dynamic, opset=opset or (19 if dcn == "native" else 18),
+        simplify=simplify, dcn=dcn, simplifier=simplifier, parity_images=images, architecture=architecture,
+        log=click.echo,
+    )
+    steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
+    click.echo(f"done: {result.path} ({steps})")
+
+
+def _images(folder: str | None) -> list[Path]:
+    if folder is None:
+        return []
+    images = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:MAX_PARITY_IMAGES]
+    if not images:
+        raise ExportError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}; pass a folder of photos "
+                          "or leave --parity-images out to use a synthetic image")
+    return images
