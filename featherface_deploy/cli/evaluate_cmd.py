@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import click
@@ -25,7 +26,7 @@ def evaluate(model, conf_threshold, nms_iou, imgsz, threads, widerface, pred_dir
     detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads)
     total = len(list_images(widerface)[:limit])
     start = time.perf_counter()
-    with click.progressbar(length=total, label="evaluating", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=total, label="evaluating", file=sys.stderr) as bar:
         result = evaluate_widerface(detector, widerface, limit, on_image=lambda: bar.update(1))
     elapsed = time.perf_counter() - start
     if pred_dir is not None:

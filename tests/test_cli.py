@@ -1,0 +1,84 @@
+"""The command line, end to end through click's runner."""
+
+import json
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from featherface_deploy.cli.main import cli
+from featherface_deploy.models import create_model
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory):
+    path = tmp_path_factory.mktemp("images") / "astronaut.jpg"
+    Image.fromarray(skimage.data.astronaut()).save(path, quality=95)
+    return path
+
+
+def test_detect_prints_json_and_writes_png(v1_weights, astronaut, tmp_path):
+    result = CliRunner().invoke(cli, ["detect", str(astronaut), "--weights", str(v1_weights), "--json",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    faces = json.loads(result.output)[str(astronaut)]
+    assert len(faces) == 1 and faces[0]["score"] > 0.99 and len(faces[0]["landmarks"]) == 5
+    drawn = np.asarray(Image.open(tmp_path / "astronaut.png"))
+    assert drawn.shape == (512, 512, 3)
+
+
+def test_detect_text_output(v1_weights, astronaut):
+    result = CliRunner().invoke(cli, ["detect", str(astronaut), "--weights", str(v1_weights)])
+    assert result.exit_code == 0 and "1 face(s)" in result.output and "score=0.99" in result.output
+
+
+def test_info_reports_architecture_and_parameters(v2_weights):
+    result = CliRunner().invoke(cli, ["info", str(v2_weights)])
+    assert result.exit_code == 0, result.output
+    assert "featherface-v2-ca" in result.output and "493,095" in result.output
+    assert "ca_p3" in result.output and "(B, 16800, 10)" in result.output
+
+
+def test_evaluate_on_a_few_images_writes_submission_layout(v1_weights, widerface_root, tmp_path):
+    result = CliRunner().invoke(cli, ["evaluate", "--weights", str(v1_weights), "--widerface", str(widerface_root),
+                                      "--limit", "3", "--json", "--pred-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["images"] == 3 and 0 < report["easy"] <= 100
+    written = list(tmp_path.glob("*/*.txt"))
+    assert len(written) == 3
+    lines = written[0].read_text().splitlines()
+    assert int(lines[1]) == len(lines) - 2
+
+
+def test_bad_checkpoint_is_one_line_error(tmp_path, astronaut):
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"garbage")
+    result = CliRunner().invoke(cli, ["detect", str(astronaut), "--weights", str(broken)])
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "not a readable PyTorch checkpoint" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+    model = tmp_path / "tiny.pth"
+    torch.save(create_model("featherface-tiny").state_dict(), model)
+    image = tmp_path / "not-an-image.jpg"
+    image.write_text("hello")
+    result = CliRunner().invoke(cli, ["detect", str(image), "--weights", str(model)])
+    assert result.exit_code == 1 and "not-an-image.jpg" in result.output
+
+
+def test_unknown_suffix_is_refused(tmp_path, astronaut):
+    model = tmp_path / "model.xyz"
+    model.write_bytes(b"x")
+    result = CliRunner().invoke(cli, ["detect", str(astronaut), "--weights", str(model)])
+    assert result.exit_code == 1 and "unknown suffix" in result.output
+
+
+def test_bad_size_option():
+    result = CliRunner().invoke(cli, ["info", "setup.cfg", "--imgsz", "axb"])
+    assert result.exit_code != 0
