@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from featherface_deploy import __version__
+from featherface_deploy.cli.benchmark_cmd import benchmark
+from featherface_deploy.cli.compare_cmd import compare
 from featherface_deploy.cli.detect_cmd import detect
 from featherface_deploy.cli.evaluate_cmd import evaluate
 from featherface_deploy.cli.export_cmd import export
@@ -17,6 +19,8 @@ def cli() -> None:
     """Export FeatherFace face detectors and run them on any backend with the same decoding."""
 
 
+cli.add_command(benchmark)
+cli.add_command(compare)
 cli.add_command(detect)
 cli.add_command(evaluate)
 cli.add_command(export)

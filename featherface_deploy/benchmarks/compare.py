@@ -1,0 +1,313 @@
+"""``compare``: every artifact of one checkpoint on identical cached inputs — latency, accuracy, parity.
+
+The orchestration, Polygraphy-comparator style:
+
+1. build (or find cached) every requested artifact (:mod:`.artifacts`);
+2. decode every image once and preprocess it once per distinct preprocessing
+   (all FeatherFace contracts share one), so every artifact sees the same tensors;
+3. WIDER FACE Easy / Medium / Hard AP with the project's evaluator, through the
+   one shared decode + NMS;
+4. parity against the PyTorch reference with :func:`~featherface_deploy.exporters.parity.check_parity`
+   (raw-output error and IoU-matched detections: match rate, score and landmark
+   error), the reference's outputs computed once and memoised;
+5. peak memory per artifact, then latency of all artifacts interleaved.
+
+No torch import here: the exporters (and torch) are loaded only when an
+artifact has to be built or the PyTorch runtime is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from featherface_deploy.benchmarks.artifacts import REFERENCE, BuildSettings, BuiltArtifact, build_all
+from featherface_deploy.benchmarks.latency import (
+    LatencyConfig,
+    Pipeline,
+    file_size_mb,
+    measure_interleaved,
+    measure_peak_memory,
+    null_bar,
+)
+from featherface_deploy.benchmarks.report import Column, machine_facts
+from featherface_deploy.contract import DecodeContract
+from featherface_deploy.evaluation import SETTINGS, evaluate, list_images, load_ground_truth
+from featherface_deploy.exporters.parity import Tolerances, check_parity
+from featherface_deploy.postprocess import PostprocessConfig, decode_image, load_image, preprocess
+from featherface_deploy.runtimes.base import Runtime
+
+DEFAULT_FORMATS = ("torch", "onnx", "onnx-int8", "tflite", "tflite-fp16", "tflite-int8")
+TOLERANCES = {"fp32": Tolerances.fp32, "fp16": Tolerances.fp16, "int8": Tolerances.int8}
+COLUMNS = (
+    Column("label", "Artifact"), Column("precision", "Precision"), Column("runtime", "Runtime"),
+    Column("file_mb", "Size MB", 2), Column("p50_ms", "p50 ms", 1), Column("p90_ms", "p90 ms", 1),
+    Column("p99_ms", "p99 ms", 1), Column("pre_ms", "pre ms", 2), Column("infer_ms", "infer ms", 1),
+    Column("post_ms", "post ms", 2), Column("peak_rss_mb", "peak RSS MB", 0), Column("rss_increase_mb", "RSS +MB", 1),
+    Column("ap_easy", "Easy AP", 2), Column("ap_medium", "Medium AP", 2), Column("ap_hard", "Hard AP", 2),
+    Column("max_abs_conf", "max Δconf", 5), Column("match_rate", "match rate", 3),
+    Column("max_score_diff", "max Δscore", 4), Column("max_landmark_px", "max Δlmk px", 2),
+    Column("parity_pass", "parity ok"),
+)
+
+
+class Progress:
+    """Progress reporting hooks (no-ops); the CLI passes one backed by click's progress bar.
+
+    ``bar(label, total)`` returns a context manager whose value has ``update(n)``.
+    """
+
+    def log(self, message: str) -> None:
+        """A line of text."""
+
+    def bar(self, label: str, total: int):
+        """A progress bar context."""
+        return null_bar(label, total)
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """What to compare and how.
+
+    Attributes:
+        formats: Artifact names (see :data:`~featherface_deploy.benchmarks.artifacts.SPECS`).
+        imgsz: Export size and the box every image is fitted into, for every artifact.
+        threads: Inference threads of every runtime.
+        warmup: Untimed latency rounds.
+        iters: Timed latency rounds.
+        widerface: WIDER FACE folder (accuracy and images), or ``None``.
+        images: Image folder for latency and parity when there is no WIDER FACE folder.
+        limit: Use only the first N images.
+        parity_images: Images used for parity (the first N).
+        latency_images: Distinct images cycled through while timing.
+        calibration_dir: Calibration photos for INT8 builds.
+        postprocess: The detection thresholds shared by all artifacts.
+    """
+
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    imgsz: tuple[int, int] = (640, 640)
+    threads: int = 1
+    warmup: int = 5
+    iters: int = 50
+    widerface: Path | None = None
+    images: Path | None = None
+    limit: int | None = None
+    parity_images: int = 32
+    latency_images: int = 8
+    calibration_dir: Path | None = None
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """Rows (one per artifact, reference first), machine facts and how-it-was-measured notes."""
+
+    rows: list[dict]
+    facts: dict
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """Decoded images (BGR), their WIDER keys (if any), and preprocessed tensors per preprocessing."""
+
+    images: list[np.ndarray]
+    keys: list[tuple[str, str]] | None
+    tensors: dict[tuple, list] = field(default_factory=dict)
+
+    def prepared(self, contract: DecodeContract, imgsz: tuple[int, int]) -> list:
+        """(tensor (1, 3, H, W), transform) per image, computed once per distinct preprocessing."""
+        key = (contract.input_size, contract.size_divisor, contract.mean_bgr, None if contract.input_size else imgsz)
+        if key not in self.tensors:
+            size = None if contract.input_size else imgsz
+            self.tensors[key] = [(tensor[None], transform)
+                                 for tensor, transform in (preprocess(image, contract, size) for image in self.images)]
+        return self.tensors[key]
+
+
+def run_compare(checkpoint: str | Path, out_dir: str | Path, config: CompareConfig,
+                progress: Progress = Progress()) -> CompareResult:
+    """Builds, runs and measures every requested artifact of a checkpoint.
+
+    Args:
+        checkpoint: The ``.pth`` checkpoint.
+        out_dir: Report folder; built artifacts are cached in ``<out_dir>/artifacts``.
+        config: What and how.
+        progress: Progress hooks.
+
+    Returns:
+        The rows, facts and notes (the caller writes the report).
+
+    Raises:
+        FeatherFaceError: A build failed, a backend is missing, or the data folders are bad.
+    """
+    inputs = _load_inputs(config)
+    names = list(dict.fromkeys([REFERENCE, *config.formats]))
+    settings = BuildSettings(config.imgsz, config.calibration_dir, _parity_paths(config), progress.log)
+    built = build_all(checkpoint, names, out_dir, settings)
+    runtimes = {name: artifact.open(config.threads) for name, artifact in built.items()}
+    rows = {name: _artifact_row(artifact, runtimes[name], config) for name, artifact in built.items()}
+    if inputs.keys is not None:
+        _add_accuracy(rows, runtimes, inputs, config, progress)
+    _add_parity(rows, runtimes, inputs, config, progress)
+    _add_latency(rows, runtimes, inputs, config, progress)
+    ordered = [rows[name] for name in names if name in config.formats or name == REFERENCE]
+    facts = machine_facts(threads=config.threads, imgsz=list(config.imgsz), checkpoint=str(checkpoint),
+                          images=len(inputs.images))
+    return CompareResult(ordered, facts, _notes(ordered, config, len(inputs.images)))
+
+
+def _load_inputs(config: CompareConfig) -> _Inputs:
+    if config.widerface is not None:
+        listed = list_images(config.widerface)[:config.limit]
+        return _Inputs([load_image(path) for _, _, path in listed], [(event, name) for event, name, _ in listed])
+    if config.images is None:
+        raise ValueError("compare needs images: a WIDER FACE folder or an image folder")
+    from featherface_deploy.calibration import list_image_files
+
+    return _Inputs([load_image(path) for path in list_image_files(config.images)[:config.limit]], None)
+
+
+def _parity_paths(config: CompareConfig) -> list[Path]:
+    if config.widerface is not None:
+        return [path for _, _, path in list_images(config.widerface)[:min(config.parity_images, 8)]]
+    from featherface_deploy.calibration import list_image_files
+
+    return list_image_files(config.images)[:min(config.parity_images, 8)]
+
+
+def _artifact_row(artifact: BuiltArtifact, runtime: Runtime, config: CompareConfig) -> dict:
+    return {"label": artifact.spec.name, "format": artifact.spec.format, "precision": artifact.spec.precision,
+            "runtime": runtime.name, "path": str(artifact.path), "file_mb": file_size_mb(artifact.path),
+            "threads": config.threads, "build_s": round(artifact.build_seconds, 1), "cached": artifact.cached}
+
+
+def _add_accuracy(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, config: CompareConfig,
+                  progress: Progress) -> None:
+    ground_truth = load_ground_truth(config.widerface)
+    if config.limit is not None:
+        from featherface_deploy.evaluation.runner import _subset
+
+        ground_truth = _subset(ground_truth, set(inputs.keys))
+    for name, runtime in runtimes.items():
+        prepared = inputs.prepared(runtime.contract, config.imgsz)
+        predictions = {}
+        with progress.bar(f"WIDER FACE {name:12s}", len(prepared)) as bar:
+            for key, (tensor, transform) in zip(inputs.keys, prepared):
+                raw = runtime.infer(tensor)
+                faces = decode_image(raw["loc"][0], raw["conf"][0], raw["landmarks"][0], tensor.shape[2:],
+                                     runtime.contract, transform, config.postprocess)
+                predictions[key] = np.concatenate([faces.boxes, faces.scores[:, None]], axis=1)
+                bar.update(1)
+        ap = evaluate(predictions, ground_truth).percentages
+        rows[name].update({f"ap_{setting}": round(ap[setting], 2) for setting in SETTINGS})
+    reference = rows[REFERENCE]
+    for row in rows.values():
+        row["ap_drop"] = round(max(reference[f"ap_{s}"] - row[f"ap_{s}"] for s in SETTINGS), 2)
+
+
+def _add_parity(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, config: CompareConfig,
+                progress: Progress) -> None:
+    images = inputs.images[:config.parity_images]
+    reference = _MemoRuntime(runtimes[REFERENCE])
+    for name, runtime in runtimes.items():
+        if name == REFERENCE:
+            continue
+        progress.log(f"parity {name} vs {REFERENCE} on {len(images)} image(s)")
+        report = check_parity(runtime, reference, images, TOLERANCES[rows[name]["precision"]](),
+                              raise_on_failure=False, size=config.imgsz)
+        rows[name].update({
+            "parity_images": report.images, "max_abs_conf": report.max_abs["conf"],
+            "max_abs_loc": report.max_abs["loc"], "max_abs_landmarks": report.max_abs["landmarks"],
+            "reference_detections": report.reference_detections, "candidate_detections": report.candidate_detections,
+            "matched": report.matched, "match_rate": report.match_rate, "min_matched_iou": report.min_matched_iou,
+            "max_score_diff": report.max_score_diff, "max_landmark_px": report.max_landmark_diff,
+            "parity_pass": report.passed, "parity_failures": list(report.failures),
+        })
+
+
+def _add_latency(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, config: CompareConfig,
+                 progress: Progress) -> None:
+    latency_config = LatencyConfig(config.imgsz, 1, config.warmup, config.iters)
+    images = inputs.images[:config.latency_images]
+    pipelines = {name: Pipeline(runtime, images, latency_config, config.postprocess)
+                 for name, runtime in runtimes.items()}
+    for name, pipeline in pipelines.items():
+        rows[name].update(measure_peak_memory(pipeline))
+    with progress.bar("latency (interleaved)", config.iters) as bar:
+        stats = measure_interleaved(pipelines, config.warmup, config.iters, on_round=lambda: bar.update(1))
+    for name, value in stats.items():
+        rows[name].update(value.to_dict())
+
+
+def _notes(rows: Sequence[dict], config: CompareConfig, images: int) -> list[str]:
+    notes = [
+        f"{images} image(s), each fitted into {config.imgsz[0]}×{config.imgsz[1]} by the shared preprocessing; "
+        f"every artifact gets the same cached tensors and the same decode + NMS "
+        f"(conf ≥ {config.postprocess.conf_threshold}, NMS IoU {config.postprocess.nms_iou}).",
+        f"Latency: {config.threads} inference thread(s), batch 1, {config.warmup} warm-up + {config.iters} timed "
+        f"rounds, all artifacts interleaved round-robin (one step each per round) so host noise hits all alike; "
+        "time.perf_counter_ns; per frame = pre (resize, mean, pad; JPEG decoding excluded) + infer + post "
+        "(decode, top-k, NMS, rescale).",
+        f"Parity against {REFERENCE} on the first {min(config.parity_images, images)} image(s): raw max |Δ| of the "
+        "outputs, and detections ≥ 0.5 matched one-to-one by IoU (exporters.parity.check_parity; tolerances tiered "
+        "by precision: FP32 tight, FP16 looser, INT8 judged after decode only).",
+        "Landmarks: the WIDER FACE subset has box annotations only, so landmark quality is reported as agreement "
+        f"with {REFERENCE}: the largest landmark difference, in pixels, over matched detections.",
+        "Peak RSS: process peak while the artifact runs a few frames (kernel mark reset first); it includes what "
+        "the process already holds (all runtimes are loaded together).",
+    ]
+    onnx = next((row for row in rows if row["label"] == "onnx" and "infer_ms" in row), None)
+    if onnx is not None:
+        overhead = onnx["pre_ms"] + onnx["post_ms"]
+        notes.append(f"Harness overhead: pre + post = {overhead:.2f} ms per frame = "
+                     f"{100 * overhead / onnx['infer_ms']:.1f}% of ONNX Runtime FP32 inference ({onnx['infer_ms']:.1f} ms).")
+    return notes
+
+
+class _MemoRuntime(Runtime):
+    """Wraps a runtime and remembers its outputs per input, so the reference runs each image once."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime.contract)
+        self.runtime = runtime
+        self.name = runtime.name
+        self._outputs: dict[str, dict] = {}
+
+    def _infer(self, batch: np.ndarray) -> Mapping[str, np.ndarray]:
+        key = hashlib.blake2b(batch.tobytes(), digest_size=16).hexdigest() + str(batch.shape)
+        if key not in self._outputs:
+            self._outputs[key] = self.runtime.infer(batch)
+        return self._outputs[key]
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Limits that make ``compare`` exit non-zero (``None`` = not checked).
+
+    Attributes:
+        min_match_rate: Lowest detection match rate against the reference.
+        max_ap_drop: Largest AP drop against the reference, in points, on any setting.
+        parity: Require every artifact to pass its precision's parity tolerances.
+    """
+
+    min_match_rate: float | None = None
+    max_ap_drop: float | None = None
+    parity: bool = False
+
+    def broken(self, rows: Sequence[dict]) -> list[str]:
+        """Lines naming each broken budget (empty when all hold)."""
+        broken = []
+        for row in rows:
+            label, rate, drop = row["label"], row.get("match_rate"), row.get("ap_drop")
+            if self.min_match_rate is not None and rate is not None and rate < self.min_match_rate:
+                broken.append(f"{label}: detection match rate {rate:.3f} < {self.min_match_rate}")
+            if self.max_ap_drop is not None and drop is not None and drop > self.max_ap_drop:
+                broken.append(f"{label}: AP drop {drop:.2f} points > {self.max_ap_drop}")
+            if self.parity and row.get("parity_pass") is False:
+                broken.append(f"{label}: parity failed ({'; '.join(row['parity_failures'])})")
+        return broken

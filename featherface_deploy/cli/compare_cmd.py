@@ -1,0 +1,86 @@
+"""``featherface-deploy compare``: every backend and precision of one checkpoint, side by side."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from featherface_deploy.cli.options import friendly_errors, parse_size
+
+BUDGET_EXIT_CODE = 3
+
+
+class ClickProgress:
+    """Progress on stderr: log lines and click progress bars (stdout keeps only the table)."""
+
+    def log(self, message: str) -> None:
+        """Echoes a line to stderr."""
+        click.echo(message, err=True)
+
+    def bar(self, label: str, total: int):
+        """A click progress bar on stderr."""
+        return click.progressbar(length=total, label=label, file=sys.stderr)
+
+
+@click.command("compare")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--formats", default="torch,onnx,onnx-int8,tflite,tflite-fp16,tflite-int8", show_default=True,
+              help="Comma-separated artifacts to build and compare (torch is always the reference).")
+@click.option("--widerface", type=click.Path(exists=True, file_okay=False), default=None,
+              help="WIDER FACE folder (official layout): accuracy, and the images for everything else.")
+@click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Image folder for latency and parity when no --widerface is given.")
+@click.option("--calib-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Calibration photos for INT8 artifacts (never the evaluation images).")
+@click.option("--out", default="report", show_default=True, type=click.Path(file_okay=False),
+              help="Report folder; built artifacts are cached in OUT/artifacts.")
+@click.option("--name", default="compare", show_default=True, help="Report file stem (NAME.md/.csv/.json/.png).")
+@click.option("--imgsz", default="640", show_default=True, help="Export size and image box, N or HxW.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="Inference threads.")
+@click.option("--warmup", default=5, show_default=True, type=click.IntRange(0), help="Untimed rounds.")
+@click.option("--iters", default=50, show_default=True, type=click.IntRange(1), help="Timed rounds.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N images.")
+@click.option("--parity-images", default=32, show_default=True, type=click.IntRange(1),
+              help="Images compared with the reference.")
+@click.option("--min-match-rate", default=None, type=click.FloatRange(0, 1),
+              help=f"Budget: exit {BUDGET_EXIT_CODE} if any artifact's detection match rate is lower.")
+@click.option("--max-ap-drop", default=None, type=click.FloatRange(0),
+              help=f"Budget: exit {BUDGET_EXIT_CODE} if any AP (points) drops more than this vs the reference.")
+@click.option("--strict-parity", is_flag=True,
+              help=f"Budget: exit {BUDGET_EXIT_CODE} if any artifact fails its precision's parity tolerances.")
+@friendly_errors
+def compare(checkpoint, formats, widerface, images, calib_dir, out, name, imgsz, threads, warmup, iters, limit,
+            parity_images, min_match_rate, max_ap_drop, strict_parity):
+    """Export CHECKPOINT to every format asked for, run all on the same inputs, and report side by side.
+
+    Writes OUT/NAME.{md,csv,json,png} and prints the Markdown table. Exits with status 3 when a
+    budget (--min-match-rate, --max-ap-drop, --strict-parity) is broken.
+    """
+    from featherface_deploy.benchmarks.artifacts import get_spec
+    from featherface_deploy.benchmarks.compare import COLUMNS, Budgets, CompareConfig, run_compare
+    from featherface_deploy.benchmarks.report import render_markdown, write_report
+
+    if widerface is None and images is None:
+        raise click.UsageError("give --widerface DIR (accuracy + images) or --images DIR")
+    names = tuple(dict.fromkeys(part.strip() for part in formats.split(",") if part.strip()))
+    for spec_name in names:
+        get_spec(spec_name)
+    config = CompareConfig(formats=names, imgsz=parse_size(imgsz), threads=threads, warmup=warmup, iters=iters,
+                           widerface=_path(widerface), images=_path(images), limit=limit,
+                           parity_images=parity_images, calibration_dir=_path(calib_dir))
+    result = run_compare(checkpoint, out, config, ClickProgress())
+    paths = write_report(out, name, result.rows, COLUMNS, result.facts, result.notes)
+    click.echo(render_markdown({"columns": [c.to_dict() for c in COLUMNS], "rows": result.rows,
+                                "notes": result.notes, "facts": result.facts}))
+    click.echo(f"report: {', '.join(str(p) for p in paths.values())}", err=True)
+    broken = Budgets(min_match_rate, max_ap_drop, strict_parity).broken(result.rows)
+    for line in broken:
+        click.echo(f"budget broken: {line}", err=True)
+    if broken:
+        sys.exit(BUDGET_EXIT_CODE)
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
