@@ -168,3 +168,32 @@ def test_compare_with_widerface_reports_accuracy(tiny_checkpoint, widerface_root
     assert result.exit_code == 0, result.output
     row = json.loads((tmp_path / "compare.json").read_text())["rows"][0]
     assert 0 <= row["ap_hard"] <= 100 and row["ap_drop"] == 0
+
+
+def test_claims_rows_put_measured_values_beside_claims():
+    from featherface_deploy.benchmarks.claims import CLAIMS, claims_rows
+
+    rows = claims_rows({"params_v1": 489_015, "ap_delta_hard": -3.07}, {"params": "PyTorch"})
+    assert len(rows) == len(CLAIMS)
+    first = rows[0]
+    assert first["claimed"] == "489,178" and first["measured"] == "489,015" and first["how"] == "PyTorch"
+    assert next(r for r in rows if r["quantity"] == "ap_delta_hard")["measured"] == "-3.07"
+    assert next(r for r in rows if r["quantity"] == "params_v2")["measured"] is None
+
+
+@pytest.mark.parametrize("peer", ["yunet", "ultralight"])
+def test_peer_adapters_return_detections_in_original_pixels(peer, widerface_root):
+    from conftest import shared_path
+
+    from featherface_deploy.benchmarks.peers import UltralightDetector, YuNetDetector
+    from featherface_deploy.evaluation import list_images
+
+    if peer == "yunet":
+        pytest.importorskip("cv2", reason="YuNet needs opencv-python-headless")
+        detector = YuNetDetector(shared_path("peers", "yunet", "face_detection_yunet_2023mar.onnx"))
+    else:
+        detector = UltralightDetector(shared_path("peers", "ultralight", "version-RFB-320.onnx"))
+    _, _, path = list_images(widerface_root)[0]
+    faces = detector(path)
+    assert len(faces) > 0 and faces.landmarks.shape == (len(faces), 5, 2)
+    assert np.all(np.diff(faces.scores) <= 0) and faces.boxes[:, :2].min() > -50 and faces.boxes.max() < 466
