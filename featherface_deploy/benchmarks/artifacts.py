@@ -6,7 +6,7 @@ from its source (the checkpoint, or another artifact: ``onnx-int8`` is built
 from ``onnx``). A new backend plugs in by adding one spec here and one row to
 the format table; the harness itself does not change.
 
-Built files are cached under ``<out>/artifacts/`` by the checkpoint's content
+Built files are cached in a folder (``compare``: ``<out>/artifacts/``) by the checkpoint's content
 hash and the build settings, so a second ``compare`` re-exports nothing.
 Exporters (and torch) are imported only when something has to be built.
 """
@@ -123,9 +123,9 @@ class BuiltArtifact:
         return runtime_class(self.path, threads=threads)
 
 
-def build_all(checkpoint: str | Path, names: Sequence[str], out_dir: str | Path,
+def build_all(checkpoint: str | Path, names: Sequence[str], cache_dir: str | Path,
               settings: BuildSettings) -> dict[str, BuiltArtifact]:
-    """Builds (or finds in the cache) every requested artifact and the sources they need.
+    """Builds (or finds in ``cache_dir``) every requested artifact and the sources they need.
 
     Returns:
         Spec name → artifact, for the requested names (sources built on the way are not returned).
@@ -134,7 +134,7 @@ def build_all(checkpoint: str | Path, names: Sequence[str], out_dir: str | Path,
     digest = _file_digest(checkpoint)
     built: dict[str, BuiltArtifact] = {}
     for name in names:
-        _build(get_spec(name), checkpoint, digest, Path(out_dir) / "artifacts", settings, built)
+        _build(get_spec(name), checkpoint, digest, Path(cache_dir), settings, built)
     return {name: built[name] for name in names}
 
 

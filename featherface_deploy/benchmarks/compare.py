@@ -129,13 +129,13 @@ class _Inputs:
         return self.tensors[key]
 
 
-def run_compare(checkpoint: str | Path, out_dir: str | Path, config: CompareConfig,
+def run_compare(checkpoint: str | Path, cache_dir: str | Path, config: CompareConfig,
                 progress: Progress = Progress()) -> CompareResult:
     """Builds, runs and measures every requested artifact of a checkpoint.
 
     Args:
         checkpoint: The ``.pth`` checkpoint.
-        out_dir: Report folder; built artifacts are cached in ``<out_dir>/artifacts``.
+        cache_dir: Where built artifacts are cached.
         config: What and how.
         progress: Progress hooks.
 
@@ -148,7 +148,7 @@ def run_compare(checkpoint: str | Path, out_dir: str | Path, config: CompareConf
     inputs = _load_inputs(config)
     names = list(dict.fromkeys([REFERENCE, *config.formats]))
     settings = BuildSettings(config.imgsz, config.calibration_dir, _parity_paths(config), progress.log)
-    built = build_all(checkpoint, names, out_dir, settings)
+    built = build_all(checkpoint, names, cache_dir, settings)
     runtimes = {name: artifact.open(config.threads) for name, artifact in built.items()}
     rows = {name: _artifact_row(artifact, runtimes[name], config) for name, artifact in built.items()}
     if inputs.keys is not None:

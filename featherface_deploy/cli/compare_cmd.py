@@ -35,7 +35,9 @@ class ClickProgress:
 @click.option("--calib-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Calibration photos for INT8 artifacts (never the evaluation images).")
 @click.option("--out", default="report", show_default=True, type=click.Path(file_okay=False),
-              help="Report folder; built artifacts are cached in OUT/artifacts.")
+              help="Report folder.")
+@click.option("--cache", default=None, type=click.Path(file_okay=False),
+              help="Where built artifacts are cached (default: OUT/artifacts).")
 @click.option("--name", default="compare", show_default=True, help="Report file stem (NAME.md/.csv/.json/.png).")
 @click.option("--imgsz", default="640", show_default=True, help="Export size and image box, N or HxW.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="Inference threads.")
@@ -51,7 +53,7 @@ class ClickProgress:
 @click.option("--strict-parity", is_flag=True,
               help=f"Budget: exit {BUDGET_EXIT_CODE} if any artifact fails its precision's parity tolerances.")
 @friendly_errors
-def compare(checkpoint, formats, widerface, images, calib_dir, out, name, imgsz, threads, warmup, iters, limit,
+def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name, imgsz, threads, warmup, iters, limit,
             parity_images, min_match_rate, max_ap_drop, strict_parity):
     """Export CHECKPOINT to every format asked for, run all on the same inputs, and report side by side.
 
@@ -70,7 +72,7 @@ def compare(checkpoint, formats, widerface, images, calib_dir, out, name, imgsz,
     config = CompareConfig(formats=names, imgsz=parse_size(imgsz), threads=threads, warmup=warmup, iters=iters,
                            widerface=_path(widerface), images=_path(images), limit=limit,
                            parity_images=parity_images, calibration_dir=_path(calib_dir))
-    result = run_compare(checkpoint, out, config, ClickProgress())
+    result = run_compare(checkpoint, cache or Path(out) / "artifacts", config, ClickProgress())
     paths = write_report(out, name, result.rows, COLUMNS, result.facts, result.notes)
     click.echo(render_markdown({"columns": [c.to_dict() for c in COLUMNS], "rows": result.rows,
                                 "notes": result.notes, "facts": result.facts}))
