@@ -19,7 +19,7 @@ a brute-force reference):
   bilinear ``grid_sample`` kernel — the fastest in PyTorch, but ``GridSample``
   is slow in ONNX Runtime and absent from TFLite.
 - ``gather`` (portable, for export): integer index arithmetic, one ``Gather``
-  and a multiply-add — ops that ONNX, TFLite and Core ML all know.
+  and two MatMuls — ops that ONNX, TFLite and Core ML all know.
 
 By default (``"auto"``) eager execution uses ``grid_sample`` and any tracing or
 export (``torch.export``, the dynamo ONNX exporter, ``torch.jit.trace``) uses
@@ -56,7 +56,12 @@ def _tap_grid(height: int, width: int, like: torch.Tensor) -> tuple[torch.Tensor
 def modulated_deform_conv3x3(
     x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
 ) -> torch.Tensor:
-    """3×3 modulated deformable convolution, stride 1, padding 1, one offset group.
+    """3×3 modulated deformable convolution, stride 1, padding 1, one offset group (``gather`` lowering).
+
+    Everything is laid out channels-last, (B, H, W, tap), so the graph needs no
+    large transpose: the projection is a MatMul whose rows (b, y, x, tap) form
+    the gather table, one Gather fetches the 4 corners × 9 taps of every pixel,
+    and a batched MatMul applies the bilinear × mask weights.
 
     Args:
         x: Input, (B, C_in, H, W).
@@ -67,44 +72,44 @@ def modulated_deform_conv3x3(
     Returns:
         The output, (B, C_out, H, W).
     """
-    batch, _, height, width = x.shape
+    batch, in_channels, height, width = x.shape
     out_channels = weight.shape[0]
     pixels = height * width
 
-    # Per-tap 1x1 projection, laid out as a gather table of rows (b, tap, pixel).
-    tap_weight = weight.permute(2, 3, 0, 1).reshape(KERNEL_TAPS * out_channels, -1, 1, 1)
-    projected = F.conv2d(x, tap_weight)
-    table = projected.reshape(batch, KERNEL_TAPS, out_channels, pixels).transpose(2, 3)
-    table = table.reshape(batch * KERNEL_TAPS * pixels, out_channels)
+    pixels_last = x.permute(0, 2, 3, 1).reshape(batch, pixels, in_channels)
+    tap_weight = weight.permute(1, 2, 3, 0).reshape(in_channels, KERNEL_TAPS * out_channels)
+    table = torch.matmul(pixels_last, tap_weight).reshape(batch * pixels * KERNEL_TAPS, out_channels)
 
     base_y, base_x = _tap_grid(height, width, x)
-    offset = offset.reshape(batch, KERNEL_TAPS, 2, height, width)
-    sample_y = base_y + offset[:, :, 0]
-    sample_x = base_x + offset[:, :, 1]
+    offset = offset.reshape(batch, KERNEL_TAPS, 2, height, width).permute(0, 3, 4, 1, 2)
+    sample_y = base_y.permute(0, 2, 3, 1) + offset[..., 0]  # (B, H, W, 9)
+    sample_x = base_x.permute(0, 2, 3, 1) + offset[..., 1]
+    mask = mask.permute(0, 2, 3, 1)
     y0 = torch.floor(sample_y)
     x0 = torch.floor(sample_x)
     frac_y = sample_y - y0
     frac_x = sample_x - x0
 
-    block = torch.arange(batch * KERNEL_TAPS, device=x.device).view(batch, KERNEL_TAPS, 1, 1) * pixels
+    tap = torch.arange(KERNEL_TAPS, device=x.device)
+    image_start = (torch.arange(batch, device=x.device) * pixels).view(batch, 1, 1, 1)
     indices = []
     weights = []
     for dy, wy in ((0, 1 - frac_y), (1, frac_y)):
         row = y0 + dy
         row_ok = (row >= 0) & (row <= height - 1)
-        row_index = row.clamp(0, height - 1).to(torch.int64) * width
+        row_start = image_start + row.clamp(0, height - 1).to(torch.int64) * width
         for dx, wx in ((0, 1 - frac_x), (1, frac_x)):
             col = x0 + dx
             valid = row_ok & (col >= 0) & (col <= width - 1)
-            indices.append(block + row_index + col.clamp(0, width - 1).to(torch.int64))
+            indices.append((row_start + col.clamp(0, width - 1).to(torch.int64)) * KERNEL_TAPS + tap)
             weights.append(wy * wx * mask * valid.to(x.dtype))
 
-    # (B, 4*9, H, W): one gather for all corners and taps, then a weighted sum.
-    index = torch.cat(indices, dim=1).reshape(-1)
-    corner_weight = torch.cat(weights, dim=1).reshape(batch, 4 * KERNEL_TAPS, pixels, 1)
-    sampled = table[index].reshape(batch, 4 * KERNEL_TAPS, pixels, out_channels)
-    out = (sampled * corner_weight).sum(dim=1)
-    return out.transpose(1, 2).reshape(batch, out_channels, height, width)
+    # (B, H, W, 9, 4): per pixel, 36 table rows and their weights.
+    index = torch.stack(indices, dim=-1).reshape(-1)
+    corner_weight = torch.stack(weights, dim=-1).reshape(batch, pixels, 1, 4 * KERNEL_TAPS)
+    sampled = torch.index_select(table, 0, index).reshape(batch, pixels, 4 * KERNEL_TAPS, out_channels)
+    out = torch.matmul(corner_weight, sampled)
+    return out.reshape(batch, height, width, out_channels).permute(0, 3, 1, 2)
 
 
 def modulated_deform_conv3x3_grid_sample(
