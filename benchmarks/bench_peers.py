@@ -107,7 +107,10 @@ def _detectors(shared: Path, cache: Path, config: PostprocessConfig) -> tuple[di
     detectors, rows, torch_facts = {}, {}, {}
     for label, relative in TORCH_MODELS.items():
         checkpoint = shared / relative
-        onnx_path = build_all(checkpoint, ["onnx"], cache, BuildSettings(SIZE, log=_log))["onnx"].path
+        built, failed = build_all(checkpoint, ["onnx"], cache, BuildSettings(SIZE, log=_log))
+        if failed:
+            raise SystemExit(f"{label}: {failed['onnx']}")
+        onnx_path = built["onnx"].path
         detectors[label] = FaceDetector.load(onnx_path, config, threads=THREADS)
         torch_facts[label] = _torch_facts(checkpoint)
         rows[label] = _row(label, "onnxruntime", f"{SIZE[0]}×{SIZE[1]}", onnx_path, torch_facts[label]["params"])

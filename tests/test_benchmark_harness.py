@@ -197,3 +197,12 @@ def test_peer_adapters_return_detections_in_original_pixels(peer, widerface_root
     faces = detector(path)
     assert len(faces) > 0 and faces.landmarks.shape == (len(faces), 5, 2)
     assert np.all(np.diff(faces.scores) <= 0) and faces.boxes[:, :2].min() > -50 and faces.boxes.max() < 466
+
+
+def test_a_failed_build_is_reported_and_does_not_stop_the_others(tiny_checkpoint, tmp_path):
+    from featherface_deploy.benchmarks.artifacts import BuildSettings, build_all
+
+    built, failed = build_all(tiny_checkpoint, ["torch", "tflite-int8"], tmp_path, BuildSettings())
+    assert list(built) == ["torch"] and built["torch"].path == tiny_checkpoint
+    assert "calib" in failed["tflite-int8"]
+    assert Budgets().broken([{"label": "tflite-int8", "error": failed["tflite-int8"]}])

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featherface_deploy.contract import sidecar_path
-from featherface_deploy.errors import ExportError
-from featherface_deploy.formats import get_format, resolve
+from featherface_deploy.errors import ExportError, FeatherFaceError
+from featherface_deploy.formats import FORMATS, get_format, resolve
 from featherface_deploy.runtimes.base import Runtime
 
 Log = Callable[[str], None]
@@ -37,12 +37,15 @@ class BuildSettings:
         calibration_dir: Folder of calibration photos (INT8), or ``None``.
         parity_images: Images for the exporters' own parity checks.
         log: Progress lines.
+        scratch: Intermediate results builders share within one run (e.g. the TFLite FP32
+            conversion that FP16 and INT8 reuse).
     """
 
     imgsz: tuple[int, int] = (640, 640)
     calibration_dir: Path | None = None
     parity_images: Sequence[Path] = ()
     log: Log = field(default=lambda message: None, compare=False)
+    scratch: dict = field(default_factory=dict, compare=False)
 
     def cache_key(self) -> dict:
         """The settings that change the built file (hashed into its name)."""
@@ -59,7 +62,7 @@ class ArtifactSpec:
         format: Row of the format table whose runtime opens it.
         precision: ``fp32``, ``fp16`` or ``int8``.
         source: Spec whose artifact is the builder's input; ``None`` = the checkpoint.
-        builder: ``module:function`` taking (source path, output path, :class:`BuildSettings`);
+        builder: ``module:function`` taking (source path, output path, :class:`BuildSettings`, precision);
             ``None`` = the source is used as it is (the PyTorch reference).
     """
 
@@ -80,6 +83,9 @@ SPECS: tuple[ArtifactSpec, ...] = (
     ArtifactSpec("torch", "torch", "fp32"),
     ArtifactSpec("onnx", "onnx", "fp32", builder=f"{_HERE}:build_onnx"),
     ArtifactSpec("onnx-int8", "onnx", "int8", source="onnx", builder=f"{_HERE}:build_onnx_int8"),
+    ArtifactSpec("tflite", "tflite", "fp32", builder=f"{_HERE}:build_tflite"),
+    ArtifactSpec("tflite-fp16", "tflite", "fp16", builder=f"{_HERE}:build_tflite"),
+    ArtifactSpec("tflite-int8", "tflite", "int8", builder=f"{_HERE}:build_tflite"),
 )
 REFERENCE = "torch"
 
@@ -87,6 +93,12 @@ REFERENCE = "torch"
 def spec_names() -> list[str]:
     """Names of all artifact specs, in table order."""
     return [spec.name for spec in SPECS]
+
+
+def available_spec_names() -> list[str]:
+    """Names of the specs whose format is in the format table (what ``compare`` runs by default)."""
+    names = {fmt.name for fmt in FORMATS}
+    return [spec.name for spec in SPECS if spec.format in names]
 
 
 def get_spec(name: str) -> ArtifactSpec:
@@ -124,18 +136,26 @@ class BuiltArtifact:
 
 
 def build_all(checkpoint: str | Path, names: Sequence[str], cache_dir: str | Path,
-              settings: BuildSettings) -> dict[str, BuiltArtifact]:
+              settings: BuildSettings) -> tuple[dict[str, BuiltArtifact], dict[str, str]]:
     """Builds (or finds in ``cache_dir``) every requested artifact and the sources they need.
 
+    A failed build (a missing backend, a broken conversion, an exporter's own parity
+    check) does not stop the others.
+
     Returns:
-        Spec name → artifact, for the requested names (sources built on the way are not returned).
+        Spec name → artifact for those built, and spec name → error message for those that failed.
     """
     checkpoint = Path(checkpoint)
     digest = _file_digest(checkpoint)
     built: dict[str, BuiltArtifact] = {}
+    failed: dict[str, str] = {}
     for name in names:
-        _build(get_spec(name), checkpoint, digest, Path(cache_dir), settings, built)
-    return {name: built[name] for name in names}
+        try:
+            _build(get_spec(name), checkpoint, digest, Path(cache_dir), settings, built)
+        except FeatherFaceError as error:
+            failed[name] = f"{type(error).__name__}: {error}"
+            settings.log(f"{name}: build failed: {failed[name]}")
+    return {name: built[name] for name in names if name in built}, failed
 
 
 def _build(spec: ArtifactSpec, checkpoint: Path, digest: str, folder: Path, settings: BuildSettings,
@@ -157,18 +177,18 @@ def _build(spec: ArtifactSpec, checkpoint: Path, digest: str, folder: Path, sett
     settings.log(f"{spec.name}: building {path.name} from {Path(source).name}")
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    resolve(spec.builder)(Path(source), path, settings)
+    resolve(spec.builder)(Path(source), path, settings, spec.precision)
     built[spec.name] = BuiltArtifact(spec, path, time.perf_counter() - start, False)
     return built[spec.name]
 
 
-def build_onnx(source: Path, out: Path, settings: BuildSettings) -> None:
+def build_onnx(source: Path, out: Path, settings: BuildSettings, precision: str) -> None:
     """FP32 ONNX through the format table's ONNX exporter (with its parity check)."""
     exporter = resolve(get_format("onnx").exporter)
     exporter(source, out, imgsz=settings.imgsz, parity_images=list(settings.parity_images), log=settings.log)
 
 
-def build_onnx_int8(source: Path, out: Path, settings: BuildSettings) -> None:
+def build_onnx_int8(source: Path, out: Path, settings: BuildSettings, precision: str) -> None:
     """Static INT8 (QDQ) ONNX from the FP32 ONNX, calibrated on ``settings.calibration_dir``.
 
     Raises:
@@ -183,6 +203,27 @@ def build_onnx_int8(source: Path, out: Path, settings: BuildSettings) -> None:
     calibration = build_calibration_set(settings.calibration_dir, contract,
                                         CalibrationConfig(input_size=settings.imgsz))
     quantize_onnx(source, out, calibration, contract=contract)
+
+
+def build_tflite(source: Path, out: Path, settings: BuildSettings, precision: str) -> None:
+    """TFLite at any precision through the format table's exporter; one FP32 conversion serves all three.
+
+    Raises:
+        ExportError: INT8 without a calibration folder.
+    """
+    if precision == "int8" and settings.calibration_dir is None:
+        raise ExportError("tflite-int8 needs calibration photos: pass --calib-dir (e.g. ../shared/data/calibration)")
+    exporter = resolve(get_format("tflite").exporter)
+    key = ("tflite-fp32-conversion", str(source), settings.imgsz)
+    if key not in settings.scratch:
+        from featherface_deploy.exporters.torch2tflite import convert_fp32
+        from featherface_deploy.models import load_model
+
+        loaded = load_model(source)
+        settings.scratch[key] = convert_fp32(loaded.model, settings.imgsz, "NHWC", loaded.architecture)
+    exporter(source, out, imgsz=settings.imgsz, half=precision == "fp16", int8=precision == "int8",
+             calib_dir=settings.calibration_dir, parity_images=list(settings.parity_images),
+             converted=settings.scratch[key], log=settings.log)
 
 
 def _file_digest(path: Path) -> str:

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.benchmarks.artifacts import REFERENCE, BuildSettings, BuiltArtifact, build_all
+from featherface_deploy.benchmarks.artifacts import REFERENCE, BuildSettings, BuiltArtifact, build_all, get_spec
 from featherface_deploy.benchmarks.latency import (
     LatencyConfig,
     Pipeline,
+    current_rss_mb,
     file_size_mb,
     measure_interleaved,
     measure_peak_memory,
@@ -37,6 +38,7 @@ from featherface_deploy.benchmarks.latency import (
 from featherface_deploy.benchmarks.report import Column, machine_facts
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.evaluation import SETTINGS, evaluate, list_images, load_ground_truth
+from featherface_deploy.errors import FeatherFaceError
 from featherface_deploy.exporters.parity import Tolerances, check_parity
 from featherface_deploy.postprocess import PostprocessConfig, decode_image, load_image, preprocess
 from featherface_deploy.runtimes.base import Runtime
@@ -47,11 +49,11 @@ COLUMNS = (
     Column("label", "Artifact"), Column("precision", "Precision"), Column("runtime", "Runtime"),
     Column("file_mb", "Size MB", 2), Column("p50_ms", "p50 ms", 1), Column("p90_ms", "p90 ms", 1),
     Column("p99_ms", "p99 ms", 1), Column("pre_ms", "pre ms", 2), Column("infer_ms", "infer ms", 1),
-    Column("post_ms", "post ms", 2), Column("peak_rss_mb", "peak RSS MB", 0), Column("rss_increase_mb", "RSS +MB", 1),
+    Column("post_ms", "post ms", 2), Column("model_rss_mb", "load RSS MB", 1),
     Column("ap_easy", "Easy AP", 2), Column("ap_medium", "Medium AP", 2), Column("ap_hard", "Hard AP", 2),
     Column("max_abs_conf", "max Δconf", 5), Column("match_rate", "match rate", 3),
     Column("max_score_diff", "max Δscore", 4), Column("max_landmark_px", "max Δlmk px", 2),
-    Column("parity_pass", "parity ok"),
+    Column("parity_pass", "parity ok"), Column("error", "note"),
 )
 
 
@@ -148,14 +150,24 @@ def run_compare(checkpoint: str | Path, cache_dir: str | Path, config: CompareCo
     inputs = _load_inputs(config)
     names = list(dict.fromkeys([REFERENCE, *config.formats]))
     settings = BuildSettings(config.imgsz, config.calibration_dir, _parity_paths(config), progress.log)
-    built = build_all(checkpoint, names, cache_dir, settings)
-    runtimes = {name: artifact.open(config.threads) for name, artifact in built.items()}
-    rows = {name: _artifact_row(artifact, runtimes[name], config) for name, artifact in built.items()}
+    built, failed = build_all(checkpoint, names, cache_dir, settings)
+    if REFERENCE not in built:
+        raise failed_reference(failed[REFERENCE])
+    runtimes, rows = {}, {}
+    for name, artifact in built.items():
+        before = current_rss_mb()
+        runtimes[name] = artifact.open(config.threads)
+        Pipeline(runtimes[name], inputs.images[:1], LatencyConfig(config.imgsz)).step()
+        rows[name] = _artifact_row(artifact, runtimes[name], config)
+        rows[name]["model_rss_mb"] = None if before is None else round(current_rss_mb() - before, 1)
+    rows.update({name: {"label": name, "precision": get_spec(name).precision, "error": error.splitlines()[0][:160],
+                        "error_detail": error}
+                 for name, error in failed.items()})
     if inputs.keys is not None:
         _add_accuracy(rows, runtimes, inputs, config, progress)
     _add_parity(rows, runtimes, inputs, config, progress)
     _add_latency(rows, runtimes, inputs, config, progress)
-    ordered = [rows[name] for name in names if name in config.formats or name == REFERENCE]
+    ordered = [rows[name] for name in names if name in rows and (name in config.formats or name == REFERENCE)]
     facts = machine_facts(threads=config.threads, imgsz=list(config.imgsz), checkpoint=str(checkpoint),
                           images=len(inputs.images))
     return CompareResult(ordered, facts, _notes(ordered, config, len(inputs.images)))
@@ -206,7 +218,7 @@ def _add_accuracy(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, 
         ap = evaluate(predictions, ground_truth).percentages
         rows[name].update({f"ap_{setting}": round(ap[setting], 2) for setting in SETTINGS})
     reference = rows[REFERENCE]
-    for row in rows.values():
+    for row in (rows[name] for name in runtimes):
         row["ap_drop"] = round(max(reference[f"ap_{s}"] - row[f"ap_{s}"] for s in SETTINGS), 2)
 
 
@@ -258,8 +270,9 @@ def _notes(rows: Sequence[dict], config: CompareConfig, images: int) -> list[str
         "by precision: FP32 tight, FP16 looser, INT8 judged after decode only).",
         "Landmarks: the WIDER FACE subset has box annotations only, so landmark quality is reported as agreement "
         f"with {REFERENCE}: the largest landmark difference, in pixels, over matched detections.",
-        "Peak RSS: process peak while the artifact runs a few frames (kernel mark reset first); it includes what "
-        "the process already holds (all runtimes are loaded together).",
+        "Load RSS: resident memory the process grew by while opening the artifact and running its first frame "
+        "(the JSON also has the process's peak RSS while it runs: that includes the cached inputs and every "
+        "other runtime, as all are loaded together).",
     ]
     onnx = next((row for row in rows if row["label"] == "onnx" and "infer_ms" in row), None)
     if onnx is not None:
@@ -267,6 +280,11 @@ def _notes(rows: Sequence[dict], config: CompareConfig, images: int) -> list[str
         notes.append(f"Harness overhead: pre + post = {overhead:.2f} ms per frame = "
                      f"{100 * overhead / onnx['infer_ms']:.1f}% of ONNX Runtime FP32 inference ({onnx['infer_ms']:.1f} ms).")
     return notes
+
+
+def failed_reference(error: str) -> FeatherFaceError:
+    """The error raised when the reference itself cannot be opened."""
+    return FeatherFaceError(f"the reference ({REFERENCE}) could not be loaded: {error}")
 
 
 class _MemoRuntime(Runtime):
@@ -300,8 +318,8 @@ class Budgets:
     parity: bool = False
 
     def broken(self, rows: Sequence[dict]) -> list[str]:
-        """Lines naming each broken budget (empty when all hold)."""
-        broken = []
+        """Lines naming each broken budget and each artifact that could not be built (empty when all hold)."""
+        broken = [f"{row['label']}: {row['error']}" for row in rows if row.get("error")]
         for row in rows:
             label, rate, drop = row["label"], row.get("match_rate"), row.get("ap_drop")
             if self.min_match_rate is not None and rate is not None and rate < self.min_match_rate:

@@ -171,7 +171,7 @@ def measure_peak_memory(pipeline: Pipeline, steps: int = 3) -> dict:
         ``peak_rss_mb``, ``rss_increase_mb`` (peak minus the RSS before the steps) and ``method``.
     """
     reset = _reset_peak_rss()
-    before = _current_rss_mb()
+    before = current_rss_mb()
     for _ in range(steps):
         pipeline.step()
     peak, method = (_status_mb("VmHWM"), "VmHWM after clear_refs") if reset else (_ru_maxrss_mb(), "ru_maxrss")
@@ -256,7 +256,8 @@ def _status_mb(field: str) -> float | None:
     return None
 
 
-def _current_rss_mb() -> float | None:
+def current_rss_mb() -> float | None:
+    """Resident memory of the process now, in MB (Linux), else ``None``."""
     return _status_mb("VmRSS")
 
 

@@ -53,7 +53,7 @@ class Column:
             return "yes" if value else "NO"
         if isinstance(value, float) and self.digits is not None:
             return f"{value:.{self.digits}f}"
-        return str(value).replace("|", "\\|")
+        return str(value).replace("|", "\\|").replace("\n", " ")
 
     def to_dict(self) -> dict:
         """JSON form."""

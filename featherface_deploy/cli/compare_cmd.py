@@ -26,8 +26,9 @@ class ClickProgress:
 
 @click.command("compare")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.option("--formats", default="torch,onnx,onnx-int8,tflite,tflite-fp16,tflite-int8", show_default=True,
-              help="Comma-separated artifacts to build and compare (torch is always the reference).")
+@click.option("--formats", default=None,
+              help="Comma-separated artifacts to build and compare, e.g. torch,onnx,onnx-int8,tflite,tflite-fp16,"
+                   "tflite-int8 (default: every one whose backend this installation has; torch is the reference).")
 @click.option("--widerface", type=click.Path(exists=True, file_okay=False), default=None,
               help="WIDER FACE folder (official layout): accuracy, and the images for everything else.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
@@ -60,13 +61,14 @@ def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name,
     Writes OUT/NAME.{md,csv,json,png} and prints the Markdown table. Exits with status 3 when a
     budget (--min-match-rate, --max-ap-drop, --strict-parity) is broken.
     """
-    from featherface_deploy.benchmarks.artifacts import get_spec
+    from featherface_deploy.benchmarks.artifacts import available_spec_names, get_spec
     from featherface_deploy.benchmarks.compare import COLUMNS, Budgets, CompareConfig, run_compare
     from featherface_deploy.benchmarks.report import render_markdown, write_report
 
     if widerface is None and images is None:
         raise click.UsageError("give --widerface DIR (accuracy + images) or --images DIR")
-    names = tuple(dict.fromkeys(part.strip() for part in formats.split(",") if part.strip()))
+    requested = formats.split(",") if formats else available_spec_names()
+    names = tuple(dict.fromkeys(part.strip() for part in requested if part.strip()))
     for spec_name in names:
         get_spec(spec_name)
     config = CompareConfig(formats=names, imgsz=parse_size(imgsz), threads=threads, warmup=warmup, iters=iters,
