@@ -65,12 +65,13 @@ def _brute_force_nms(boxes, scores, threshold):
     return keep
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_nms_matches_brute_force(seed):
+@pytest.mark.parametrize("seed,count", [(0, 300), (1, 300), (2, 700), (3, 5), (4, 257)])
+def test_nms_matches_brute_force(seed, count):
+    # Counts above the block size exercise suppression across blocks.
     rng = np.random.default_rng(seed)
-    xy = rng.uniform(0, 100, (300, 2))
-    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (300, 2))], axis=1)
-    scores = rng.permutation(300) / 300.0  # distinct scores: a unique answer
+    xy = rng.uniform(0, 100, (count, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (count, 2))], axis=1)
+    scores = rng.permutation(count) / count  # distinct scores: a unique answer
     for threshold in (0.3, 0.4, 0.7):
         assert nms(boxes, scores, threshold).tolist() == _brute_force_nms(boxes, scores, threshold)
 

@@ -74,6 +74,7 @@ def preprocess(image: np.ndarray, contract: DecodeContract, size: tuple[int, int
         canvas_size = (_round_up(resized_size[0], divisor), _round_up(resized_size[1], divisor))
     tensor = np.zeros((3, *canvas_size), dtype=np.float32)
     mean = np.asarray(contract.mean_bgr, dtype=np.float32).reshape(3, 1, 1)
-    tensor[:, : resized_size[0], : resized_size[1]] = resized.transpose(2, 0, 1) - mean
+    # One pass: uint8 HWC → float32 CHW minus mean, written straight into the canvas.
+    np.subtract(resized.transpose(2, 0, 1), mean, out=tensor[:, : resized_size[0], : resized_size[1]])
     transform = Transform(resized_size[1] / width, resized_size[0] / height, (height, width))
     return tensor, transform
