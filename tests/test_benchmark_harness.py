@@ -206,3 +206,15 @@ def test_a_failed_build_is_reported_and_does_not_stop_the_others(tiny_checkpoint
     assert list(built) == ["torch"] and built["torch"].path == tiny_checkpoint
     assert "calib" in failed["tflite-int8"]
     assert Budgets().broken([{"label": "tflite-int8", "error": failed["tflite-int8"]}])
+
+
+def test_harness_modules_import_no_backend():
+    import subprocess
+    import sys
+
+    probe = ("import sys, featherface_deploy.benchmarks.latency, featherface_deploy.benchmarks.report, "
+             "featherface_deploy.benchmarks.compare, featherface_deploy.benchmarks.peers, "
+             "featherface_deploy.benchmarks.claims, featherface_deploy.cli.main\n"
+             "print(' '.join(m for m in ('torch', 'onnxruntime', 'cv2', 'matplotlib', 'ai_edge_litert') "
+             "if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == ""
