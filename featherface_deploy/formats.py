@@ -39,6 +39,8 @@ FORMATS: tuple[ModelFormat, ...] = (
                 "PyTorch checkpoint (reference)"),
     ModelFormat("onnx", (".onnx",), "onnx", "featherface_deploy.runtimes.ort_runtime:OrtRuntime",
                 "featherface_deploy.exporters.torch2onnx:export_onnx", "ONNX (ONNX Runtime)"),
+    ModelFormat("tflite", (".tflite",), "tflite", "featherface_deploy.runtimes.tflite_runtime:TfliteRuntime",
+                "featherface_deploy.exporters.torch2tflite:export_tflite", "TFLite (LiteRT; Android, ARM CPUs)"),
 )
 
 

@@ -30,20 +30,35 @@ MAX_PARITY_IMAGES = 8
 @click.option("--parity-images", default=None, type=click.Path(exists=True, file_okay=False),
               help=f"Folder of images for the parity check (the first {MAX_PARITY_IMAGES}); default: synthetic.")
 @click.option("--architecture", default=None, help="Architecture name (detected from the keys if omitted).")
+@click.option("--half", is_flag=True, help="TFLite: float16 weights.")
+@click.option("--int8", is_flag=True, help="TFLite: full-integer INT8 (int8 input and outputs); needs --calib-dir.")
+@click.option("--calib-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="TFLite --int8: folder of calibration photos (never evaluation images).")
+@click.option("--float-io", is_flag=True, help="TFLite --int8: keep float32 input and outputs.")
 @friendly_errors
 def export(checkpoint: str, format_name: str, output: str | None, imgsz: str, dynamic: bool, opset: int | None,
-           simplify: bool, simplifier: str, dcn: str, parity_images: str | None, architecture: str | None) -> None:
+           simplify: bool, simplifier: str, dcn: str, parity_images: str | None, architecture: str | None,
+           half: bool, int8: bool, calib_dir: str | None, float_io: bool) -> None:
     """Exports CHECKPOINT (.pth) and checks it against PyTorch; nothing is written if parity fails."""
     fmt = get_format(format_name)
     size = parse_size(imgsz)
     out = Path(output) if output else Path(checkpoint).with_suffix(fmt.suffixes[0])
     images = _images(parity_images)
     exporter = resolve(fmt.exporter)
-    result = exporter(
-        checkpoint, out, imgsz=size, dynamic=dynamic, opset=opset or (19 if dcn == "native" else 18),
-        simplify=simplify, dcn=dcn, simplifier=simplifier, parity_images=images, architecture=architecture,
-        log=click.echo,
-    )
+    if fmt.name == "tflite":
+        if dynamic or opset is not None or dcn != "portable":
+            raise ExportError("--dynamic, --opset and --dcn apply to ONNX; TFLite files are static with the "
+                              "portable DCN")
+        result = exporter(checkpoint, out, imgsz=size, half=half, int8=int8, calib_dir=calib_dir,
+                          float_io=float_io, parity_images=images, architecture=architecture, log=click.echo)
+    elif half or int8 or calib_dir or float_io:
+        raise ExportError("--half, --int8, --calib-dir and --float-io apply to --format tflite")
+    else:
+        result = exporter(
+            checkpoint, out, imgsz=size, dynamic=dynamic, opset=opset or (19 if dcn == "native" else 18),
+            simplify=simplify, dcn=dcn, simplifier=simplifier, parity_images=images, architecture=architecture,
+            log=click.echo,
+        )
     steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
     click.echo(f"done: {result.path} ({steps})")
 

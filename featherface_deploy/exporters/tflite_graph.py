@@ -1,0 +1,114 @@
+"""Small, exact edits and censuses of TFLite graphs (flatbuffer object API, no TensorFlow).
+
+- :func:`rewrite_leaky_relu` turns every ``LEAKY_RELU(x, a)`` into
+  ``MAXIMUM(x, MUL(x, a))``. The two are bit-identical in float (both compute
+  ``x·a`` in float32 and keep the larger), but ai-edge-quantizer 0.10 has no
+  int8 rule for ``LEAKY_RELU`` and leaves a DEQUANTIZE → LEAKY_RELU → QUANTIZE
+  island around each of the 28 in FeatherFace, while ``MUL`` and ``MAXIMUM``
+  quantize. Done on the converted FP32 flatbuffer, just before quantization,
+  so the FP32/FP16 files keep the single fused op and one ``litert_torch``
+  conversion serves every precision.
+- :func:`op_census` counts operators by type and output dtype (to report
+  what an INT8 model still runs in float).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from featherface_deploy.exporters.tflite_metadata import _schema, pack_model, unpack_model
+
+
+def _builtin_code(operator_code) -> int:
+    # Codes ≥ 127 live only in builtinCode; older files only fill deprecatedBuiltinCode.
+    return max(operator_code.builtinCode, operator_code.deprecatedBuiltinCode)
+
+
+def _opcode_index(model, schema, code: int) -> int:
+    for index, operator_code in enumerate(model.operatorCodes):
+        if _builtin_code(operator_code) == code and not operator_code.customCode:
+            return index
+    operator_code = schema.OperatorCodeT()
+    operator_code.builtinCode = code
+    operator_code.deprecatedBuiltinCode = min(code, 127)
+    operator_code.version = 1
+    model.operatorCodes.append(operator_code)
+    return len(model.operatorCodes) - 1
+
+
+def _new_tensor(model, schema, name: str, like, data: np.ndarray | None = None):
+    buffer = schema.BufferT()
+    if data is not None:
+        buffer.data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+    model.buffers.append(buffer)
+    tensor = schema.TensorT()
+    tensor.name = name
+    tensor.type = schema.TensorType.FLOAT32
+    tensor.buffer = len(model.buffers) - 1
+    if data is not None:
+        tensor.shape = np.asarray(data.shape, dtype=np.int32)
+    else:
+        tensor.shape = like.shape
+        tensor.shapeSignature = like.shapeSignature
+    return tensor
+
+
+def rewrite_leaky_relu(data: bytes) -> tuple[bytes, int]:
+    """Replaces every float ``LEAKY_RELU`` by ``MAXIMUM(x, MUL(x, alpha))`` (exact in float).
+
+    Args:
+        data: A float ``.tflite`` flatbuffer.
+
+    Returns:
+        The rewritten flatbuffer and the number of ops replaced (the input is
+        returned unchanged when there is none).
+    """
+    _, schema = _schema()
+    model = unpack_model(data)
+    leaky = schema.BuiltinOperator.LEAKY_RELU
+    replaced = 0
+    for subgraph in model.subgraphs:
+        operators = []
+        for op in subgraph.operators:
+            source = subgraph.tensors[op.inputs[0]]
+            if (_builtin_code(model.operatorCodes[op.opcodeIndex]) != leaky
+                    or source.type != schema.TensorType.FLOAT32):
+                operators.append(op)
+                continue
+            output_name = subgraph.tensors[op.outputs[0]].name.decode("utf-8")
+            alpha = np.asarray(op.builtinOptions.alpha, dtype=np.float32)
+            subgraph.tensors.append(_new_tensor(model, schema, f"{output_name}/leaky_alpha", source, alpha))
+            alpha_index = len(subgraph.tensors) - 1
+            subgraph.tensors.append(_new_tensor(model, schema, f"{output_name}/leaky_scaled", source))
+            scaled_index = len(subgraph.tensors) - 1
+
+            mul = schema.OperatorT()
+            mul.opcodeIndex = _opcode_index(model, schema, schema.BuiltinOperator.MUL)
+            mul.inputs, mul.outputs = [op.inputs[0], alpha_index], [scaled_index]
+            mul.builtinOptionsType, mul.builtinOptions = schema.BuiltinOptions.MulOptions, schema.MulOptionsT()
+            maximum = schema.OperatorT()
+            maximum.opcodeIndex = _opcode_index(model, schema, schema.BuiltinOperator.MAXIMUM)
+            maximum.inputs, maximum.outputs = [op.inputs[0], scaled_index], list(op.outputs)
+            maximum.builtinOptionsType = schema.BuiltinOptions.MaximumMinimumOptions
+            maximum.builtinOptions = schema.MaximumMinimumOptionsT()
+            operators.extend((mul, maximum))
+            replaced += 1
+        subgraph.operators = operators
+    return (pack_model(model), replaced) if replaced else (data, 0)
+
+
+def op_census(data: bytes) -> Counter:
+    """Counts operators as ``"OPNAME:DTYPE"`` (dtype of the first output), over all subgraphs."""
+    _, schema = _schema()
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    dtypes = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    model = unpack_model(data)
+    census = Counter()
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            name = names.get(_builtin_code(model.operatorCodes[op.opcodeIndex]), "CUSTOM")
+            dtype = dtypes.get(subgraph.tensors[op.outputs[0]].type, "?") if len(op.outputs) else "-"
+            census[f"{name}:{dtype}"] += 1
+    return census
