@@ -147,7 +147,8 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_set: Calibr
         proto = onnx.load(str(quantized))
     fraction = float_mac_fraction(model, calib_set.inputs[:1], set(excluded) | set(protected),
                                   base_contract.input_name)
-    kept = tuple(sorted(n for n in excluded if _node_op(model, n) in options.op_types))
+    # Reported: the layers kept float by request or by the search, not the DCN sampling arithmetic.
+    kept = tuple(sorted(n for n in excluded if n not in protected and _node_op(model, n) in options.op_types))
     facts = {
         "method": options.method, "per_channel": options.per_channel, "weights": "int8 symmetric",
         "activations": "int8 symmetric", "format": "QDQ", "quantized_op_types": list(options.op_types),
@@ -269,7 +270,10 @@ def _run_quantize_static(prepared: Path, out: Path, calib_set: CalibrationSet, i
                          options: Int8Options, excluded: list[str]) -> None:
     extra = {
         "ActivationSymmetric": True, "WeightSymmetric": True,
-        # Keep Q/DQ off graph outputs and off ops we do not quantize: outputs stay float.
+        # Q/DQ only on the *inputs* of quantized layers (TensorRT's explicit-quantization pattern):
+        # ORT would otherwise also round every Conv output, i.e. the DCN offsets/masks and the
+        # head outputs (loc/conf/landmarks) that leave the graph.
+        "OpTypesToExcludeOutputQuantization": list(MAC_OP_TYPES),
         "ForceQuantizeNoInputCheck": False,
         "CalibPercentile": options.percentile, "CalibNumBins": options.num_bins,
     }

@@ -1,0 +1,145 @@
+"""INT8 ONNX export: QDQ form, symmetric int8, keep-float honoured, contract, sensitivity ranking."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+
+from PIL import Image  # noqa: E402
+
+from featherface_deploy.calibration import CalibrationConfig, build_calibration_set  # noqa: E402
+from featherface_deploy.contract import METADATA_KEY, read_sidecar  # noqa: E402
+from featherface_deploy.errors import ExportError  # noqa: E402
+
+pytestmark = pytest.mark.slow
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from featherface_deploy.exporters.torch2onnx import export_onnx
+    from featherface_deploy.models import create_model
+
+    root = tmp_path_factory.mktemp("int8")
+    export_onnx(create_model("featherface-tiny"), root / "tiny.onnx", imgsz=SIZE, simplify=False)
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (60 + i, 70, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def calib_set(workdir: Path):
+    from featherface_deploy.exporters.onnx2int8 import read_contract
+
+    contract = read_contract(workdir / "tiny.onnx")
+    return build_calibration_set(workdir / "images", contract, CalibrationConfig(4, 0, SIZE), use_cache=False)
+
+
+@pytest.fixture(scope="module")
+def int8(workdir: Path, calib_set):
+    from featherface_deploy.exporters.onnx2int8 import quantize_onnx
+
+    return quantize_onnx(workdir / "tiny.onnx", workdir / "tiny-int8.onnx", calib_set)
+
+
+def _producers(model):
+    return {out: node for node in model.graph.node for out in node.output}
+
+
+def _initializers(model):
+    return {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+
+
+def test_qdq_symmetric_int8(int8) -> None:
+    model = onnx.load(str(int8.path))
+    quant = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert any(n.op_type == "QuantizeLinear" for n in quant)
+    inits = _initializers(model)
+    for node in quant:
+        if len(node.input) > 2 and node.input[2] in inits:
+            zero_point = inits[node.input[2]]
+            if zero_point.dtype != np.int32:  # int32 = bias
+                assert zero_point.dtype == np.int8 and not zero_point.any(), node.name
+    producers = _producers(model)
+    for output in model.graph.output:
+        assert producers[output.name].op_type != "DequantizeLinear", f"{output.name} is quantized"
+    for node in model.graph.node:
+        if node.op_type == "Softmax":
+            assert producers[node.input[0]].op_type != "DequantizeLinear"
+
+
+def test_runs_and_outputs_float(int8, calib_set) -> None:
+    from featherface_deploy.runtimes.ort_runtime import OrtRuntime
+
+    runtime = OrtRuntime(int8.path)
+    out = runtime.infer(calib_set.inputs[:1])
+    assert out["conf"].dtype == np.float32 and np.isfinite(out["loc"]).all()
+
+
+def test_contract_says_int8(int8, calib_set) -> None:
+    model = onnx.load(str(int8.path))
+    embedded = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
+    assert embedded["precision"] == "int8"
+    facts = embedded["extra"]["int8"]
+    assert facts["calibration"]["digest"] == calib_set.digest and facts["method"] == "minmax"
+    assert 0.0 <= facts["float_mac_fraction"] <= 1.0
+    assert read_sidecar(int8.path).precision == "int8"
+
+
+def test_keep_float_honoured(workdir: Path, calib_set) -> None:
+    from featherface_deploy.exporters.onnx2int8 import quantize_onnx
+
+    model = onnx.load(str(workdir / "tiny.onnx"))
+    first_conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
+    result = quantize_onnx(workdir / "tiny.onnx", workdir / "keep.onnx", calib_set, keep_float_nodes=[first_conv])
+    assert first_conv in result.kept_float and result.float_fraction > 0
+    quantized = onnx.load(str(result.path))
+    producers = _producers(quantized)
+    node = next(n for n in quantized.graph.node if n.name == first_conv)
+    assert producers.get(node.input[0]) is None or producers[node.input[0]].op_type != "DequantizeLinear"
+    assert result.facts["keep_float_nodes"] == [first_conv]
+    with pytest.raises(ExportError, match="neither a node name"):
+        quantize_onnx(workdir / "tiny.onnx", workdir / "bad.onnx", calib_set, keep_float_nodes=["no_such_node"])
+
+
+def test_dcn_sampling_never_quantized(workdir: Path, calib_set) -> None:
+    from featherface_deploy.exporters.onnx2int8 import dcn_sampling_nodes, quantize_onnx
+
+    result = quantize_onnx(workdir / "tiny.onnx", workdir / "wide.onnx", calib_set,
+                           op_types=("Conv", "Add", "Mul", "Gather", "GatherND", "Sigmoid", "Concat"))
+    model = onnx.load(str(result.path))
+    protected = dcn_sampling_nodes(model)
+    assert any(n.op_type == "Floor" for n in model.graph.node if n.name in protected)
+    producers = _producers(model)
+    for node in model.graph.node:
+        if node.name in protected:
+            for name in node.input:
+                assert name not in producers or producers[name].op_type != "DequantizeLinear", node.name
+
+
+def test_sensitivity_report_ranks_layers(workdir: Path, int8, calib_set) -> None:
+    from featherface_deploy.exporters.int8_sensitivity import sensitivity_report
+    from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization
+
+    prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared.onnx")
+    report = sensitivity_report(prepared, int8.path, calib_set, images=2)
+    assert report and all(row.op_type in ("Conv", "MatMul", "Gemm") for row in report)
+    losses = [row.loss_db for row in report]
+    assert losses == sorted(losses, reverse=True)
+
+
+def test_bad_method(workdir: Path, calib_set) -> None:
+    from featherface_deploy.exporters.onnx2int8 import quantize_onnx
+
+    with pytest.raises(ExportError, match="unknown calibration method"):
+        quantize_onnx(workdir / "tiny.onnx", workdir / "x.onnx", calib_set, method="kl")
