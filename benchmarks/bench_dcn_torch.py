@@ -15,7 +15,7 @@ import copy
 import torch
 from torch import nn
 
-from benchmarks.common import default_shared, median_ms, time_interleaved, write_result
+from common import default_shared, median_ms, time_interleaved, write_result
 from featherface_deploy.models import load_model
 from featherface_deploy.models.deform_conv import ModulatedDeformConv2d
 

@@ -15,43 +15,27 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from common import default_shared, machine_facts
+
 SIZE = (640, 640)
 RATIO_TARGET = 1.5
 EXPORT_TARGET_S = 60.0
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path,
-                        default=Path(os.environ.get("FEATHERFACE_SHARED") or Path(__file__).resolve().parents[2] / "shared"))
+    parser.add_argument("--shared", type=Path, default=default_shared())
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    import onnx
-    import onnxruntime
-    import torch
-
-    import featherface_deploy
     from featherface_deploy.exporters.torch2onnx import export_onnx
     from featherface_deploy.runtimes.ort_runtime import OrtRuntime
 
@@ -83,11 +67,7 @@ def main() -> None:
     baseline = median_ms["retinaface-mnet025"]
 
     result = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": args.threads, "runs": args.runs,
-        "input": list(SIZE),
-        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-                     "featherface_deploy": featherface_deploy.__version__, "python": platform.python_version()},
+        **machine_facts(threads=args.threads, runs=args.runs, input=list(SIZE)),
         "median_ms": median_ms,
         "ratio_to_retinaface": {name: ms / baseline for name, ms in median_ms.items()},
         "ratio_target": RATIO_TARGET,

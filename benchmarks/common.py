@@ -2,54 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
+from featherface_deploy.benchmarks.report import machine_facts
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-PACKAGES = ("featherface-deploy", "numpy", "torch", "onnx", "onnxruntime", "ai-edge-litert", "litert-torch",
-            "ai-edge-quantizer", "coremltools", "opencv-python-headless")
 
 
 def default_shared() -> Path:
     """The shared data folder: ``$FEATHERFACE_SHARED`` or ``../shared`` beside the repository."""
     env = os.environ.get("FEATHERFACE_SHARED")
     return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "shared"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_facts() -> dict:
-    """Date, machine, CPU and library versions, for result files."""
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": platform.machine(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "versions": versions,
-    }
 
 
 def time_interleaved(functions: dict[str, Callable[[], object]], iterations: int, warmup: int = 3) -> dict[str, list[float]]:

@@ -202,9 +202,9 @@ def _add_accuracy(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, 
                   progress: Progress) -> None:
     ground_truth = load_ground_truth(config.widerface)
     if config.limit is not None:
-        from featherface_deploy.evaluation.runner import _subset
+        from featherface_deploy.evaluation.runner import subset_ground_truth
 
-        ground_truth = _subset(ground_truth, set(inputs.keys))
+        ground_truth = subset_ground_truth(ground_truth, set(inputs.keys))
     for name, runtime in runtimes.items():
         prepared = inputs.prepared(runtime.contract, config.imgsz)
         predictions = {}

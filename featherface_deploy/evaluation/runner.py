@@ -66,11 +66,12 @@ def evaluate_widerface(detector: FaceDetector, widerface_root: str | Path, limit
     ground_truth = load_ground_truth(widerface_root)
     predictions = predict_widerface(detector, widerface_root, limit, on_image)
     if limit is not None:
-        ground_truth = _subset(ground_truth, set(predictions))
+        ground_truth = subset_ground_truth(ground_truth, set(predictions))
     return WiderFaceResult(predictions, evaluate(predictions, ground_truth), len(predictions))
 
 
-def _subset(ground_truth: WiderGroundTruth, keys: set[tuple[str, str]]) -> WiderGroundTruth:
+def subset_ground_truth(ground_truth: WiderGroundTruth, keys: set[tuple[str, str]]) -> WiderGroundTruth:
+    """Restricts the ground truth to the given (event, image name) keys, in the official order."""
     images = tuple(key for key in ground_truth.images if key in keys)
     return WiderGroundTruth(
         images=images,
