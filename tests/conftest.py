@@ -60,3 +60,9 @@ def widerface_root() -> Path:
 def calibration_dir() -> Path:
     """The calibration photos (never evaluation images)."""
     return shared_path("data", "calibration")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keeps calibration caches written by tests out of the user's home."""
+    os.environ["FEATHERFACE_CACHE"] = str(tmp_path_factory.mktemp("featherface-cache"))

@@ -31,14 +31,24 @@ MAX_PARITY_IMAGES = 8
               help=f"Folder of images for the parity check (the first {MAX_PARITY_IMAGES}); default: synthetic.")
 @click.option("--architecture", default=None, help="Architecture name (detected from the keys if omitted).")
 @click.option("--half", is_flag=True, help="TFLite: float16 weights.")
-@click.option("--int8", is_flag=True, help="TFLite: full-integer INT8 (int8 input and outputs); needs --calib-dir.")
+@click.option("--int8", is_flag=True, help="INT8 with calibration (needs --calib-dir): ONNX QDQ, or TFLite "
+              "full-integer (int8 input and outputs).")
 @click.option("--calib-dir", default=None, type=click.Path(exists=True, file_okay=False),
-              help="TFLite --int8: folder of calibration photos (never evaluation images).")
+              help="--int8: folder of calibration photos (never evaluation images).")
+@click.option("--calib-images", default=100, show_default=True, type=click.IntRange(1),
+              help="ONNX --int8: photos sampled from --calib-dir.")
+@click.option("--calib-method", default="minmax", show_default=True,
+              type=click.Choice(["minmax", "percentile", "entropy"]), help="ONNX --int8: calibration method.")
+@click.option("--keep-float", multiple=True, help="ONNX --int8: node name or op type to keep in float "
+              "(repeatable); skips the sensitivity search.")
+@click.option("--search/--no-search", default=True, show_default=True,
+              help="ONNX --int8: find the layers to keep in float by a sensitivity search.")
 @click.option("--float-io", is_flag=True, help="TFLite --int8: keep float32 input and outputs.")
 @friendly_errors
 def export(checkpoint: str, format_name: str, output: str | None, imgsz: str, dynamic: bool, opset: int | None,
            simplify: bool, simplifier: str, dcn: str, parity_images: str | None, architecture: str | None,
-           half: bool, int8: bool, calib_dir: str | None, float_io: bool) -> None:
+           half: bool, int8: bool, calib_dir: str | None, calib_images: int, calib_method: str,
+           keep_float: tuple[str, ...], search: bool, float_io: bool) -> None:
     """Exports CHECKPOINT (.pth) and checks it against PyTorch; nothing is written if parity fails."""
     fmt = get_format(format_name)
     size = parse_size(imgsz)
@@ -51,8 +61,11 @@ def export(checkpoint: str, format_name: str, output: str | None, imgsz: str, dy
                               "portable DCN")
         result = exporter(checkpoint, out, imgsz=size, half=half, int8=int8, calib_dir=calib_dir,
                           float_io=float_io, parity_images=images, architecture=architecture, log=click.echo)
-    elif half or int8 or calib_dir or float_io:
-        raise ExportError("--half, --int8, --calib-dir and --float-io apply to --format tflite")
+    elif half or float_io:
+        raise ExportError("--half and --float-io apply to --format tflite")
+    elif int8:
+        result = _export_onnx_int8(checkpoint, out, size, dynamic, opset, dcn, calib_dir, calib_images, calib_method,
+                                   keep_float, search, images, architecture)
     else:
         result = exporter(
             checkpoint, out, imgsz=size, dynamic=dynamic, opset=opset or (19 if dcn == "native" else 18),
@@ -61,6 +74,20 @@ def export(checkpoint: str, format_name: str, output: str | None, imgsz: str, dy
         )
     steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
     click.echo(f"done: {result.path} ({steps})")
+
+
+def _export_onnx_int8(checkpoint, out, size, dynamic, opset, dcn, calib_dir, calib_images, calib_method, keep_float,
+                      search, images, architecture):
+    from featherface_deploy.exporters.torch2onnx_int8 import Int8ExportConfig, export_onnx_int8
+
+    if calib_dir is None:
+        raise ExportError("--int8 needs --calib-dir: a folder of photos like the deployment's (never the "
+                          "evaluation images)")
+    if dcn != "portable" or (opset is not None and opset != 18):
+        raise ExportError("ONNX --int8 uses the portable DCN at opset 18 (DeformConv has no INT8 kernel)")
+    config = Int8ExportConfig(Path(calib_dir), calib_images, calib_method, tuple(keep_float), search)
+    return export_onnx_int8(checkpoint, out, config, imgsz=size, dynamic=dynamic, parity_images=images,
+                            architecture=architecture, log=click.echo)
 
 
 def _images(folder: str | None) -> list[Path]:

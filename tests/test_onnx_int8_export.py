@@ -1,0 +1,47 @@
+"""One-step INT8 ONNX export from a checkpoint (FP32 export → calibration → QDQ → parity) and its CLI."""
+
+import json
+
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+
+from featherface_deploy.cli.main import cli
+from featherface_deploy.contract import METADATA_KEY
+from featherface_deploy.models import create_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    torch.save(create_model("featherface-tiny").state_dict(), path)
+    return path
+
+
+def test_cli_int8_export_writes_qdq_model_with_contract(tiny_checkpoint, calibration_dir, tmp_path):
+    out = tmp_path / "tiny-int8.onnx"
+    result = CliRunner().invoke(cli, ["export", str(tiny_checkpoint), "--int8", "--calib-dir", str(calibration_dir),
+                                      "--calib-images", "4", "--no-search", "--imgsz", "128", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "parity" in result.output and "layers kept float" in result.output
+    model = onnx.load(str(out))
+    assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+    contract = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
+    assert contract["precision"] == "int8" and contract["extra"]["int8"]["calibration"]["images"] == 4
+    assert json.loads(out.with_name(out.name + ".json").read_text())["precision"] == "int8"
+
+
+def test_int8_without_calibration_folder_is_refused(tiny_checkpoint, tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(tiny_checkpoint), "--int8", "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 1 and "--calib-dir" in result.output
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_native_dcn_int8_is_refused(tiny_checkpoint, calibration_dir, tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(tiny_checkpoint), "--int8", "--calib-dir", str(calibration_dir),
+                                      "--dcn", "native", "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 1 and "portable" in result.output
