@@ -107,7 +107,7 @@ def test_keep_float_honoured(workdir: Path, calib_set) -> None:
     producers = _producers(quantized)
     node = next(n for n in quantized.graph.node if n.name == first_conv)
     assert producers.get(node.input[0]) is None or producers[node.input[0]].op_type != "DequantizeLinear"
-    assert result.facts["keep_float_nodes"] == [first_conv]
+    assert first_conv in result.facts["keep_float_nodes"]
     with pytest.raises(ExportError, match="neither a node name"):
         quantize_onnx(workdir / "tiny.onnx", workdir / "bad.onnx", calib_set, keep_float_nodes=["no_such_node"])
 

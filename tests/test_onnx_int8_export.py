@@ -25,13 +25,17 @@ def tiny_checkpoint(tmp_path_factory):
 def test_cli_int8_export_writes_qdq_model_with_contract(tiny_checkpoint, calibration_dir, tmp_path):
     out = tmp_path / "tiny-int8.onnx"
     result = CliRunner().invoke(cli, ["export", str(tiny_checkpoint), "--int8", "--calib-dir", str(calibration_dir),
-                                      "--calib-images", "4", "--no-search", "--imgsz", "128", "-o", str(out)])
+                                      "--calib-images", "4", "--imgsz", "128", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "parity" in result.output and "layers kept float" in result.output
     model = onnx.load(str(out))
     assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
     contract = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
-    assert contract["precision"] == "int8" and contract["extra"]["int8"]["calibration"]["images"] == 4
+    facts = contract["extra"]["int8"]
+    assert contract["precision"] == "int8" and facts["calibration"]["images"] == 4
+    depthwise = {n.name for n in model.graph.node if n.op_type == "Conv"
+                 and any(a.name == "group" and a.i > 1 for a in n.attribute)}
+    assert depthwise and depthwise <= set(facts["keep_float_nodes"])  # the accurate default
     assert json.loads(out.with_name(out.name + ".json").read_text())["precision"] == "int8"
 
 

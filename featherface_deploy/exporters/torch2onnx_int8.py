@@ -2,10 +2,11 @@
 
 The INT8 model is only written once it has passed a detection-level parity
 check against PyTorch (INT8 tolerances: matched boxes and scores, no raw-tensor
-limits). Which layers stay in float is decided, by default, by the greedy
-sensitivity search of :mod:`~featherface_deploy.exporters.int8_sensitivity`
-(a full quantization of this model loses ~10 AP points; see the README), or
-given explicitly with ``keep_float``.
+limits). Which layers stay in float: by default the depthwise convolutions
+(see :mod:`~featherface_deploy.exporters.onnx2int8`: a full quantization of
+this model loses ~9 AP points, this loses < 0.5), plus any given with
+``keep_float``, or those found by the greedy sensitivity search of
+:mod:`~featherface_deploy.exporters.int8_sensitivity` (``search=True``).
 """
 
 from __future__ import annotations
@@ -34,18 +35,19 @@ class Int8ExportConfig:
         calib_dir: Folder of calibration photos (never the evaluation images).
         calib_images: Number of photos sampled (deterministically) from it.
         method: Calibration method: ``minmax``, ``percentile`` or ``entropy``.
-        keep_float: Node names or op types to keep in float; when given, no search runs.
-        search: Run the sensitivity search when ``keep_float`` is empty; without it every
-            Conv/MatMul outside the DCN sampling is quantized.
+        keep_float: Node names or op types to keep in float, besides the depthwise convolutions.
+        search: Also run the greedy sensitivity search (slow: minutes) for more float layers.
         budget: Detection agreement with FP32 (on the calibration photos) the search must reach.
+        keep_float_depthwise: Keep depthwise convolutions in float (the accurate default).
     """
 
     calib_dir: Path
     calib_images: int = 100
     method: str = "minmax"
     keep_float: tuple[str, ...] = ()
-    search: bool = True
+    search: bool = False
     budget: float = 0.97
+    keep_float_depthwise: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,9 @@ def export_onnx_int8(
 
     log = log or (lambda message: None)
     out_path, timings, started = Path(out_path), {}, time.perf_counter()
-    Int8Options(method=config.method).validate()
+    options = Int8Options(method=config.method, keep_float_nodes=config.keep_float,
+                          keep_float_depthwise=config.keep_float_depthwise)
+    options.validate()
     with tempfile.TemporaryDirectory(prefix="featherface-int8-export-") as scratch:
         fp32 = export_onnx(checkpoint, Path(scratch) / "fp32.onnx", imgsz=imgsz, dynamic=dynamic,
                            parity_images=parity_images, architecture=architecture, log=log)
@@ -117,12 +121,12 @@ def export_onnx_int8(
         log(f"calibration: {len(calib)} images from {config.calib_dir} (content hash {calib.digest[:12]})")
         quantized = Path(scratch) / "int8.onnx"
         step = time.perf_counter()
-        if config.keep_float or not config.search:
-            result = quantize_onnx(fp32.path, quantized, calib, method=config.method, keep_float_nodes=config.keep_float)
-        else:
+        if config.search:
             log(f"sensitivity search (agreement budget {config.budget}):")
-            result, _, _ = search_keep_float(fp32.path, quantized, calib, Int8Options(method=config.method),
-                                             budget=config.budget, per_round=3, log=log)
+            result, _, _ = search_keep_float(fp32.path, quantized, calib, options, budget=config.budget,
+                                             per_round=3, log=log)
+        else:
+            result = quantize_onnx(fp32.path, quantized, calib, options=options)
         timings["quantize"] = time.perf_counter() - step
         log(f"  {len(result.kept_float)} layers kept float ({100 * result.float_fraction:.1f}% of MACs)")
         step = time.perf_counter()
