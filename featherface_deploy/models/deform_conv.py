@@ -112,6 +112,26 @@ def modulated_deform_conv3x3(
     return out.reshape(batch, height, width, out_channels).permute(0, 3, 1, 2)
 
 
+def _normalised_tap_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+    """Undeformed sample points in ``grid_sample`` coordinates, (9, H, W, [x, y]); cached per size in eager mode."""
+    key = (height, width, like.dtype, like.device)
+    grid = _GRID_CACHE.get(key)
+    if grid is None:
+        base_y, base_x = _tap_grid(height, width, like)
+        base_x = (base_x * 2 + 1) / width - 1
+        base_y = (base_y * 2 + 1) / height - 1
+        grid = torch.stack([base_x.expand(1, KERNEL_TAPS, height, width),
+                            base_y.expand(1, KERNEL_TAPS, height, width)], dim=-1)[0]
+        if len(_GRID_CACHE) >= _GRID_CACHE_SIZE:
+            _GRID_CACHE.pop(next(iter(_GRID_CACHE)))
+        _GRID_CACHE[key] = grid
+    return grid
+
+
+_GRID_CACHE: dict[tuple, torch.Tensor] = {}
+_GRID_CACHE_SIZE = 64
+
+
 def modulated_deform_conv3x3_grid_sample(
     x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
 ) -> torch.Tensor:
@@ -125,12 +145,12 @@ def modulated_deform_conv3x3_grid_sample(
     out_channels = weight.shape[0]
     tap_weight = weight.permute(2, 3, 0, 1).reshape(KERNEL_TAPS * out_channels, -1, 1, 1)
     projected = F.conv2d(x, tap_weight).reshape(batch * KERNEL_TAPS, out_channels, height, width)
-    base_y, base_x = _tap_grid(height, width, x)
-    offset = offset.reshape(batch, KERNEL_TAPS, 2, height, width)
-    grid_x = (base_x + offset[:, :, 1]) * (2.0 / width) + (1.0 / width - 1.0)
-    grid_y = (base_y + offset[:, :, 0]) * (2.0 / height) + (1.0 / height - 1.0)
-    grid = torch.stack([grid_x, grid_y], dim=-1).reshape(batch * KERNEL_TAPS, height, width, 2)
-    sampled = F.grid_sample(projected, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # (B, 9, 2, H, W) (y, x) offsets → (B, 9, H, W, 2) (x, y) grid units, added to the cached base grid.
+    offset_xy = offset.reshape(batch, KERNEL_TAPS, 2, height, width).permute(0, 1, 3, 4, 2).flip(-1)
+    scale = offset.new_tensor([2.0 / width, 2.0 / height])
+    grid = torch.addcmul(_normalised_tap_grid(height, width, x), offset_xy, scale)
+    sampled = F.grid_sample(projected, grid.reshape(batch * KERNEL_TAPS, height, width, 2), mode="bilinear",
+                            padding_mode="zeros", align_corners=False)
     sampled = sampled.reshape(batch, KERNEL_TAPS, out_channels, height, width)
     return (sampled * mask.reshape(batch, KERNEL_TAPS, 1, height, width)).sum(dim=1)
 
@@ -174,8 +194,12 @@ class ModulatedDeformConv2d(nn.Module):
         self.lowering = "auto"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        offset = self.offset_conv(x)
-        mask = 2.0 * torch.sigmoid(self.modulator_conv(x))
+        # One convolution predicts offsets and masks together (same input, same kernel size).
+        weight = torch.cat([self.offset_conv.weight, self.modulator_conv.weight])
+        bias = torch.cat([self.offset_conv.bias, self.modulator_conv.bias])
+        offset_and_mask = F.conv2d(x, weight, bias, padding=1)
+        offset = offset_and_mask[:, : 2 * KERNEL_TAPS]
+        mask = 2.0 * torch.sigmoid(offset_and_mask[:, 2 * KERNEL_TAPS:])
         lowering = self.lowering
         if lowering == "auto":
             tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()
