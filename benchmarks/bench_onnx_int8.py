@@ -1,10 +1,13 @@
 """FP32 vs INT8 ONNX of FeatherFace: WIDER-subset AP, file size, ORT latency, float fraction.
 
-Three models from one dynamic FP32 export:
+Models from one dynamic FP32 export:
 
 - ``fp32``: the export itself;
-- ``int8 (default)``: :func:`quantize_onnx` with the keep-float layers found by
-  :func:`search_keep_float` (Conv-only QDQ, symmetric int8, DCN sampling float);
+- ``int8 (default)``: :func:`quantize_onnx` defaults (Conv/MatMul-only QDQ,
+  symmetric int8, DCN sampling and depthwise convolutions float);
+- ``int8 all convs``: the same with the depthwise convolutions quantized too;
+- ``int8 search`` (with ``--search``): the layers kept float found by
+  :func:`search_keep_float` on top of the default;
 - ``int8 naive``: ONNX Runtime's defaults, every supported op type quantized
   (symmetric int8 too), the way a first attempt does it.
 
@@ -13,7 +16,7 @@ Evaluation: ``<shared>/data/widerface-val-416`` at native 416×416, conf ≥ 0.0
 NMS 0.4. Latency: one 640×640 input, ONNX Runtime CPU, 2 threads, median.
 An AVX2 CPU without VNNI is not expected to run INT8 faster.
 
-Usage: ``python benchmarks/bench_onnx_int8.py [--shared DIR] [--fp32 model.onnx]``
+Usage: ``python benchmarks/bench_onnx_int8.py [--shared DIR] [--fp32 model.onnx] [--search]``
 Writes ``benchmarks/results/onnx_int8.json`` and prints a Markdown table.
 """
 
@@ -37,6 +40,7 @@ from featherface_deploy.exporters.int8_sensitivity import search_keep_float  # n
 from featherface_deploy.exporters.onnx2int8 import (  # noqa: E402
     Int8Options,
     prepare_for_quantization,
+    quantize_onnx,
     read_contract,
 )
 from featherface_deploy.runtimes.ort_runtime import OrtRuntime  # noqa: E402
@@ -48,6 +52,7 @@ def main() -> None:
     parser.add_argument("--weights", default="featherface-v1", help="checkpoint name in <shared>/weights")
     parser.add_argument("--fp32", type=Path, help="an existing dynamic FP32 .onnx (exported if omitted)")
     parser.add_argument("--workdir", type=Path, help="where the models are written (a temp dir if omitted)")
+    parser.add_argument("--search", action="store_true", help="also run the keep-float search (minutes)")
     parser.add_argument("--budget", type=float, default=0.97, help="detection agreement of the keep-float search")
     parser.add_argument("--iterations", type=int, default=20)
     args = parser.parse_args()
@@ -59,16 +64,26 @@ def main() -> None:
                                   CalibrationConfig(num_images=100, seed=0, input_size=(640, 640)))
     _log(f"calibration: {len(calib)} images, digest {calib.digest[:12]}")
     started = time.perf_counter()
-    default, history, _ = search_keep_float(fp32, workdir / "int8.onnx", calib, Int8Options(), budget=args.budget,
-                                            per_round=3, log=_log)
-    search_s = time.perf_counter() - started
+    default = quantize_onnx(fp32, workdir / "int8.onnx", calib)
+    quantize_s = time.perf_counter() - started
+    all_convs = quantize_onnx(fp32, workdir / "int8-all-convs.onnx", calib,
+                              options=Int8Options(keep_float_depthwise=False))
     naive = _naive(fp32, workdir / "int8-naive.onnx", calib, workdir)
     models = {"fp32": (fp32, 0.0), "int8 (default)": (default.path, default.float_fraction),
+              "int8 all convs": (all_convs.path, all_convs.float_fraction),
               "int8 naive (all ops)": (naive, 0.0)}
-    rows = _measure(models, args.shared / "data" / "widerface-val-416", args.iterations)
-    payload = {"model": args.weights, "calibration": calib.describe(), "search_seconds": round(search_s, 1),
-               "keep_float_nodes": list(default.kept_float), "search_history": [vars(s) for s in history],
-               "rows": rows}
+    payload = {"model": args.weights, "calibration": calib.describe(), "quantize_seconds": round(quantize_s, 1),
+               "keep_float_nodes": list(default.kept_float)}
+    if args.search:
+        started = time.perf_counter()
+        searched, history, _ = search_keep_float(fp32, workdir / "int8-search.onnx", calib, Int8Options(),
+                                                 budget=args.budget, per_round=3, log=_log)
+        models["int8 search"] = (searched.path, searched.float_fraction)
+        payload.update(search_seconds=round(time.perf_counter() - started, 1),
+                       search_keep_float_nodes=list(searched.kept_float),
+                       search_history=[vars(step) for step in history])
+    payload["rows"] = _measure(models, args.shared / "data" / "widerface-val-416", args.iterations)
+    rows = payload["rows"]
     path = write_result("onnx_int8", payload)
     print(_markdown(rows, machine_facts()))
     _log(f"wrote {path}")
