@@ -7,21 +7,19 @@ Usage::
 Models are exported into a temporary folder, timed interleaved (one run of each
 model per round, so drift affects all alike) at 640×640, model only (no pre- or
 post-processing), and the median per model is reported. Writes
-``benchmarks/results/onnx_dcn_<date>.json`` and prints a Markdown table.
+``benchmarks/results/onnx_dcn.json`` and prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import default_shared, machine_facts
+from common import default_shared, machine_facts, write_result
 
 SIZE = (640, 640)
 RATIO_TARGET = 1.5
@@ -67,19 +65,17 @@ def main() -> None:
     baseline = median_ms["retinaface-mnet025"]
 
     result = {
-        **machine_facts(threads=args.threads, runs=args.runs, input=list(SIZE)),
+        "threads": args.threads, "runs": args.runs, "input": list(SIZE),
         "median_ms": median_ms,
         "ratio_to_retinaface": {name: ms / baseline for name, ms in median_ms.items()},
         "ratio_target": RATIO_TARGET,
         "export_s": export_s, "export_target_s": EXPORT_TARGET_S, "nodes": nodes,
     }
-    out_dir = Path(__file__).resolve().parent / "results"
-    out_dir.mkdir(exist_ok=True)
-    out = out_dir / f"onnx_dcn_{datetime.date.today().isoformat()}.json"
-    out.write_text(json.dumps(result, indent=2))
+    out = write_result("onnx_dcn", result)
+    facts = machine_facts()
 
-    print(f"\nORT {onnxruntime.__version__} FP32, {SIZE[0]}×{SIZE[1]}, {args.threads} threads, "
-          f"median of {args.runs}, {result['cpu']}\n")
+    print(f"\nORT {facts['versions'].get('onnxruntime')} FP32, {SIZE[0]}×{SIZE[1]}, {args.threads} threads, "
+          f"median of {args.runs}, {facts['cpu']}\n")
     print("| model | nodes | median ms | × RetinaFace | export s |")
     print("|---|---:|---:|---:|---:|")
     for name, ms in median_ms.items():
