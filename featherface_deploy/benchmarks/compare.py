@@ -19,7 +19,7 @@ artifact has to be built or the PyTorch runtime is opened.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +44,6 @@ from featherface_deploy.postprocess import PostprocessConfig, decode_image, load
 from featherface_deploy.runtimes.base import Runtime
 
 DEFAULT_FORMATS = ("torch", "onnx", "onnx-int8", "tflite", "tflite-fp16", "tflite-int8")
-TOLERANCES = {"fp32": Tolerances.fp32, "fp16": Tolerances.fp16, "int8": Tolerances.int8}
 COLUMNS = (
     Column("label", "Artifact"), Column("precision", "Precision"), Column("runtime", "Runtime"),
     Column("file_mb", "Size MB", 2), Column("p50_ms", "p50 ms", 1), Column("p90_ms", "p90 ms", 1),
@@ -230,7 +229,7 @@ def _add_parity(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, co
         if name == REFERENCE:
             continue
         progress.log(f"parity {name} vs {REFERENCE} on {len(images)} image(s)")
-        report = check_parity(runtime, reference, images, TOLERANCES[rows[name]["precision"]](),
+        report = check_parity(runtime, reference, images, Tolerances.for_precision(rows[name]["precision"]),
                               raise_on_failure=False, size=config.imgsz)
         rows[name].update({
             "parity_images": report.images, "max_abs_conf": report.max_abs["conf"],

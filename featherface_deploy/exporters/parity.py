@@ -61,15 +61,32 @@ class Tolerances:
 
     @classmethod
     def fp16(cls) -> "Tolerances":
-        """Half-precision weights or activations."""
-        return cls(conf=5e-3, loc=5e-2, landmarks=5e-2, min_iou=0.95, min_match_rate=0.95,
+        """Half-precision weights: face probabilities raw, boxes and landmarks after decode.
+
+        Float16 weights in the DCN offset convolutions move sample points by a
+        fraction of a pixel, which moves the raw deltas of some background anchors
+        by up to ~0.3 on V1 while every detection ≥ 0.5 still matches (IoU ≥ 0.998).
+        """
+        return cls(conf=1e-2, loc=None, landmarks=None, min_iou=0.95, min_match_rate=0.95,
                    max_score_diff=2e-2, borderline=2e-2)
 
     @classmethod
     def int8(cls) -> "Tolerances":
-        """Quantised models: judged after decode only."""
+        """Quantised models: judged after decode only (and, in benchmarks, by the AP drop)."""
         return cls(conf=None, loc=None, landmarks=None, min_iou=0.8, min_match_rate=0.8,
-                   max_score_diff=0.1, borderline=0.1)
+                   max_score_diff=0.2, borderline=0.1)
+
+    @classmethod
+    def for_precision(cls, precision: str) -> "Tolerances":
+        """The tier for ``fp32``, ``fp16`` or ``int8``.
+
+        Raises:
+            ValueError: Unknown precision.
+        """
+        tiers = {"fp32": cls.fp32, "fp16": cls.fp16, "int8": cls.int8}
+        if precision not in tiers:
+            raise ValueError(f"unknown precision '{precision}'; expected one of {sorted(tiers)}")
+        return tiers[precision]()
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from torch import nn
 
 import featherface_deploy
 from featherface_deploy.contract import METADATA_KEY, DecodeContract, atomic_write_bytes, write_sidecar
-from featherface_deploy.errors import ExportError, missing_backend
+from featherface_deploy.errors import ExportError
+from featherface_deploy.exporters.common import load_source, require, size_pair, timed
 from featherface_deploy.exporters.parity import ParityReport, Tolerances, check_parity
 from featherface_deploy.models.deform_conv import ModulatedDeformConv2d, modulated_deform_conv3x3, set_dcn_lowering
 from featherface_deploy.models.featherface import OUTPUT_NAMES
@@ -141,24 +142,24 @@ def export_onnx(
         BackendNotInstalledError: onnx, onnxscript, onnxruntime or the simplifier is missing.
     """
     log = log or (lambda message: None)
-    config = OnnxExportConfig(imgsz=_pair(imgsz), dynamic=dynamic, opset=opset, simplify=simplify,
+    config = OnnxExportConfig(imgsz=size_pair(imgsz), dynamic=dynamic, opset=opset, simplify=simplify,
                               simplifier=simplifier, dcn=dcn)
     config.validate()
-    onnx = _require("onnx")
-    _require("onnxscript")
+    require("onnx", "export")
+    require("onnxscript", "export")
     out_path = Path(out_path)
-    model, model_name = _load(checkpoint_or_model, architecture)
+    model, model_name = load_source(checkpoint_or_model, architecture)
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
     log(f"exporting {model_name} ({config.dcn} DCN, opset {config.opset}, "
         f"{'dynamic' if config.dynamic else 'static'} {config.imgsz[0]}x{config.imgsz[1]})")
-    proto = _timed(timings, "export", lambda: build_onnx(model, config))
+    proto = timed(timings, "export", lambda: build_onnx(model, config))
     log(f"  torch.onnx.export (dynamo): {timings['export']:.1f} s, {len(proto.graph.node)} nodes")
     node_counts = {"exported": len(proto.graph.node)}
-    _timed(timings, "check", lambda: check_onnx(proto))
+    timed(timings, "check", lambda: check_onnx(proto))
     if config.simplify:
-        proto = _timed(timings, "simplify", lambda: simplify_onnx(proto, config.simplifier))
+        proto = timed(timings, "simplify", lambda: simplify_onnx(proto, config.simplifier))
         node_counts["simplified"] = len(proto.graph.node)
         check_onnx(proto)
         log(f"  {config.simplifier}: {node_counts['exported']} → {node_counts['simplified']} nodes "
@@ -173,7 +174,7 @@ def export_onnx(
 
     ort_runtime = OrtRuntime(_session_from_bytes(data))
     log(f"  parity vs PyTorch on {len(parity_images) or 'a synthetic'} image(s)…")
-    report = _timed(timings, "parity", lambda: check_parity(
+    report = timed(timings, "parity", lambda: check_parity(
         ort_runtime, TorchRuntime(model), parity_images, tolerances or Tolerances(), raise_on_failure=True))
     log(report.format())
 
@@ -236,12 +237,12 @@ def simplify_onnx(proto, simplifier: str = "onnxsim"):
         ExportError: The simplifier failed or could not verify its result.
     """
     if simplifier == "onnxsim":
-        onnxsim = _require("onnxsim")
+        onnxsim = require("onnxsim", "export")
         simplified, ok = onnxsim.simplify(proto)
         if not ok:
             raise ExportError("onnxsim could not verify the simplified model; export with simplify=False")
         return simplified
-    onnxslim = _require("onnxslim")
+    onnxslim = require("onnxslim", "export")
     return onnxslim.slim(proto)
 
 
@@ -340,28 +341,6 @@ def with_native_dcn(model: nn.Module) -> nn.Module:
     return model
 
 
-# --- helpers -------------------------------------------------------------------------------------
-
-
-def _load(checkpoint_or_model: str | Path | nn.Module, architecture: str | None) -> tuple[nn.Module, str]:
-    if isinstance(checkpoint_or_model, nn.Module):
-        name = getattr(getattr(checkpoint_or_model, "config", None), "name", None) or architecture or "custom"
-        return checkpoint_or_model.eval(), name
-    from featherface_deploy.models import load_model
-
-    loaded = load_model(checkpoint_or_model, architecture)
-    return loaded.model, loaded.architecture
-
-
-def _pair(imgsz: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(imgsz, int):
-        return imgsz, imgsz
-    values = tuple(int(v) for v in imgsz)
-    if len(values) != 2:
-        raise ExportError(f"imgsz must be one size or (height, width), got {imgsz!r}")
-    return values
-
-
 def _default_opset(proto) -> int:
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
@@ -370,23 +349,6 @@ def _session_from_bytes(data: bytes):
     import onnxruntime
 
     return onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-
-
-def _require(module: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise missing_backend(module, "export") from error
-
-
-def _timed(timings: dict[str, float], step: str, fn: Callable):
-    started = time.perf_counter()
-    try:
-        return fn()
-    finally:
-        timings[step] = time.perf_counter() - started
 
 
 __all__ = [

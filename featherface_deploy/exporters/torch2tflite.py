@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -42,6 +42,7 @@ import featherface_deploy
 from featherface_deploy.calibration import CalibrationConfig, CalibrationSet, build_calibration_set
 from featherface_deploy.contract import DecodeContract, atomic_write_bytes, write_sidecar
 from featherface_deploy.errors import ExportError, missing_backend
+from featherface_deploy.exporters.common import load_source, require, size_pair, timed
 from featherface_deploy.exporters.parity import ParityReport, Tolerances, check_parity
 from featherface_deploy.exporters.tflite_graph import op_census, rewrite_leaky_relu
 from featherface_deploy.exporters.tflite_metadata import embed_contract
@@ -179,14 +180,14 @@ def export_tflite(
     precision = "int8" if int8 else "fp16" if half else "fp32"
     if precision != "int8" and keep_float is not None:
         raise ExportError("keep_float applies to INT8 only (pass int8=True / --int8)")
-    config = TfliteExportConfig(_pair(imgsz), precision, input_layout, float_io,
+    config = TfliteExportConfig(size_pair(imgsz), precision, input_layout, float_io,
                                 DEFAULT_KEEP_FLOAT if keep_float is None else tuple(keep_float),
                                 calibration=calibration if isinstance(calibration, CalibrationConfig)
                                 else CalibrationConfig())
     config.validate()
     if int8 and calib_dir is None and not isinstance(calibration, CalibrationSet):
         raise ExportError("INT8 needs calibration images: pass calib_dir (CLI: --calib-dir DIR)")
-    model, model_name = _load(checkpoint_or_model, architecture)
+    model, model_name = load_source(checkpoint_or_model, architecture)
     started, timings = time.perf_counter(), {}
 
     reused = converted is not None and (converted.imgsz, converted.input_layout) == (config.imgsz, config.input_layout)
@@ -198,10 +199,10 @@ def export_tflite(
     contract = build_contract(model_name, config)
     data, extra, calib_images = converted.data, {}, []
     if precision == "fp16":
-        data = _timed(timings, "quantize", lambda: quantize_fp16(converted.data))
+        data = timed(timings, "quantize", lambda: quantize_fp16(converted.data))
         extra = {"fp16": "float16 weights (FLOAT_CASTING), float32 compute"}
     elif precision == "int8":
-        calib = calibration if isinstance(calibration, CalibrationSet) else _timed(
+        calib = calibration if isinstance(calibration, CalibrationSet) else timed(
             timings, "calibration_set", lambda: build_calibration_set(calib_dir, contract, config.calibration))
         if calib.params.get("input_layout") != config.input_layout:
             raise ExportError(f"the calibration set is {calib.params.get('input_layout')}, the model "
@@ -221,9 +222,9 @@ def export_tflite(
 
     images = list(parity_images) or calib_images
     log(f"  parity vs PyTorch on {len(images) or 'a synthetic'} image(s)…")
-    report = _timed(timings, "parity", lambda: check_parity(
+    report = timed(timings, "parity", lambda: check_parity(
         TfliteRuntime(data, threads=2), TorchRuntime(model), images,
-        tolerances or default_tolerances(precision), raise_on_failure=True))
+        tolerances or Tolerances.for_precision(precision), raise_on_failure=True))
     log(report.format())
 
     out_path = Path(out_path)
@@ -232,23 +233,6 @@ def export_tflite(
     timings["total"] = time.perf_counter() - started + (converted.seconds if reused else 0.0)
     log(f"  wrote {out_path} ({len(data) / 1e6:.2f} MB) and {sidecar.name}")
     return TfliteExportResult(out_path, sidecar, contract, report, timings, len(data))
-
-
-def default_tolerances(precision: str) -> Tolerances:
-    """FP32 tight; FP16 looser; INT8 judged after decode only.
-
-    FP16 raw box and landmark deltas are judged after decode too: float16 weights in
-    the DCN offset convolutions move sample points by a fraction of a pixel, which
-    moves the raw deltas of some background anchors by up to ~0.3 on V1 (640×640,
-    8 subset images) while the face probabilities stay within 3e-3 and every
-    detection ≥ 0.5 still matches (IoU ≥ 0.998).
-    """
-    if precision == "fp16":
-        return replace(Tolerances.fp16(), loc=None, landmarks=None)
-    if precision == "int8":
-        # One of 91 matched V1 faces moved by 0.125 in score (8 subset images); AP is the real INT8 judge.
-        return replace(Tolerances.int8(), max_score_diff=0.2)
-    return Tolerances.fp32()
 
 
 class _TfliteSignature(nn.Module):
@@ -270,7 +254,7 @@ def convert_fp32(model: nn.Module, imgsz: tuple[int, int] = (640, 640), input_la
     Raises:
         ExportError: The conversion failed.
     """
-    litert_torch = _require("litert_torch", "litert-torch")
+    litert_torch = require("litert_torch", "tflite-export", "litert-torch")
     portable = copy.deepcopy(model).eval()
     set_dcn_lowering(portable, "gather")  # TFLite has no grid_sample; GATHER_ND is exact
     height, width = imgsz
@@ -322,8 +306,8 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteExport
         for op in (ops.INPUT, ops.OUTPUT):
             qt.update_quantization_recipe(regex=".*", operation_name=op, algorithm_key=algorithms.NO_QUANTIZE)
     feeds = {SIGNATURE: [{INPUT_NAME: batch} for batch in calibration.batches(1)]}
-    result = _timed(timings, "calibrate", lambda: qt.calibrate(feeds, num_threads=1))
-    data = _timed(timings, "quantize", lambda: bytes(
+    result = timed(timings, "calibrate", lambda: qt.calibrate(feeds, num_threads=1))
+    data = timed(timings, "quantize", lambda: bytes(
         qt.quantize(result, enable_progress_report=False).quantized_model))
     census = op_census(data)
     float_ops = {k.split(":")[0]: v for k, v in census.items() if k.endswith(":FLOAT32") and not k.startswith("DEQ")}
@@ -365,49 +349,12 @@ def _quantizer():
     return quantizer, recipe, qtyping, AlgorithmName
 
 
-def _require(module: str, package: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise missing_backend(package, "tflite-export") from error
-
-
-def _load(checkpoint_or_model: str | Path | nn.Module, architecture: str | None) -> tuple[nn.Module, str]:
-    if isinstance(checkpoint_or_model, nn.Module):
-        name = getattr(getattr(checkpoint_or_model, "config", None), "name", None) or architecture or "custom"
-        return checkpoint_or_model.eval(), name
-    from featherface_deploy.models import load_model
-
-    loaded = load_model(checkpoint_or_model, architecture)
-    return loaded.model, loaded.architecture
-
-
-def _pair(imgsz: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(imgsz, int):
-        return imgsz, imgsz
-    values = tuple(int(v) for v in imgsz)
-    if len(values) != 2:
-        raise ExportError(f"imgsz must be one size or (height, width), got {imgsz!r}")
-    return values
-
-
-def _timed(timings: dict[str, float], step: str, fn: Callable):
-    started = time.perf_counter()
-    try:
-        return fn()
-    finally:
-        timings[step] = time.perf_counter() - started
-
-
 __all__ = [
     "ConvertedModel",
     "TfliteExportConfig",
     "TfliteExportResult",
     "build_contract",
     "convert_fp32",
-    "default_tolerances",
     "export_tflite",
     "quantize_fp16",
     "quantize_int8",

@@ -1,0 +1,59 @@
+"""Helpers shared by the exporters: loading the source model, sizes, optional imports, step timings."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+
+from torch import nn
+
+from featherface_deploy.errors import ExportError, missing_backend
+
+
+def load_source(checkpoint_or_model: str | Path | nn.Module, architecture: str | None) -> tuple[nn.Module, str]:
+    """Returns (model in eval mode, architecture name) from a checkpoint path or an in-memory model."""
+    if isinstance(checkpoint_or_model, nn.Module):
+        name = getattr(getattr(checkpoint_or_model, "config", None), "name", None) or architecture or "custom"
+        return checkpoint_or_model.eval(), name
+    from featherface_deploy.models import load_model
+
+    loaded = load_model(checkpoint_or_model, architecture)
+    return loaded.model, loaded.architecture
+
+
+def size_pair(imgsz: int | Sequence[int]) -> tuple[int, int]:
+    """Turns one size or a (height, width) pair into a pair.
+
+    Raises:
+        ExportError: Not one or two sizes.
+    """
+    if isinstance(imgsz, int):
+        return imgsz, imgsz
+    values = tuple(int(v) for v in imgsz)
+    if len(values) != 2:
+        raise ExportError(f"imgsz must be one size or (height, width), got {imgsz!r}")
+    return values
+
+
+def require(module: str, extra: str, package: str | None = None) -> ModuleType:
+    """Imports an optional dependency of an exporter.
+
+    Raises:
+        BackendNotInstalledError: Missing; the message names the pip extra.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise missing_backend(package or module, extra) from error
+
+
+def timed(timings: dict[str, float], step: str, fn: Callable):
+    """Runs ``fn`` and records its duration in seconds under ``timings[step]``."""
+    started = time.perf_counter()
+    try:
+        return fn()
+    finally:
+        timings[step] = time.perf_counter() - started
