@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.errors import BackendNotInstalledError, FeatherFaceError, missing_backend
+from featherface_deploy.errors import FeatherFaceError, missing_backend
 from featherface_deploy.postprocess import Detections, PostprocessConfig, load_image, nms
 
 ULTRALIGHT_MEAN = 127.0
@@ -138,6 +138,5 @@ def _import_cv2():
     try:
         import cv2
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise BackendNotInstalledError("YuNet runs with OpenCV, which is not installed; "
-                                       "install it with `pip install opencv-python-headless`") from error
+        raise missing_backend("cv2 (OpenCV, for the YuNet peer)", "peers") from error
     return cv2
