@@ -45,12 +45,15 @@ MAX_PARITY_IMAGES = 8
               help="ONNX --int8: quantize the depthwise convolutions too (costs ~9 AP points on V1).")
 @click.option("--search", is_flag=True,
               help="ONNX --int8: also find layers to keep in float by a greedy sensitivity search (minutes).")
+@click.option("--search-budget", default=0.97, show_default=True, type=click.FloatRange(0, 1),
+              help="ONNX --int8 --search: detection agreement with FP32 (calibration photos) to reach.")
 @click.option("--float-io", is_flag=True, help="TFLite --int8: keep float32 input and outputs.")
 @friendly_errors
 def export(checkpoint: str, format_name: str, output: str | None, imgsz: str, dynamic: bool, opset: int | None,
            simplify: bool, simplifier: str, dcn: str, parity_images: str | None, architecture: str | None,
            half: bool, int8: bool, calib_dir: str | None, calib_images: int, calib_method: str,
-           keep_float: tuple[str, ...], quantize_depthwise: bool, search: bool, float_io: bool) -> None:
+           keep_float: tuple[str, ...], quantize_depthwise: bool, search: bool, search_budget: float,
+           float_io: bool) -> None:
     """Exports CHECKPOINT (.pth) and checks it against PyTorch; nothing is written if parity fails."""
     fmt = get_format(format_name)
     size = parse_size(imgsz)
@@ -74,7 +77,7 @@ def export(checkpoint: str, format_name: str, output: str | None, imgsz: str, dy
         from featherface_deploy.exporters.torch2onnx_int8 import Int8ExportConfig, export_onnx_int8
 
         config = Int8ExportConfig(Path(calib_dir), calib_images, calib_method, tuple(keep_float), search,
-                                  keep_float_depthwise=not quantize_depthwise)
+                                  search_budget, keep_float_depthwise=not quantize_depthwise)
         result = export_onnx_int8(checkpoint, out, config, imgsz=size, dynamic=dynamic, parity_images=images,
                                   architecture=architecture, log=click.echo)
     else:
