@@ -223,7 +223,8 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
             result = quantize_onnx(fp32_path, trial, calib_set, options=_with_kept(options, kept), contract=contract)
             agreement = detection_agreement(prepared, trial, calib_set, contract)
             history.append(SearchStep(tuple(kept), round(agreement, 4), round(result.float_fraction, 4)))
-            log(f"  {len(kept):2d} layers float beyond the defaults ({100 * result.float_fraction:.1f}% of MACs float): "
+            log(f"  {len(kept):2d} layers float beyond the defaults "
+                f"({100 * result.float_fraction:.1f}% of MACs float): "
                 f"detection agreement {agreement:.4f}")
             report = sensitivity_report(prepared, trial, calib_set, input_name=contract.input_name)
             if agreement >= budget or not report or len(history) > max_rounds:
