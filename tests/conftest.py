@@ -66,3 +66,16 @@ def calibration_dir() -> Path:
 def _isolated_cache(tmp_path_factory):
     """Keeps calibration caches written by tests out of the user's home."""
     os.environ["FEATHERFACE_CACHE"] = str(tmp_path_factory.mktemp("featherface-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A seeded, randomly initialised ``featherface-tiny`` checkpoint (fast tests; no trained weights)."""
+    import torch
+
+    from featherface_deploy.models import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
+    torch.save(create_model("featherface-tiny").state_dict(), path)
+    return path

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -16,20 +15,11 @@ from featherface_deploy.benchmarks.report import Column, markdown_table, update_
 from featherface_deploy.cli.main import cli
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.exporters.parity import Tolerances, check_parity
-from featherface_deploy.models import create_model
 from featherface_deploy.postprocess import generate_priors
 from featherface_deploy.runtimes.base import Runtime
 from featherface_deploy.runtimes.torch_runtime import TorchRuntime
 
 SIZE = 128
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
-    torch.save(create_model("featherface-tiny").state_dict(), path)
-    return path
 
 
 @pytest.fixture(scope="module")

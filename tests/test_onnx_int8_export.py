@@ -4,22 +4,12 @@ import json
 
 import onnx
 import pytest
-import torch
 from click.testing import CliRunner
 
 from featherface_deploy.cli.main import cli
 from featherface_deploy.contract import METADATA_KEY
-from featherface_deploy.models import create_model
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    torch.save(create_model("featherface-tiny").state_dict(), path)
-    return path
 
 
 def test_cli_int8_export_writes_qdq_model_with_contract(tiny_checkpoint, calibration_dir, tmp_path):
