@@ -36,7 +36,8 @@ class WiderFaceResult:
 
 
 def predict_widerface(detector: FaceDetector, widerface_root: str | Path, limit: int | None = None,
-                      on_image: Callable[[], None] | None = None) -> Predictions:
+                      on_image: Callable[[], None] | None = None,
+                      ground_truth: WiderGroundTruth | None = None) -> Predictions:
     """Runs the detector on every image of the official layout, at the detector's own settings.
 
     Args:
@@ -44,12 +45,13 @@ def predict_widerface(detector: FaceDetector, widerface_root: str | Path, limit:
         widerface_root: Folder with ``WIDER_val/images`` and ``eval_tools/ground_truth``.
         limit: Run only the first ``limit`` images (for quick checks).
         on_image: Called after each image (progress reporting).
+        ground_truth: The folder's ground truth if already loaded.
 
     Returns:
         The predictions keyed by (event, image name).
     """
     predictions: Predictions = {}
-    for event, name, path in list_images(widerface_root)[:limit]:
+    for event, name, path in list_images(widerface_root, ground_truth)[:limit]:
         faces = detector(path)
         predictions[(event, name)] = np.concatenate([faces.boxes, faces.scores[:, None]], axis=1)
         if on_image is not None:
@@ -64,7 +66,7 @@ def evaluate_widerface(detector: FaceDetector, widerface_root: str | Path, limit
     With ``limit``, AP is computed over those images only (missing images would count as misses).
     """
     ground_truth = load_ground_truth(widerface_root)
-    predictions = predict_widerface(detector, widerface_root, limit, on_image)
+    predictions = predict_widerface(detector, widerface_root, limit, on_image, ground_truth)
     if limit is not None:
         ground_truth = subset_ground_truth(ground_truth, set(predictions))
     return WiderFaceResult(predictions, evaluate(predictions, ground_truth), len(predictions))

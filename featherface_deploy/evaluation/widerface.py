@@ -252,12 +252,15 @@ def load_ground_truth(widerface_root: str | os.PathLike) -> WiderGroundTruth:
                             keep=MappingProxyType(keep))
 
 
-def list_images(widerface_root: str | os.PathLike) -> list[tuple[str, str, Path]]:
+def list_images(widerface_root: str | os.PathLike,
+                ground_truth: WiderGroundTruth | None = None) -> list[tuple[str, str, Path]]:
     """Lists every validation image of the ground truth with its file path.
 
     Args:
         widerface_root: The dataset folder holding ``eval_tools/`` and
             ``WIDER_val/images/``.
+        ground_truth: The folder's ground truth if already loaded (read from
+            the ``.mat`` files otherwise).
 
     Returns:
         ``(event, image_name, <root>/WIDER_val/images/<event>/<image_name>.jpg)``
@@ -268,7 +271,7 @@ def list_images(widerface_root: str | os.PathLike) -> list[tuple[str, str, Path]
             missing; the message names the missing path.
     """
     root = Path(widerface_root)
-    gt = load_ground_truth(root)
+    gt = ground_truth if ground_truth is not None else load_ground_truth(root)
     images_dir = root / _IMAGES_SUBDIR
     if not images_dir.is_dir():
         raise DatasetError(f"WIDER FACE image folder not found: {images_dir}")
