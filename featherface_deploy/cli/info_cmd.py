@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from featherface_deploy.cli.options import friendly_errors, parse_size
-from featherface_deploy.contract import read_sidecar
+from featherface_deploy.contract import DecodeContract, read_sidecar
 from featherface_deploy.formats import format_for_path
 from featherface_deploy.postprocess import generate_priors
 
@@ -22,8 +22,6 @@ def _checkpoint_info(path: str, size: tuple[int, int]) -> None:
         count = sum(p.numel() for p in child.parameters())
         if count:
             click.echo(f"  {name:<14} {count:>9,}")
-    from featherface_deploy.contract import DecodeContract
-
     _shapes(DecodeContract(model_name=loaded.architecture), size)
 
 
