@@ -56,3 +56,7 @@ def missing_backend(package: str, extra: str) -> BackendNotInstalledError:
         f"'{package}' is not installed; install it with "
         f"`pip install featherface-deploy[{extra}]` (or `pip install -e .[{extra}]` from a clone)"
     )
+
+
+class InterpreterError(FeatherFaceError):
+    """The Core ML reference interpreter cannot run a program (an op it lacks, a bad input, a failing op)."""

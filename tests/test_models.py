@@ -108,3 +108,20 @@ def test_wrapped_and_prefixed_state_dict_loads(tmp_path):
     path = tmp_path / "wrapped.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}, "epoch": 3}, path)
     assert load_model(path).architecture == "featherface-tiny"
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 160)])
+def test_bifpn_stride2_resampling_is_the_same_function_on_multiples_of_32(v1_weights, size):
+    """The shape-independent BiFPN form (×2 upsampling, constant pads) that Core ML flexible shapes need."""
+    from featherface_deploy.models.bifpn import set_bifpn_resampling
+
+    model = load_model(v1_weights).model
+    x = torch.randn(1, 3, *size) * 50
+    with torch.no_grad():
+        exact = model(x)
+        set_bifpn_resampling(model, "stride2")
+        stride2 = model(x)
+    for a, b in zip(exact, stride2):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="unknown BiFPN resampling"):
+        set_bifpn_resampling(model, "bilinear")

@@ -9,6 +9,14 @@ correct at every input size:
   unpadded ``MaxPool2d``. Converters that fold the zero ``Pad`` into MaxPool's
   own padding (which pads with −inf) change the result, so the zeros are
   concatenated rather than padded (see ``_zero_pad``).
+
+When height and width are multiples of 32, every upsampling is exactly ×2 and
+every pooled map has an even size (pad 0 before, 1 after), so both can be
+written without reading the input size: ``scale_factor=2`` and a constant
+``F.pad``. :func:`set_bifpn_resampling` selects that form (``"stride2"``) for
+converters that need shape-independent graphs (Core ML flexible shapes); the
+default (``"exact"``) keeps the size-driven form that ONNX and TFLite export.
+On multiples of 32 both compute the same function.
 """
 
 from __future__ import annotations
@@ -61,6 +69,36 @@ def upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="nearest")
 
 
+def upsample_x2(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Nearest ×2 upsampling: ``upsample_to`` when ``like`` is exactly twice the size (its size is not read)."""
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+def even_same_maxpool(x: torch.Tensor) -> torch.Tensor:
+    """``same_maxpool`` for even sizes: zero padding 0 before and 1 after, as a constant ``F.pad``."""
+    return F.max_pool2d(F.pad(x, (0, 1, 0, 1), value=0.0), 3, 2)
+
+
+
+
+def set_bifpn_resampling(model: nn.Module, mode: str) -> None:
+    """Chooses how every BiFPN cell of ``model`` upsamples and pools.
+
+    Args:
+        model: A model containing :class:`BiFPNCell` modules.
+        mode: ``exact`` (size-driven, any input size) or ``stride2`` (fixed ×2 and constant pads,
+            the same function for inputs whose height and width are multiples of 32).
+
+    Raises:
+        ValueError: Unknown mode.
+    """
+    if mode not in RESAMPLING:
+        raise ValueError(f"unknown BiFPN resampling '{mode}'; choose one of {list(RESAMPLING)}")
+    for module in model.modules():
+        if isinstance(module, BiFPNCell):
+            module.resampling = mode
+
+
 def same_maxpool(x: torch.Tensor) -> torch.Tensor:
     """TF-"same" 3×3 stride-2 max-pool with zero padding (0/1 for even sizes, 1/1 for odd)."""
     height, width = x.shape[-2:]
@@ -89,6 +127,10 @@ def _zero_pad(x: torch.Tensor, dim: int, before: int, after: int) -> torch.Tenso
     return torch.cat(parts, dim=dim)
 
 
+_RESAMPLERS = {"exact": (upsample_to, same_maxpool), "stride2": (upsample_x2, even_same_maxpool)}
+RESAMPLING = tuple(_RESAMPLERS)
+
+
 def fusion_weights(raw: torch.Tensor) -> torch.Tensor:
     """Fast normalised fusion: relu(w) / (sum over all of relu(w) + 1e-4)."""
     w = torch.relu(raw)
@@ -107,6 +149,7 @@ class BiFPNCell(nn.Module):
     def __init__(self, channels: int, in_channels: tuple[int, int, int] | None = None) -> None:
         super().__init__()
         self.first = in_channels is not None
+        self.resampling = "exact"
         self.p4_w1 = nn.Parameter(torch.ones(2))
         self.p3_w1 = nn.Parameter(torch.ones(2))
         self.p4_w2 = nn.Parameter(torch.ones(3))
@@ -127,15 +170,16 @@ class BiFPNCell(nn.Module):
         if self.first:
             c3, c4, c5 = p3, p4, p5
             p3, p4, p5 = self.p3_down_channel(c3), self.p4_down_channel(c4), self.p5_down_channel(c5)
+        up, pool = _RESAMPLERS[self.resampling]
         w = fusion_weights(self.p4_w1)
-        p4_up = self.conv4_up(swish(w[0] * p4 + w[1] * upsample_to(p5, p4)))
+        p4_up = self.conv4_up(swish(w[0] * p4 + w[1] * up(p5, p4)))
         w = fusion_weights(self.p3_w1)
-        p3_out = self.conv3_up(swish(w[0] * p3 + w[1] * upsample_to(p4_up, p3)))
+        p3_out = self.conv3_up(swish(w[0] * p3 + w[1] * up(p4_up, p3)))
         if self.first:
             p4, p5 = self.p4_down_channel_2(c4), self.p5_down_channel_2(c5)
         w = fusion_weights(self.p4_w2)
-        p4_out = self.conv4_down(swish(w[0] * p4 + w[1] * p4_up + w[2] * same_maxpool(p3_out)))
+        p4_out = self.conv4_down(swish(w[0] * p4 + w[1] * p4_up + w[2] * pool(p3_out)))
         # p5_w2 has three entries; only two are used, but all three normalise.
         w = fusion_weights(self.p5_w2)
-        p5_out = self.conv5_down(swish(w[0] * p5 + w[1] * same_maxpool(p4_out)))
+        p5_out = self.conv5_down(swish(w[0] * p5 + w[1] * pool(p4_out)))
         return p3_out, p4_out, p5_out

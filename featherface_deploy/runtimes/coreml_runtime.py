@@ -1,0 +1,163 @@
+"""Core ML backend: runs an exported ``.mlpackage`` (numpy + coremltools only, never torch directly).
+
+Two engines sit behind one :class:`CoremlRuntime`, and every report names which one ran:
+
+- ``coreml``: ``MLModel.predict`` with the chosen compute units — Apple's
+  framework, on macOS only (the Linux coremltools wheel has no Core ML).
+- ``coreml-reference-interpreter``: the numpy evaluation of the ML Program read
+  from the package (:mod:`featherface_deploy.runtimes.mil`). It checks the
+  converted file on Linux; it is **not** Core ML and says so in its name.
+
+``engine="auto"`` takes Core ML where it exists and the interpreter elsewhere;
+``engine="coreml"`` refuses to run without Core ML. (coremltools itself imports
+torch when it is installed; this module does not.)
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from featherface_deploy.contract import METADATA_KEY, DecodeContract, read_sidecar
+from featherface_deploy.errors import BackendNotInstalledError, ContractError, FeatherFaceError, InputError, \
+    missing_backend
+from featherface_deploy.runtimes.base import Runtime
+
+try:
+    import coremltools
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise missing_backend("coremltools", "coreml") from error
+
+ENGINES = ("auto", "coreml", "interpreter")
+INTERPRETER_NAME = "coreml-reference-interpreter"
+COMPUTE_UNITS = {"all": "ALL", "cpu": "CPU_ONLY", "cpu-and-ne": "CPU_AND_NE", "cpu-and-gpu": "CPU_AND_GPU"}
+
+
+def coreml_available() -> bool:
+    """Whether Apple's Core ML framework can run predictions here (macOS with coremltools' native module)."""
+    if sys.platform != "darwin":
+        return False
+    try:
+        from coremltools import libcoremlpython  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class CoremlRuntime(Runtime):
+    """Runs a Core ML ML Program with Core ML (macOS) or the numpy reference interpreter.
+
+    Args:
+        path_or_model: A ``.mlpackage`` path, or a loaded ``coremltools.models.MLModel`` (injected; Core ML).
+        threads: Accepted for the common runtime signature; neither Core ML nor the interpreter
+            takes a thread count (Core ML schedules its own; the interpreter uses numpy's BLAS pool).
+        compute_units: ``all``, ``cpu``, ``cpu-and-ne`` or ``cpu-and-gpu`` (Core ML only).
+        engine: ``auto``, ``coreml`` or ``interpreter`` (see the module docstring).
+        contract: A contract for an injected model without metadata.
+
+    Attributes:
+        engine: The engine that runs: ``coreml`` or ``interpreter``.
+
+    Raises:
+        BackendNotInstalledError: ``engine="coreml"`` where Core ML cannot run.
+        ContractError: No contract in the metadata or a sidecar, or inputs/outputs that do not match it.
+        FeatherFaceError: Unknown engine or compute units, or an unreadable package.
+        InterpreterError: The interpreter does not implement an op of the program.
+    """
+
+    def __init__(self, path_or_model, threads: int | None = None, compute_units: str = "all",
+                 engine: str = "auto", contract: DecodeContract | None = None) -> None:
+        if engine not in ENGINES:
+            raise FeatherFaceError(f"unknown Core ML engine '{engine}'; choose one of: {', '.join(ENGINES)}")
+        if compute_units not in COMPUTE_UNITS:
+            raise FeatherFaceError(f"unknown compute units '{compute_units}'; choose one of: "
+                                   f"{', '.join(COMPUTE_UNITS)}")
+        injected = isinstance(path_or_model, coremltools.models.MLModel)
+        path = None if injected else Path(path_or_model)
+        if path is not None and not path.exists():
+            raise FeatherFaceError(f"Core ML model not found: {path}")
+        if engine == "auto":
+            engine = "coreml" if injected or coreml_available() else "interpreter"
+        if engine == "coreml" and not coreml_available():
+            raise BackendNotInstalledError(
+                "Core ML predictions need macOS (the Linux coremltools wheel has no Core ML framework); "
+                "on Linux run the numpy reference interpreter with engine='interpreter' (CLI: --coreml-engine "
+                "interpreter)")
+        if injected and engine == "interpreter":
+            raise FeatherFaceError("the reference interpreter reads a .mlpackage path, not a loaded MLModel")
+        self.engine = engine
+        self.compute_units = compute_units
+        self.name = "coreml" if engine == "coreml" else INTERPRETER_NAME
+        spec_model = path_or_model if injected else _read_model(path)
+        super().__init__(contract or _read_contract(spec_model, path))
+        self._image_input = bool(self.contract.extra.get("image_input"))
+        if engine == "coreml":
+            self._model = path_or_model if injected else coremltools.models.MLModel(
+                str(path), compute_units=getattr(coremltools.ComputeUnit, COMPUTE_UNITS[compute_units]))
+            self._interpreter = None
+        else:
+            from featherface_deploy.runtimes.mil import MilInterpreter
+
+            self._interpreter = MilInterpreter(path)
+        self._check_io(spec_model.get_spec(), str(path or "injected model"))
+
+    def _check_io(self, spec, source: str) -> None:
+        inputs = [i.name for i in spec.description.input]
+        outputs = {o.name for o in spec.description.output}
+        if inputs != [self.contract.input_name] or not set(self.contract.output_names) <= outputs:
+            raise ContractError(f"{source}: model inputs {inputs} / outputs {sorted(outputs)} do not match the "
+                                f"contract ({self.contract.input_name} → {list(self.contract.output_names)})")
+
+    def _infer(self, batch: np.ndarray) -> Mapping[str, np.ndarray]:
+        # Exported with batch 1: a larger batch runs image by image.
+        self._check_size(batch.shape[2:])
+        results = [self._infer_one(image[None]) for image in batch]
+        names = dict(zip(("loc", "conf", "landmarks"), self.contract.output_names))
+        return {role: np.concatenate([r[name] for r in results]).astype(np.float32) for role, name in names.items()}
+
+    def _infer_one(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        name = self.contract.input_name
+        if self._image_input:
+            # The model subtracts the mean itself; it takes the 0–255 BGR image.
+            pixels = np.clip(np.rint(image[0] + np.asarray(self.contract.mean_bgr, np.float32)[:, None, None]),
+                             0, 255)
+            if self._interpreter is not None:
+                return self._interpreter.run({name: pixels[None].astype(np.float32)})
+            from PIL import Image
+
+            rgb = pixels[::-1].transpose(1, 2, 0).astype(np.uint8)
+            return self._model.predict({name: Image.fromarray(rgb)})
+        if self._interpreter is not None:
+            return self._interpreter.run({name: image})
+        return self._model.predict({name: image})
+
+    def _check_size(self, size_hw: tuple[int, int]) -> None:
+        sizes = self.contract.extra.get("sizes") or []
+        if sizes and list(size_hw) not in [list(s) for s in sizes]:
+            raise InputError(f"this model takes the sizes {', '.join(f'{h}×{w}' for h, w in sizes)}; "
+                             f"got {size_hw[0]}×{size_hw[1]}")
+        flexible = self.contract.extra.get("flexible")
+        if flexible:
+            low, high = (int(v) for v in flexible.split("-"))
+            if not all(low <= side <= high for side in size_hw):
+                raise InputError(f"this model takes sides from {low} to {high}; got {size_hw[0]}×{size_hw[1]}")
+
+
+def _read_model(path: Path):
+    try:
+        return coremltools.models.MLModel(str(path), skip_model_load=True)
+    except Exception as error:  # coremltools raises bare Exceptions for unreadable packages
+        raise FeatherFaceError(f"coremltools cannot read {path}: {error}") from error
+
+
+def _read_contract(model, path: Path | None) -> DecodeContract:
+    metadata = dict(model.user_defined_metadata)
+    if METADATA_KEY in metadata:
+        return DecodeContract.from_json(metadata[METADATA_KEY], source=f"{path or 'injected model'} (metadata)")
+    if path is not None:
+        return read_sidecar(path)
+    raise ContractError(f"the injected Core ML model has no '{METADATA_KEY}' metadata; pass contract=… "
+                        "or export it with `featherface-deploy export`")
