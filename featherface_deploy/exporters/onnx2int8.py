@@ -73,6 +73,9 @@ class Int8Options:
         num_bins: Histogram bins of ``percentile``/``entropy``. ORT's entropy default (128)
             reproduces the MinMax ranges exactly on this model; 2048 (TensorRT's choice) does not.
         batch_size: Calibration images per ORT run.
+        quantize_bias: Write int32 quantized biases with their ``DequantizeLinear`` (ORT's default).
+            ``False`` keeps biases float: TensorRT rejects an int32 DQ (onnx-tensorrt#850,
+            onnxruntime#14229, onnxruntime#17738); see :mod:`~featherface_deploy.exporters.onnx2trt_int8`.
     """
 
     method: str = "minmax"
@@ -84,6 +87,7 @@ class Int8Options:
     percentile: float = 99.999
     num_bins: int = 2048
     batch_size: int = 1
+    quantize_bias: bool = True
 
     def validate(self) -> None:
         """Raises :class:`ExportError` for an unknown method or a bad number."""
@@ -292,6 +296,7 @@ def _run_quantize_static(prepared: Path, out: Path, calib_set: CalibrationSet, i
         "OpTypesToExcludeOutputQuantization": list(MAC_OP_TYPES),
         "ForceQuantizeNoInputCheck": False,
         "CalibPercentile": options.percentile, "CalibNumBins": options.num_bins,
+        "QuantizeBias": options.quantize_bias,
     }
     reader = OrtCalibrationReader(calib_set, input_name, options.batch_size)
     op_types = [t for t in options.op_types if t not in options.keep_float_op_types]
