@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 
@@ -17,7 +18,8 @@ from featherface_deploy.postprocess import (
 )
 from featherface_deploy.runtimes.base import Runtime
 
-ImageInput = str | Path | np.ndarray
+# typing.Union, not ``|``: this module also runs in device bundles on Python 3.8.
+ImageInput = Union[str, Path, np.ndarray]
 
 
 class FaceDetector:

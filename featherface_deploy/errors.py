@@ -38,6 +38,10 @@ class ExportError(FeatherFaceError):
     """An export or conversion failed or was asked for something unsupported."""
 
 
+class DeviceError(FeatherFaceError):
+    """A step on a remote device failed (connect, copy, run, fetch); the message names the device and the step."""
+
+
 class ParityError(ExportError):
     """An exported model's outputs differ from the reference beyond tolerance."""
 

@@ -30,6 +30,7 @@ from featherface_deploy.postprocess import PostprocessConfig, decode_image, prep
 from featherface_deploy.runtimes.base import Runtime
 
 STAGES = ("pre", "infer", "post")
+SYNTHETIC_IMAGES = 4
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
 
@@ -219,6 +220,17 @@ def benchmark_model(path: str | Path, images: Sequence[np.ndarray], imgsz: tuple
                                             on_round=lambda: handle.update(1))["model"]
             rows.append({**row, **stats.to_dict()})
     return rows
+
+
+def synthetic_images(size: tuple[int, int], count: int = SYNTHETIC_IMAGES) -> list[np.ndarray]:
+    """Seeded noise images (BGR uint8), the same on every machine: the default benchmark input.
+
+    Args:
+        size: (height, width).
+        count: How many.
+    """
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(count)]
 
 
 class NullBar:

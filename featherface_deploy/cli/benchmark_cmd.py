@@ -9,8 +9,6 @@ import click
 
 from featherface_deploy.cli.options import friendly_errors, parse_size
 
-SYNTHETIC_IMAGES = 4
-
 
 def _int_list(value: str) -> list[int]:
     try:
@@ -30,7 +28,7 @@ def _int_list(value: str) -> list[int]:
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(0), help="Untimed steps.")
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(1), help="Timed steps.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
-              help=f"Folder of images to cycle through (default: {SYNTHETIC_IMAGES} synthetic noise images).")
+              help="Folder of images to cycle through (default: 4 synthetic noise images).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the rows and machine facts to this JSON file.")
 @friendly_errors
@@ -60,12 +58,10 @@ def _bar(label: str, total: int):
 
 
 def _load_images(folder: str | None, size: tuple[int, int]) -> list:
-    import numpy as np
-
+    from featherface_deploy.benchmarks.latency import synthetic_images
     from featherface_deploy.calibration import list_image_files
     from featherface_deploy.postprocess import load_image
 
     if folder is None:
-        rng = np.random.default_rng(0)
-        return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(SYNTHETIC_IMAGES)]
+        return synthetic_images(size)
     return [load_image(path) for path in list_image_files(folder)[:16]]

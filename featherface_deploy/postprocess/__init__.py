@@ -5,7 +5,7 @@ from featherface_deploy.postprocess.detections import Detections
 from featherface_deploy.postprocess.image_io import load_image
 from featherface_deploy.postprocess.nms import nms
 from featherface_deploy.postprocess.pipeline import PostprocessConfig, decode_image
-from featherface_deploy.postprocess.preprocess import Transform, preprocess
+from featherface_deploy.postprocess.preprocess import Transform, fit_image, preprocess, to_tensor
 from featherface_deploy.postprocess.priors import generate_priors
 
 __all__ = [
@@ -15,8 +15,10 @@ __all__ = [
     "decode_boxes",
     "decode_image",
     "decode_landmarks",
+    "fit_image",
     "generate_priors",
     "load_image",
     "nms",
     "preprocess",
+    "to_tensor",
 ]

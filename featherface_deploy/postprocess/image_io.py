@@ -1,6 +1,6 @@
 """Image loading into uint8 H×W×3 arrays with an explicit channel order.
 
-Paths are decoded with Pillow; arrays are taken as they are. Grayscale is
+Paths are decoded with Pillow (imported on first use); arrays are taken as they are. Grayscale is
 replicated to three channels, an alpha channel is dropped, and 16-bit images
 are scaled to 8 bits, so every backend sees the same pixels.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from featherface_deploy.errors import ImageError
 
@@ -42,6 +41,11 @@ def _to_three_channels(array: np.ndarray, source: str) -> np.ndarray:
 
 def _read_file(path: Path) -> np.ndarray:
     """Decodes an image file to an RGB(-ordered) array, keeping 16-bit depth."""
+    try:  # Pillow is imported here so device bundles, which decode no files, run without it
+        from PIL import Image, UnidentifiedImageError
+    except ImportError as error:
+        raise ImageError(f"cannot read image {path}: decoding image files needs Pillow (`pip install pillow`); "
+                         "pass a decoded array instead") from error
     try:
         with Image.open(path) as image:
             image.load()

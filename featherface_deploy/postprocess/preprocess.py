@@ -1,7 +1,10 @@
 """FeatherFace preprocessing: optional resize, BGR − mean, padding, NCHW float32.
 
 The :class:`Transform` records how an image was scaled, so detections can be
-mapped back to original pixels.
+mapped back to original pixels. The two halves are separate functions
+(:func:`fit_image` resizes, :func:`to_tensor` subtracts the mean and pads) so
+a host can fit images and a device bundle without Pillow can do the rest;
+Pillow is imported only when an image actually needs resizing.
 """
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from featherface_deploy.contract import DecodeContract
+from featherface_deploy.errors import BackendNotInstalledError
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,15 @@ class Transform:
 
 
 def resize_bgr(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of a uint8 H×W×3 image."""
+    """Bilinear resize of a uint8 H×W×3 image (Pillow; an image already that size is returned as is)."""
     if image.shape[:2] == (height, width):
         return image
+    try:
+        from PIL import Image
+    except ImportError as error:  # only in device bundles, which carry no Pillow
+        raise BackendNotInstalledError(
+            "resizing an image needs Pillow, which this Python lacks: `pip install pillow`, or pass images "
+            "already fitted to the model (the remote runners do)") from error
     return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
 
 
@@ -45,6 +54,34 @@ def _fit(image_size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int
 
 def _round_up(value: int, divisor: int) -> int:
     return -(-value // divisor) * divisor
+
+
+def fit_image(image: np.ndarray, contract: DecodeContract,
+              size: tuple[int, int] | None = None) -> tuple[np.ndarray, Transform]:
+    """Resizes one BGR uint8 image the way :func:`preprocess` does (aspect ratio kept), without padding.
+
+    Returns:
+        The resized image and the :class:`Transform` from original pixels to it.
+    """
+    height, width = image.shape[:2]
+    target = contract.input_size or size
+    resized_size = _fit((height, width), target) if target else (height, width)
+    resized = resize_bgr(image, *resized_size)
+    return resized, Transform(resized_size[1] / width, resized_size[0] / height, (height, width))
+
+
+def to_tensor(resized: np.ndarray, contract: DecodeContract) -> np.ndarray:
+    """Subtracts the mean from an already fitted image and pads it to the model's input (3, H', W') float32."""
+    if contract.input_size:
+        canvas_size = contract.input_size
+    else:
+        divisor = contract.size_divisor
+        canvas_size = (_round_up(resized.shape[0], divisor), _round_up(resized.shape[1], divisor))
+    tensor = np.zeros((3, *canvas_size), dtype=np.float32)
+    mean = np.asarray(contract.mean_bgr, dtype=np.float32).reshape(3, 1, 1)
+    # One pass: uint8 HWC → float32 CHW minus mean, written straight into the canvas.
+    np.subtract(resized.transpose(2, 0, 1), mean, out=tensor[:, : resized.shape[0], : resized.shape[1]])
+    return tensor
 
 
 def preprocess(image: np.ndarray, contract: DecodeContract, size: tuple[int, int] | None = None) -> tuple[np.ndarray, Transform]:
@@ -63,18 +100,5 @@ def preprocess(image: np.ndarray, contract: DecodeContract, size: tuple[int, int
     Returns:
         The (3, H', W') float32 input and its :class:`Transform`.
     """
-    height, width = image.shape[:2]
-    target = contract.input_size or size
-    resized_size = _fit((height, width), target) if target else (height, width)
-    resized = resize_bgr(image, *resized_size)
-    if contract.input_size:
-        canvas_size = contract.input_size
-    else:
-        divisor = contract.size_divisor
-        canvas_size = (_round_up(resized_size[0], divisor), _round_up(resized_size[1], divisor))
-    tensor = np.zeros((3, *canvas_size), dtype=np.float32)
-    mean = np.asarray(contract.mean_bgr, dtype=np.float32).reshape(3, 1, 1)
-    # One pass: uint8 HWC → float32 CHW minus mean, written straight into the canvas.
-    np.subtract(resized.transpose(2, 0, 1), mean, out=tensor[:, : resized_size[0], : resized_size[1]])
-    transform = Transform(resized_size[1] / width, resized_size[0] / height, (height, width))
-    return tensor, transform
+    resized, transform = fit_image(image, contract, size)
+    return to_tensor(resized, contract), transform

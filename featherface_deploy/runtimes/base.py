@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import Dict
 
 import numpy as np
 
 from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract
 from featherface_deploy.errors import InputError
 
-RawOutputs = dict[str, np.ndarray]
+# typing.Dict, not dict[...]: this module also runs in device bundles on Python 3.8.
+RawOutputs = Dict[str, np.ndarray]
 
 
 class Runtime(ABC):

@@ -1,0 +1,11 @@
+"""Running the exact artifact on a target device and bringing its numbers back.
+
+- :mod:`.bundle`: builds a self-contained device bundle (model, sidecar, runner, the package's own
+  runtime-side modules) — host side.
+- :mod:`.device_main`, :mod:`.device_facts`, :mod:`.image_pack`: what runs *on the device* (Python ≥ 3.8,
+  numpy and the model's runtime only); copied into every bundle.
+- :mod:`.ssh`, :mod:`.ssh_device`: the OpenSSH client and the ssh runner (Linux boards, Jetson, Mac).
+- :mod:`.adb_device`, :mod:`.benchmark_model_output`: Android through ``adb`` and TFLite's ``benchmark_model``.
+
+Nothing is imported here, so a device bundle can carry this package without its host-side modules.
+"""

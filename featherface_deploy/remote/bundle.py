@@ -1,0 +1,230 @@
+"""Device bundles: one model, its sidecar and a runner that needs only Python ≥ 3.8, numpy and the runtime.
+
+The runner is not a copy kept by hand: :func:`build_bundle` copies the package's own runtime-side modules,
+found by following the imports of :mod:`featherface_deploy.remote.device_main` and of the model's runtime
+module (from the format table), so host and device share one implementation of preprocessing, decode and
+NMS. Each copied module is checked for Python 3.8 compatibility. A bundle is named by a content hash of its
+files, under which devices cache it.
+
+Layout::
+
+    run.py                  python run.py benchmark|evaluate|detect|facts ...
+    MANIFEST.json           schema, digest, model, format, requirements, sha256 of every file
+    model/<model file>      and its sidecar <model file>.json when it has one
+    featherface_deploy/...  the copied modules
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import featherface_deploy
+from featherface_deploy.contract import atomic_write_bytes, sidecar_path
+from featherface_deploy.errors import ExportError, FeatherFaceError
+from featherface_deploy.formats import format_for_path
+from featherface_deploy.remote.py38_check import check_files
+
+BUNDLE_SCHEMA = "featherface-deploy/bundle/1"
+ENTRY_MODULE = "featherface_deploy.remote.device_main"
+MANIFEST = "MANIFEST.json"
+DEVICE_PACKAGES = {"onnx": ["numpy", "onnxruntime"], "tflite": ["numpy", "ai-edge-litert or tflite-runtime"]}
+_PACKAGE_ROOT = Path(featherface_deploy.__file__).resolve().parent
+_ZIP_DATE = (2020, 1, 1, 0, 0, 0)
+_RUN_PY = '''#!/usr/bin/env python3
+"""featherface-deploy device bundle {digest} for {model}: `python run.py -h`.
+
+Needs Python >= 3.8, numpy and {runtime}; nothing else (no torch, no Pillow, no click).
+"""
+import os
+import sys
+
+if sys.version_info < (3, 8):
+    sys.exit("error: this bundle needs Python >= 3.8, this is " + sys.version.split()[0])
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from featherface_deploy.remote.device_main import main  # noqa: E402
+
+sys.exit(main(default_model=os.path.join(HERE, "model", {model!r})))
+'''
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A built bundle.
+
+    Attributes:
+        path: The bundle folder or ``.zip``.
+        digest: Content hash of its files (16 hex digits).
+        model: File name of the bundled model.
+        files: Relative paths of every file, ``MANIFEST.json`` included.
+    """
+
+    path: Path
+    digest: str
+    model: str
+    files: tuple[str, ...]
+
+
+def runtime_modules(model: str | Path) -> list[str]:
+    """The package modules a device needs to run ``model``: the runner and the format's runtime, with their imports.
+
+    Raises:
+        ExportError: The format cannot run in a bundle (a PyTorch checkpoint needs torch).
+    """
+    fmt = format_for_path(model)
+    if fmt.name not in DEVICE_PACKAGES:
+        raise ExportError(f"{model}: a {fmt.description} cannot run in a device bundle; export it first "
+                          f"(`featherface-deploy export {model} --format onnx` or `--format tflite`)")
+    return module_closure([ENTRY_MODULE, fmt.runtime.split(":")[0]])
+
+
+def module_closure(roots: list[str]) -> list[str]:
+    """Every ``featherface_deploy`` module the roots import (anywhere in their code), with parent packages.
+
+    Returns:
+        Module names, sorted.
+    """
+    seen, pending = set(), list(roots)
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        path = _module_file(name)
+        seen.add(name)
+        parts = name.split(".")
+        pending.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        pending.extend(_imported_modules(path, name))
+    return sorted(seen)
+
+
+def build_bundle(model: str | Path, out: str | Path) -> Bundle:
+    """Writes a device bundle for ``model`` to the folder or ``.zip`` ``out`` (atomically).
+
+    An existing bundle at ``out`` is replaced; any other existing file or folder is left alone.
+
+    Raises:
+        FeatherFaceError: The model is missing, its format cannot run on a device, ``out`` is not a
+            bundle, or a module to copy would not run on Python 3.8.
+    """
+    model, out = Path(model), Path(out)
+    if not model.is_file():
+        raise FeatherFaceError(f"model not found: {model}")
+    modules = runtime_modules(model)
+    sources = {_relative(name): _module_file(name) for name in modules}
+    problems = check_files(list(sources.values()), _PACKAGE_ROOT.parent)
+    if problems:
+        raise ExportError("these modules would not run on a device's Python 3.8: " + "; ".join(problems))
+    contents = {rel: path.read_bytes() for rel, path in sources.items()}
+    contents[f"model/{model.name}"] = model.read_bytes()
+    if sidecar_path(model).is_file():
+        contents[f"model/{sidecar_path(model).name}"] = sidecar_path(model).read_bytes()
+    digest = _digest(contents)
+    fmt = format_for_path(model)
+    contents["run.py"] = _RUN_PY.format(digest=digest, model=model.name,
+                                        runtime=" or ".join(DEVICE_PACKAGES[fmt.name][1:])).encode("utf-8")
+    contents[MANIFEST] = json.dumps({
+        "schema": BUNDLE_SCHEMA, "digest": digest, "model": model.name, "format": fmt.name,
+        "featherface_deploy": featherface_deploy.__version__,
+        "requires": {"python": ">=3.8", "packages": DEVICE_PACKAGES[fmt.name]},
+        "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(contents.items())},
+    }, indent=2, sort_keys=True).encode("utf-8")
+    if out.suffix == ".zip":
+        _write_zip(contents, out)
+    else:
+        _write_folder(contents, out)
+    return Bundle(out, digest, model.name, tuple(sorted(contents)))
+
+
+def read_manifest(bundle: str | Path) -> dict:
+    """The manifest of a bundle folder.
+
+    Raises:
+        FeatherFaceError: ``bundle`` is not a bundle folder.
+    """
+    path = Path(bundle) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise FeatherFaceError(f"{bundle} is not a featherface-deploy bundle ({error})") from error
+    if manifest.get("schema") != BUNDLE_SCHEMA:
+        raise FeatherFaceError(f"{bundle}: unknown bundle schema {manifest.get('schema')!r}")
+    return manifest
+
+
+def _module_file(name: str) -> Path:
+    base = _PACKAGE_ROOT.parent.joinpath(*name.split("."))
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    raise ExportError(f"module {name} is not part of this featherface-deploy installation")
+
+
+def _relative(name: str) -> str:
+    return _module_file(name).relative_to(_PACKAGE_ROOT.parent).as_posix()
+
+
+def _imported_modules(path: Path, name: str) -> list[str]:
+    """``featherface_deploy`` modules imported anywhere in a file (``from pkg import sub`` counts ``pkg.sub``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names if alias.name.startswith("featherface_deploy"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("featherface_deploy"):
+            found.append(node.module)
+            found.extend(f"{node.module}.{alias.name}" for alias in node.names
+                         if _is_module(f"{node.module}.{alias.name}"))
+    return found
+
+
+def _is_module(name: str) -> bool:
+    base = _PACKAGE_ROOT.parent.joinpath(*name.split("."))
+    return (base / "__init__.py").is_file() or base.with_suffix(".py").is_file()
+
+
+def _digest(contents: dict) -> str:
+    digest = hashlib.sha256()
+    for rel, data in sorted(contents.items()):
+        digest.update(rel.encode("utf-8") + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()[:16]
+
+
+def _write_zip(contents: dict, out: Path) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if out.parent.exists() else None)
+    os.close(handle)
+    try:
+        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+            for rel, data in sorted(contents.items()):
+                archive.writestr(zipfile.ZipInfo(rel, _ZIP_DATE), data, zipfile.ZIP_DEFLATED)
+        atomic_write_bytes(out, Path(temporary).read_bytes())
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _write_folder(contents: dict, out: Path) -> None:
+    if out.exists() and not (out / MANIFEST).is_file():
+        raise FeatherFaceError(f"{out} exists and is not a bundle; choose another output folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for rel, data in contents.items():
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, retired / "bundle")
+            os.replace(staging, out)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
