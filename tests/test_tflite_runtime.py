@@ -125,3 +125,59 @@ def test_v1_fp32_matches_golden_and_finds_the_astronaut(v1_weights, tmp_path):
     raw = TfliteRuntime(result.path).infer(golden["astronaut_512x512__input"])
     for role in ("loc", "conf", "landmarks"):
         np.testing.assert_allclose(raw[role], golden[f"astronaut_512x512__{role}"], atol=1e-4, rtol=0, err_msg=role)
+
+
+def _floor(package: str) -> str:
+    """The lowest version of ``package`` that the ``tflite`` extra allows (its ``>=`` bound in setup.cfg)."""
+    import configparser
+
+    from packaging.requirements import Requirement
+
+    from conftest import REPO_ROOT
+
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / "setup.cfg")
+    for line in config["options.extras_require"]["tflite"].strip().splitlines():
+        requirement = Requirement(line)
+        if requirement.name == package:
+            return next(spec.version for spec in requirement.specifier if spec.operator == ">=")
+    raise AssertionError(f"{package} is not in the tflite extra")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("package,module", [("ai-edge-litert", "ai_edge_litert"), ("tflite-runtime", "tflite_runtime")])
+def test_runtime_works_with_the_oldest_allowed_litert(tiny_file, tmp_path, package, module):
+    """The runtime gives the same outputs with the lowest LiteRT (and the tflite-runtime fallback) setup.cfg allows."""
+    import socket
+
+    from packaging.version import Version
+
+    from conftest import REPO_ROOT
+
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=3).close()
+    except OSError:
+        pytest.skip(f"PyPI is not reachable: cannot fetch {package} {_floor(package)}")
+    version, target = _floor(package), tmp_path / "site"
+    # tflite-runtime wheels were built against numpy 1.x (the extra pins numpy<2 where it is the fallback).
+    numpy = ["numpy==1.26.4"] if package == "tflite-runtime" else []
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+                    "--only-binary=:all:", "--target", str(target), f"{package}=={version}", *numpy],
+                   check=True, timeout=240)
+    path, _ = tiny_file
+    x = np.random.default_rng(1).uniform(-100, 100, (1, 3, *SIZE)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    hide = "" if module == "ai_edge_litert" else "sys.modules['ai_edge_litert'] = None; "  # the fallback path
+    code = (f"import sys, numpy as np; {hide}from importlib import metadata; "
+            "from featherface_deploy.runtimes import tflite_runtime as r; "
+            f"out = r.TfliteRuntime(sys.argv[1], threads=1).infer(np.load(sys.argv[2])); "
+            f"np.savez(sys.argv[3], **out); print(r.BACKEND, metadata.version('{package}'))")
+    env = {"PYTHONPATH": f"{target}:{REPO_ROOT}", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy"), str(tmp_path / "out.npz")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    backend, installed = done.stdout.split()
+    assert backend == package and Version(installed) == Version(version)
+    got, want = np.load(tmp_path / "out.npz"), TfliteRuntime(path, threads=1).infer(x)
+    for role in ("loc", "conf", "landmarks"):
+        np.testing.assert_allclose(got[role], want[role], atol=1e-4, rtol=0, err_msg=role)

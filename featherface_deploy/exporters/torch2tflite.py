@@ -29,6 +29,7 @@ checked against PyTorch with :func:`~featherface_deploy.exporters.parity.check_p
 from __future__ import annotations
 
 import copy
+import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from torch import nn
 import featherface_deploy
 from featherface_deploy.calibration import CalibrationConfig, CalibrationSet, build_calibration_set
 from featherface_deploy.contract import DecodeContract, atomic_write_bytes, write_sidecar
-from featherface_deploy.errors import ExportError, missing_backend
+from featherface_deploy.errors import BackendNotInstalledError, ExportError, missing_backend
 from featherface_deploy.exporters.common import load_source, require, size_pair, timed
 from featherface_deploy.exporters.parity import ParityReport, Tolerances, check_parity
 from featherface_deploy.exporters.tflite_graph import op_census, rewrite_leaky_relu
@@ -247,6 +248,19 @@ class _TfliteSignature(nn.Module):
         return dict(zip(OUTPUT_NAMES, outputs))
 
 
+def _require_litert_torch():
+    """litert-torch; on Linux aarch64 the error says to convert elsewhere (its litert-converter has no wheels there)."""
+    if platform.system() == "Linux" and platform.machine() == "aarch64":
+        try:
+            return require("litert_torch", "tflite-export", "litert-torch")
+        except BackendNotInstalledError as error:
+            raise BackendNotInstalledError(
+                "TFLite conversion needs litert-torch, which has no Linux aarch64 wheels (nor its litert-converter "
+                "dependency): convert on x86_64 Linux or macOS and copy the .tflite; it runs here with "
+                "`pip install featherface-deploy[tflite]`") from error
+    return require("litert_torch", "tflite-export", "litert-torch")
+
+
 def convert_fp32(model: nn.Module, imgsz: tuple[int, int] = (640, 640), input_layout: str = "NHWC",
                  model_name: str | None = None) -> ConvertedModel:
     """Converts a model to an FP32 TFLite flatbuffer with litert-torch (no metadata).
@@ -254,7 +268,7 @@ def convert_fp32(model: nn.Module, imgsz: tuple[int, int] = (640, 640), input_la
     Raises:
         ExportError: The conversion failed.
     """
-    litert_torch = require("litert_torch", "tflite-export", "litert-torch")
+    litert_torch = _require_litert_torch()
     portable = copy.deepcopy(model).eval()
     set_dcn_lowering(portable, "gather")  # TFLite has no grid_sample; GATHER_ND is exact
     height, width = imgsz
