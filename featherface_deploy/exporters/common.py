@@ -5,12 +5,53 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from torch import nn
 
+from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import ExportError, missing_backend
+
+Log = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    """Discards a log line."""
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """What an exporter may use besides its options.
+
+    Attributes:
+        model_name: The architecture's registered name.
+        log: Called with one line per step (e.g. ``click.echo``).
+        scratch: Intermediate results exporters share within one run (e.g. the TFLite FP32
+            conversion that FP16 and INT8 reuse), keyed by the exporter.
+    """
+
+    model_name: str
+    log: Log = field(default=_quiet, compare=False)
+    scratch: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an exporter wrote.
+
+    Attributes:
+        path: The file or folder written.
+        contract: The decode contract embedded in it.
+        timings: Seconds per step.
+        facts: Format-specific facts worth reporting (node counts, layers kept float…).
+    """
+
+    path: Path
+    contract: DecodeContract
+    timings: dict[str, float] = field(default_factory=dict)
+    facts: dict = field(default_factory=dict)
 
 
 def load_source(checkpoint_or_model: str | Path | nn.Module, architecture: str | None) -> tuple[nn.Module, str]:

@@ -1,0 +1,101 @@
+"""Core ML: conversion time, op census, size, reference-interpreter speed and WIDER AP of FP32 / FP16 / 8-bit weights.
+
+Converts a checkpoint to the three Core ML rows (one shared trace, timed as part
+of the first), checks each written ``.mlpackage`` against PyTorch on the
+calibration photos through the numpy reference interpreter (not Core ML: this
+runs on Linux), then evaluates PyTorch and the three packages on the same
+WIDER FACE images, fitted into ``--imgsz`` (letterboxed, as ``compare`` does).
+
+    python benchmarks/bench_coreml.py --images 40
+
+Writes ``benchmarks/results/coreml.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from featherface_deploy import FaceDetector
+from featherface_deploy.evaluation.runner import evaluate_widerface
+from featherface_deploy.exporters.common import ExportContext, load_source
+from featherface_deploy.exporters.parity import Tolerances, check_parity
+from featherface_deploy.exporters.torch2coreml import CoremlOptions, export
+from featherface_deploy.runtimes.coreml_runtime import CoremlRuntime
+from featherface_deploy.runtimes.torch_runtime import TorchRuntime
+
+ROWS = (("coreml", "fp32"), ("coreml-fp16", "fp16"), ("coreml-int8w", "int8"))
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class _Row:
+    def __init__(self, name: str, precision: str) -> None:
+        self.name, self.precision = name, precision
+
+
+def main() -> None:
+    shared = Path(os.environ.get("FEATHERFACE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default=str(shared / "weights" / "featherface-v1.pth"))
+    parser.add_argument("--widerface", default=str(shared / "data" / "widerface-val-416"))
+    parser.add_argument("--calib-dir", default=str(shared / "data" / "calibration"))
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--images", type=int, default=200, help="WIDER images to evaluate (200 = all)")
+    parser.add_argument("--out", default=str(RESULTS / "coreml.json"))
+    args = parser.parse_args()
+
+    model, name = load_source(args.weights, None)
+    context = ExportContext(name, print, {})
+    size = (args.imgsz, args.imgsz)
+    parity_images = sorted(Path(args.calib_dir).glob("*.jpg"))[:3]
+    reference = TorchRuntime(model)
+    work = Path(tempfile.mkdtemp(prefix="bench-coreml-"))
+    results = {"weights": Path(args.weights).name, "imgsz": args.imgsz, "images": args.images, "rows": {}}
+    for row_name, precision in ROWS:
+        started = time.perf_counter()
+        written = export(model, work / f"{row_name}.mlpackage", _Row(row_name, precision),
+                         CoremlOptions(imgsz=size), context)
+        seconds = time.perf_counter() - started
+        runtime = CoremlRuntime(written.path, engine="interpreter")
+        report = check_parity(runtime, reference, parity_images, Tolerances.for_precision(precision))
+        print(report.format())
+        batch = np.zeros((1, 3, *size), np.float32)
+        runtime.infer(batch)
+        samples = []
+        for _ in range(3):
+            t = time.perf_counter()
+            runtime.infer(batch)
+            samples.append(time.perf_counter() - t)
+        results["rows"][row_name] = {
+            "export_s": round(seconds, 1), "timings": {k: round(v, 1) for k, v in written.timings.items()},
+            "size_mb": round(sum(p.stat().st_size for p in written.path.rglob("*") if p.is_file()) / 1e6, 2),
+            "op_counts": written.facts["op_counts"], "op_types": len(written.facts["op_counts"]),
+            "interpreter_ms": round(1000 * statistics.median(samples), 0),
+            "parity": {"max_abs": {k: float(f"{v:.3g}") for k, v in report.max_abs.items()},
+                       "match_rate": report.match_rate, "passed": report.passed},
+        }
+    results["conversion_total_s"] = round(sum(r["export_s"] for r in results["rows"].values()), 1)
+    detectors = {"torch": FaceDetector(reference, size=size)}
+    detectors.update({row: FaceDetector(CoremlRuntime(work / f"{row}.mlpackage", engine="interpreter"), size=size)
+                      for row, _ in ROWS})
+    for row, detector in detectors.items():
+        started = time.perf_counter()
+        evaluation = evaluate_widerface(detector, args.widerface, limit=args.images)
+        ap = {k: round(v, 2) for k, v in evaluation.ap.percentages.items()}
+        results.setdefault("ap", {})[row] = ap
+        print(row, ap, f"{time.perf_counter() - started:.0f} s", flush=True)
+    results["ap_drop_vs_torch"] = {row: {k: round(results["ap"]["torch"][k] - v, 2) for k, v in ap.items()}
+                                   for row, ap in results["ap"].items() if row != "torch"}
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

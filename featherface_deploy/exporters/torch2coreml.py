@@ -1,0 +1,375 @@
+"""PyTorch → Core ML (ML Program ``.mlpackage``): FP32, FP16 and 8-bit weights, with the decode contract.
+
+coremltools ≥ 6 has no ONNX route, so the model is traced with ``torch.jit.trace``
+(the DCNs in their ``gather`` lowering, the BiFPN in its ``stride2`` form, which
+reads no input size and so converts with flexible shapes) and converted with
+``ct.convert``. The three rows share one trace per model and size
+(``context.scratch``). Outputs are named from the contract (``loc``, ``conf``,
+``landmarks``); without explicit names Core ML calls them ``var_…``.
+
+- ``coreml`` (FP32): FP32 compute and I/O.
+- ``coreml-fp16``: FP16 compute; I/O stays FP32 unless ``io_dtype="fp16"``. The
+  DCN's sample-coordinate arithmetic stays FP32 (:func:`keeps_fp32`): at 640 the
+  coordinates reach 80 on the stride-8 level, where FP16 resolves only 1/16 pixel.
+- ``coreml-int8w``: 8-bit per-channel symmetric weights
+  (``linear_quantize_weights``), FP32 compute. Activation quantization (W8A8)
+  is refused: coremltools calibrates activations only with Core ML predictions
+  (macOS), and ``coremltools.optimize.torch``'s quantizer cannot trace the BiFPN.
+
+The contract is stored as JSON in the model's ``user_defined_metadata`` under
+:data:`~featherface_deploy.contract.METADATA_KEY` (and in the sidecar, written by
+the pipeline). The pipeline checks the written package with
+:class:`~featherface_deploy.runtimes.coreml_runtime.CoremlRuntime` (on Linux:
+the reference interpreter) before moving it into place.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+import featherface_deploy
+from featherface_deploy.contract import METADATA_KEY, DecodeContract
+from featherface_deploy.errors import ExportError
+from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
+from featherface_deploy.models.bifpn import set_bifpn_resampling
+from featherface_deploy.models.deform_conv import set_dcn_lowering
+from featherface_deploy.models.featherface import OUTPUT_NAMES
+
+if TYPE_CHECKING:
+    from featherface_deploy.formats import Format
+
+INPUT_NAME = "input"
+SIZE_DIVISOR = 32
+DEFAULT_TARGET = "iOS16"
+MEAN_BGR = (104.0, 117.0, 123.0)
+IO_DTYPES = ("fp32", "fp16")
+INT8_MODES = ("weights", "activations")
+W8A8_REFUSAL = (
+    "--int8 activations (W8A8) is not available: coremltools calibrates activations only with Core ML "
+    "predictions (linear_quantize_activations needs macOS), and coremltools.optimize.torch's LinearQuantizer "
+    "cannot trace FeatherFace's BiFPN under torch 2.13; use --int8 weights (8-bit weights, float compute)")
+# ML Programs need iOS15 / macOS12 / watchOS8 / tvOS15 or later; FP16 inputs need iOS16 / macOS13.
+_PROGRAM_FLOOR = "iOS15"
+_FP16_IO_FLOOR = "iOS16"
+
+
+@dataclass(frozen=True)
+class CoremlOptions:
+    """How to export (the options of the ``coreml``, ``coreml-fp16`` and ``coreml-int8w`` rows).
+
+    Attributes:
+        imgsz: (height, width) of the fixed input, and the traced example; multiples of 32.
+        target: Minimum deployment target (a ``coremltools.target`` name: ``iOS16``, ``macOS13``…).
+        image_input: An image input (``ct.ImageType``, BGR, bias −mean) instead of a tensor.
+        io_dtype: ``fp32`` (default) or ``fp16`` tensor input and outputs (FP16 rows only).
+        flexible: Any height and width in ``"LO-HI"`` (multiples of 32), e.g. ``"320-1280"``.
+        sizes: Only these (height, width) sizes (``EnumeratedShapes``).
+        int8_mode: ``weights`` (8-bit weights) or ``activations`` (refused, see the module docstring).
+    """
+
+    imgsz: tuple[int, int] = (640, 640)
+    target: str = DEFAULT_TARGET
+    image_input: bool = False
+    io_dtype: str = "fp32"
+    flexible: str | None = None
+    sizes: tuple[tuple[int, int], ...] = ()
+    int8_mode: str = "weights"
+
+    def validate(self, row: Format) -> None:
+        """Raises :class:`ExportError` with the fix for any unsupported value."""
+        for height, width in (size_pair(self.imgsz), *self.sizes):
+            _check_size(height, width)
+        if self.flexible is not None and self.sizes:
+            raise ExportError("--flexible and --sizes exclude each other: a range of sizes, or a list")
+        if self.flexible is not None:
+            flexible_range(self.flexible)
+        if self.io_dtype not in IO_DTYPES:
+            raise ExportError(f"unknown io_dtype '{self.io_dtype}'; choose one of: {', '.join(IO_DTYPES)}")
+        if self.io_dtype == "fp16" and row.precision != "fp16":
+            raise ExportError("FP16 input/outputs need FP16 compute: use --format coreml-fp16 (or --half)")
+        if self.io_dtype == "fp16" and self.image_input:
+            raise ExportError("--image-input takes images; FP16 I/O applies to tensor inputs only")
+        if self.int8_mode not in INT8_MODES:
+            raise ExportError(f"unknown int8 mode '{self.int8_mode}'; choose one of: {', '.join(INT8_MODES)}")
+        if self.int8_mode == "activations":
+            raise ExportError(W8A8_REFUSAL)
+        target = resolve_target(self.target)
+        if self.io_dtype == "fp16" and not _at_least(target, _FP16_IO_FLOOR):
+            raise ExportError(f"FP16 input/outputs need a target ≥ {_FP16_IO_FLOOR} (macOS13); got {self.target}")
+
+
+def resolve_target(name: str):
+    """The ``coremltools.target`` member called ``name``, if it can hold an ML Program.
+
+    Raises:
+        ExportError: Unknown to this coremltools, or too old for ML Programs; the message lists the valid ones.
+        BackendNotInstalledError: coremltools is missing.
+    """
+    ct = require("coremltools", "coreml")
+    valid = [t.name for t in ct.target if _at_least(t, _PROGRAM_FLOOR)]
+    member = ct.target.__members__.get(name)
+    if member is None or not _at_least(member, _PROGRAM_FLOOR):
+        raise ExportError(f"unknown or unsupported Core ML target '{name}' (coremltools {ct.__version__} "
+                          f"converts ML Programs for: {', '.join(valid)})")
+    return member
+
+
+def flexible_range(text: str) -> tuple[int, int]:
+    """Parses ``"LO-HI"`` into (LO, HI), both positive multiples of 32.
+
+    Raises:
+        ExportError: Malformed or out of order.
+    """
+    parts = text.split("-")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ExportError(f"--flexible takes LO-HI, e.g. 320-1280; got '{text}'")
+    low, high = (int(p) for p in parts)
+    _check_size(low, high)
+    if low > high:
+        raise ExportError(f"--flexible {text}: the lower bound is above the upper one")
+    return low, high
+
+
+def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions,
+           context: ExportContext) -> ExportResult:
+    """Writes a FeatherFace model as a Core ML ML Program at the row's precision, contract in the metadata.
+
+    Args:
+        model: The PyTorch model (eval mode).
+        out_path: The ``.mlpackage`` folder to write.
+        row: ``coreml``, ``coreml-fp16`` or ``coreml-int8w``.
+        options: Validated :class:`CoremlOptions`.
+        context: Model name, log, and the scratch where the three rows share one trace.
+
+    Returns:
+        The :class:`ExportResult` (facts: ``op_counts``, ``target``, ``size_bytes``).
+
+    Raises:
+        ExportError: A failed trace, conversion or quantization.
+        BackendNotInstalledError: coremltools is missing.
+    """
+    ct = require("coremltools", "coreml")
+    target = resolve_target(options.target)
+    timings: dict[str, float] = {}
+    imgsz = size_pair(options.imgsz)
+    example = options.sizes[0] if options.sizes else imgsz
+    traced, timings["trace"] = _traced(model, example, context)
+    context.log(f"  coremltools {ct.__version__}: converting to an ML Program ({row.precision}, {target.name})")
+    mlmodel = timed(timings, "convert", lambda: _convert(ct, traced, row, options, target, imgsz))
+    extra = {"target": target.name, "dcn": "gather", "bifpn": "stride2", "image_input": options.image_input,
+             "io_dtype": options.io_dtype, "flexible": options.flexible,
+             "sizes": [list(s) for s in options.sizes]}
+    if row.precision == "fp16":
+        extra["fp16"] = "FP16 compute; DCN sample coordinates kept FP32"
+    if row.precision == "int8":
+        mlmodel = timed(timings, "quantize", lambda: quantize_weights(ct, mlmodel))
+        extra["int8"] = "8-bit weights (linear_symmetric, per channel), float compute"
+    fixed = options.flexible is None and not options.sizes
+    contract = DecodeContract(
+        model_name=context.model_name, input_name=INPUT_NAME, output_names=OUTPUT_NAMES,
+        input_size=imgsz if fixed else None, size_divisor=SIZE_DIVISOR, mean_bgr=MEAN_BGR,
+        precision=row.precision, source_format="coreml",
+        versions={"torch": torch.__version__, "coremltools": ct.__version__,
+                  "featherface_deploy": featherface_deploy.__version__},
+        extra=extra,
+    )
+    mlmodel.user_defined_metadata[METADATA_KEY] = contract.to_json()
+    mlmodel.short_description = f"{context.model_name} face detector (featherface-deploy, {row.precision})"
+    timed(timings, "save", lambda: mlmodel.save(str(out_path)))
+    facts = {"op_counts": program_op_counts(mlmodel), "target": target.name}
+    context.log(f"  trace {timings['trace']:.1f} s, convert {timings['convert']:.1f} s"
+                + (f", quantize {timings['quantize']:.1f} s" if "quantize" in timings else ""))
+    return ExportResult(Path(out_path), contract, timings, facts)
+
+
+def keeps_fp32(op) -> bool:
+    """Whether an op of the traced model belongs to the DCN's sample-coordinate arithmetic.
+
+    Those are the ops downstream of a ``floor`` (the integer part of a sample
+    position) up to, not including, the ``gather`` of the table and the
+    ``matmul`` with the bilinear weights, plus the ``add`` that forms the
+    sample position (undeformed grid + offset) feeding the ``floor``.
+    """
+    if op.op_type == "floor":
+        return True
+    if op.op_type == "add" and any(child.op_type == "floor" for out in op.outputs for child in out.child_ops):
+        return True
+    return _downstream_of_floor(op)
+
+
+def _downstream_of_floor(op, depth: int = 0) -> bool:
+    if op is None or op.op_type in ("gather", "matmul", "const") or depth > 12:
+        return False
+    for var in op.inputs.values():
+        for item in var if isinstance(var, (list, tuple)) else (var,):
+            producer = item.op
+            if producer is not None and (producer.op_type == "floor" or _downstream_of_floor(producer, depth + 1)):
+                return True
+    return False
+
+
+def quantize_weights(ct, mlmodel):
+    """8-bit symmetric per-channel weights (``linear_quantize_weights``; FP32 compute stays)."""
+    config = ct.optimize.coreml.OptimizationConfig(global_config=ct.optimize.coreml.OpLinearQuantizerConfig(
+        mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+    with np.errstate(invalid="ignore"):  # an all-zero channel has scale 0: its 0/0 casts to 0
+        return ct.optimize.coreml.linear_quantize_weights(mlmodel, config)
+
+
+def program_op_counts(mlmodel) -> dict[str, int]:
+    """MIL op types and their counts in the model's ``main`` function (``const`` excluded)."""
+    spec = mlmodel.get_spec()
+    function = spec.mlProgram.functions["main"]
+    counts: dict[str, int] = {}
+    for op in function.block_specializations[function.opset].operations:
+        if op.type != "const":
+            counts[op.type] = counts.get(op.type, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def _check_size(height: int, width: int) -> None:
+    if height <= 0 or width <= 0 or height % SIZE_DIVISOR or width % SIZE_DIVISOR:
+        raise ExportError(f"Core ML input sizes must be positive multiples of {SIZE_DIVISOR}, got {height}x{width} "
+                          "(e.g. 640x640 or 480x640)")
+
+
+def _at_least(target, floor_name: str) -> bool:
+    """Whether ``target`` is at least ``floor_name``: target values are Core ML specification versions,
+    shared by the platforms of one release (iOS16 = macOS13 = 7)."""
+    floor = type(target).__members__[floor_name]
+    return target.value >= floor.value
+
+
+def _traced(model: nn.Module, size: tuple[int, int], context: ExportContext):
+    """``torch.jit.trace`` of the export form of ``model`` at ``size``, shared by the Core ML rows of one run."""
+    key = ("torch2coreml.trace", id(model), size)
+    if key not in context.scratch:
+        started = time.perf_counter()
+        export_model = copy.deepcopy(model).eval()
+        set_dcn_lowering(export_model, "gather")
+        set_bifpn_resampling(export_model, "stride2")
+        example = torch.zeros(1, 3, *size)
+        try:
+            with torch.no_grad():
+                traced = torch.jit.trace(export_model, example, check_trace=False)
+        except RuntimeError as error:
+            raise ExportError(f"torch.jit.trace failed: {str(error).splitlines()[0]}") from error
+        context.scratch[key] = (traced, time.perf_counter() - started)
+    return context.scratch[key]
+
+
+def _convert(ct, traced, row: Format, options: CoremlOptions, target, imgsz: tuple[int, int]):
+    shape = _input_shape(ct, options, imgsz)
+    if options.image_input:
+        inputs = [ct.ImageType(name=INPUT_NAME, shape=shape, scale=1.0, bias=[-m for m in MEAN_BGR],
+                               color_layout=ct.colorlayout.BGR)]
+    else:
+        io = np.float16 if options.io_dtype == "fp16" else np.float32
+        inputs = [ct.TensorType(name=INPUT_NAME, shape=shape, dtype=io)]
+    out_dtype = np.float16 if options.io_dtype == "fp16" else np.float32
+    outputs = [ct.TensorType(name=name, dtype=out_dtype) for name in OUTPUT_NAMES]
+    precision = (ct.transform.FP16ComputePrecision(op_selector=lambda op: not keeps_fp32(op))
+                 if row.precision == "fp16" else ct.precision.FLOAT32)
+    try:
+        return ct.convert(traced, inputs=inputs, outputs=outputs, convert_to="mlprogram",
+                          minimum_deployment_target=target, compute_precision=precision)
+    except (RuntimeError, ValueError, NotImplementedError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ExportError(f"coremltools could not convert the model: {first_line}") from error
+
+
+def _input_shape(ct, options: CoremlOptions, imgsz: tuple[int, int]):
+    if options.sizes:
+        return ct.EnumeratedShapes(shapes=[(1, 3, h, w) for h, w in options.sizes],
+                                   default=(1, 3, *options.sizes[0]))
+    if options.flexible is not None:
+        low, high = flexible_range(options.flexible)
+        side = ct.RangeDim(lower_bound=low, upper_bound=high, default=min(max(imgsz[0], low), high))
+        return ct.Shape(shape=(1, 3, side, ct.RangeDim(lower_bound=low, upper_bound=high,
+                                                       default=min(max(imgsz[1], low), high))))
+    return (1, 3, *imgsz)
+
+
+__all__ = ["CoremlOptions", "W8A8_REFUSAL", "export", "export_coreml", "flexible_range", "keeps_fp32", "program_op_counts",
+           "quantize_weights", "resolve_target"]
+
+
+def export_coreml(checkpoint_or_model: str | Path | nn.Module, out_path: str | Path, precision: str = "fp32",
+                  options: CoremlOptions = CoremlOptions(), parity_images=(), tolerances=None,
+                  architecture: str | None = None, log=None):
+    """Exports, checks the written package against PyTorch, then moves it into place with its sidecar.
+
+    The check runs the package with :class:`~featherface_deploy.runtimes.coreml_runtime.CoremlRuntime`
+    (Core ML on macOS, the numpy reference interpreter elsewhere; the report names which).
+
+    Args:
+        checkpoint_or_model: A ``.pth`` path or a model.
+        out_path: The ``.mlpackage`` to write.
+        precision: ``fp32``, ``fp16`` or ``int8`` (8-bit weights).
+        options: :class:`CoremlOptions`.
+        parity_images: Images for the parity check; none → a synthetic image.
+        tolerances: Parity limits (default: the precision's tier).
+        architecture: Registered name when loading a checkpoint (detected if omitted).
+        log: Called with one line per step.
+
+    Returns:
+        (``ExportResult``, ``ParityReport``).
+
+    Raises:
+        ExportError: Bad options, a failed conversion.
+        ParityError: Outside tolerance; nothing is written.
+    """
+    import shutil
+    import tempfile
+
+    from featherface_deploy.contract import write_sidecar
+    from featherface_deploy.exporters.common import load_source
+    from featherface_deploy.exporters.parity import Tolerances, check_parity
+    from featherface_deploy.runtimes.coreml_runtime import CoremlRuntime
+    from featherface_deploy.runtimes.torch_runtime import TorchRuntime
+
+    names = {"fp32": "coreml", "fp16": "coreml-fp16", "int8": "coreml-int8w"}
+    if precision not in names:
+        raise ExportError(f"unknown Core ML precision '{precision}'; choose one of: {', '.join(names)}")
+    row = _PrecisionRow(names[precision], precision)
+    options.validate(row)
+    log = log or (lambda message: None)
+    out_path = Path(out_path)
+    model, model_name = load_source(checkpoint_or_model, architecture)
+    context = ExportContext(model_name, log, {})
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", suffix=".staging", dir=out_path.parent))
+    try:
+        staged = staging / out_path.name
+        result = export(model, staged, row, options, context)
+        runtime = CoremlRuntime(staged)
+        if runtime.contract != result.contract:
+            raise ExportError("the contract read back from the package differs from the one written")
+        log(f"  parity vs PyTorch ({runtime.name}) on {len(parity_images) or 'a synthetic'} image(s)…")
+        report = check_parity(runtime, TorchRuntime(model), parity_images,
+                              tolerances or Tolerances.for_precision(precision))
+        log(report.format())
+        del runtime
+        if out_path.exists():
+            shutil.rmtree(out_path)
+        staged.rename(out_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_sidecar(result.contract, out_path)
+    return ExportResult(out_path, result.contract, result.timings, result.facts), report
+
+
+@dataclass(frozen=True)
+class _PrecisionRow:
+    """The two fields of a format-table row the exporter reads."""
+
+    name: str
+    precision: str
