@@ -8,12 +8,12 @@ is stored as JSON and read with ``json`` only, never ``eval``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from featherface_deploy.errors import ContractError
+from featherface_deploy.file_writing import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "featherface_deploy.contract"
@@ -45,6 +45,24 @@ class PriorConfig:
             variance=(float(data["variance"][0]), float(data["variance"][1])),
             clip=bool(data["clip"]),
         )
+
+    def count(self, height: int, width: int) -> int:
+        """Number of priors (the model's N outputs) for an input of ``height`` × ``width``."""
+        return sum(-(-height // step) * -(-width // step) * len(sizes)
+                   for step, sizes in zip(self.steps, self.min_sizes))
+
+    def problems(self) -> list[str]:
+        """What makes this layout unusable (empty when it is sound)."""
+        found = []
+        if not self.steps or len(self.steps) != len(self.min_sizes):
+            found.append(f"steps {list(self.steps)} and min_sizes {[list(m) for m in self.min_sizes]} differ in length")
+        if any(step <= 0 for step in self.steps) or any(size <= 0 for level in self.min_sizes for size in level):
+            found.append("steps and min_sizes must be positive")
+        if any(not level for level in self.min_sizes):
+            found.append("every level needs at least one min size")
+        if not all(math.isfinite(v) and v > 0 for v in self.variance):
+            found.append(f"variance {list(self.variance)} must be positive and finite")
+        return found
 
 
 @dataclass(frozen=True)
@@ -121,11 +139,32 @@ class DecodeContract:
             if data.get("input_size") is not None:
                 values["input_size"] = (int(data["input_size"][0]), int(data["input_size"][1]))
             contract = cls(**values)
-        except (KeyError, TypeError, ValueError, IndexError) as error:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError) as error:
             raise ContractError(f"{source}: the decode contract is incomplete ({error!r})") from error
-        if len(contract.output_names) != len(OUTPUT_ROLES) or contract.input_layout not in ("NCHW", "NHWC"):
-            raise ContractError(f"{source}: the decode contract has a malformed output list or layout")
+        problems = contract.problems()
+        if problems:
+            raise ContractError(f"{source}: the decode contract is invalid: {'; '.join(problems)}")
         return contract
+
+    def problems(self) -> list[str]:
+        """What makes this contract unusable (empty when it is sound); :meth:`from_json` refuses any."""
+        found = self.priors.problems()
+        names = (self.model_name, self.input_name, *self.output_names)
+        if not all(isinstance(name, str) and name for name in names):
+            found.append("model, input and output names must be non-empty strings")
+        if len(self.output_names) != len(OUTPUT_ROLES):
+            found.append(f"output_names must list {len(OUTPUT_ROLES)} names ({', '.join(OUTPUT_ROLES)})")
+        if self.input_layout not in ("NCHW", "NHWC"):
+            found.append(f"input_layout {self.input_layout!r} is neither NCHW nor NHWC")
+        if self.input_size is not None and min(self.input_size) <= 0:
+            found.append(f"input_size {list(self.input_size)} must be positive")
+        if not isinstance(self.size_divisor, int) or isinstance(self.size_divisor, bool) or self.size_divisor < 1:
+            found.append(f"size_divisor {self.size_divisor!r} must be an integer ≥ 1")
+        if not all(math.isfinite(v) for v in self.mean_bgr) or len(self.mean_bgr) != 3:
+            found.append(f"mean_bgr {list(self.mean_bgr)} must be three finite numbers")
+        if not isinstance(self.versions, dict) or not isinstance(self.extra, dict):
+            found.append("versions and extra must be JSON objects")
+        return found
 
     def replace(self, **changes) -> "DecodeContract":
         """Returns a copy with some fields changed."""
@@ -164,20 +203,3 @@ def read_sidecar(model_path: str | Path) -> DecodeContract:
             "export it with `featherface-deploy export`"
         )
     return DecodeContract.from_json(path.read_bytes(), source=str(path))
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file and a rename.
-
-    An interrupted write never leaves a partial file at ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -8,6 +8,7 @@ from typing import Union
 
 import numpy as np
 
+from featherface_deploy.errors import InputError
 from featherface_deploy.formats import format_for_path, resolve
 from featherface_deploy.postprocess import (
     Detections,
@@ -16,10 +17,13 @@ from featherface_deploy.postprocess import (
     load_image,
     preprocess,
 )
+from featherface_deploy.postprocess.image_io import check_pixel_count
 from featherface_deploy.runtimes.base import Runtime
 
 # typing.Union, not ``|``: this module also runs in device bundles on Python 3.8.
 ImageInput = Union[str, Path, np.ndarray]
+# 40 MP: a 48 MP phone photo must be resized; 8K video frames (33 MP) run natively.
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 class FaceDetector:
@@ -35,31 +39,47 @@ class FaceDetector:
         runtime: The backend runtime holding the model.
         config: Score threshold, NMS IoU and top-k limits.
         size: For any-size models: (height, width) box to resize images into;
-            ``None`` runs at native resolution. Fixed-size models always use their size.
+            ``None`` runs at native resolution. Fixed-size models always use
+            their own size; asking one for another size is an error.
+        max_pixels: Largest image run at native resolution (height × width;
+            ``None`` or 0: no limit). A larger one is refused with a message
+            saying how to resize it, so a huge photo cannot take minutes and
+            gigabytes by accident.
+
+    Raises:
+        InputError: ``size`` is given for a model with a different fixed input size.
     """
 
     def __init__(self, runtime: Runtime, config: PostprocessConfig = PostprocessConfig(),
-                 size: tuple[int, int] | None = None) -> None:
+                 size: tuple[int, int] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+        fixed = runtime.contract.input_size
+        if size is not None and fixed is not None and tuple(size) != tuple(fixed):
+            raise InputError(f"this model has a fixed {fixed[0]}×{fixed[1]} input, so a {size[0]}×{size[1]} size "
+                             "cannot apply; leave it out (images are fitted into the model's size), or export an "
+                             "any-size model (--dynamic)")
         self.runtime = runtime
         self.config = config
         self.size = size
+        self.max_pixels = max_pixels
 
     @classmethod
     def load(cls, path: str | Path, config: PostprocessConfig = PostprocessConfig(),
-             size: tuple[int, int] | None = None, **runtime_options) -> "FaceDetector":
+             size: tuple[int, int] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+             **runtime_options) -> "FaceDetector":
         """Opens a model file with the runtime its suffix calls for.
 
         Args:
             path: ``.pth``, ``.onnx``, ``.tflite``… (see ``featherface_deploy.formats``).
             config: Detection thresholds.
             size: Resize box for any-size models (see the class docstring).
+            max_pixels: Native-resolution limit (see the class docstring).
             **runtime_options: Passed to the runtime (e.g. ``threads=2``).
 
         Raises:
             FeatherFaceError: Unknown suffix, missing backend, bad file.
         """
         runtime_class = resolve(format_for_path(path).runtime)
-        return cls(runtime_class(path, **runtime_options), config, size)
+        return cls(runtime_class(path, **runtime_options), config, size, max_pixels)
 
     def __call__(self, image: ImageInput, color: str = "bgr") -> Detections:
         """Detects faces in one image.
@@ -74,8 +94,12 @@ class FaceDetector:
         return self.detect_batch([image], color=color)[0]
 
     def detect_batch(self, images: Sequence[ImageInput], color: str = "bgr") -> list[Detections]:
-        """Detects faces in several images, batching those that share an input size."""
-        prepared = [preprocess(load_image(image, color), self.runtime.contract, self.size) for image in images]
+        """Detects faces in several images, batching those that share an input size.
+
+        Raises:
+            ImageError: An image is unreadable, or over ``max_pixels`` at native resolution.
+        """
+        prepared = [preprocess(self._loaded(image, color), self.runtime.contract, self.size) for image in images]
         results: list[Detections | None] = [None] * len(prepared)
         for indices in _group_by_shape([tensor.shape for tensor, _ in prepared], self.runtime.max_batch):
             batch = np.stack([prepared[i][0] for i in indices])
@@ -84,6 +108,14 @@ class FaceDetector:
                 results[i] = decode_image(raw["loc"][row], raw["conf"][row], raw["landmarks"][row],
                                           batch.shape[2:], self.runtime.contract, prepared[i][1], self.config)
         return results
+
+    def _loaded(self, image: ImageInput, color: str) -> np.ndarray:
+        array = load_image(image, color)
+        if self.size is None and self.runtime.contract.input_size is None:
+            source = str(image) if isinstance(image, (str, Path)) else "array input"
+            check_pixel_count(*array.shape[:2], self.max_pixels, source,
+                              "resize it with size=(H, W) (CLI: --imgsz), or raise max_pixels (CLI: --max-pixels)")
+        return array
 
 
 def _group_by_shape(shapes: Iterable[tuple[int, ...]], max_batch: int | None) -> list[list[int]]:

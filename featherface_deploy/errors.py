@@ -34,12 +34,20 @@ class InputError(FeatherFaceError):
     """An inference input has the wrong name, dtype or shape."""
 
 
+class BackendError(FeatherFaceError):
+    """A backend (ONNX Runtime, LiteRT, torch…) failed to load or run a model; its own error is chained."""
+
+
 class ExportError(FeatherFaceError):
     """An export or conversion failed or was asked for something unsupported."""
 
 
 class DeviceError(FeatherFaceError):
     """A step on a remote device failed (connect, copy, run, fetch); the message names the device and the step."""
+
+
+class OutputError(FeatherFaceError):
+    """An output file cannot or must not be written (it is an input, exists, or its folder is read-only)."""
 
 
 class ParityError(ExportError):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from featherface_deploy.contract import atomic_write_bytes
+from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.postprocess.detections import Detections
 
 LANDMARK_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255))

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.contract import DecodeContract, atomic_write_bytes
+from featherface_deploy.contract import DecodeContract
+from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.errors import DatasetError, ImageError
 from featherface_deploy.postprocess import load_image, preprocess
 

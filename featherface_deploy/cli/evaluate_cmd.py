@@ -21,9 +21,9 @@ from featherface_deploy.evaluation import evaluate_widerface, list_images, write
 @click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate only the first N images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @friendly_errors
-def evaluate(model, conf_threshold, nms_iou, imgsz, threads, widerface, pred_dir, limit, as_json):
+def evaluate(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface, pred_dir, limit, as_json):
     """Run a model on WIDER FACE val and print Easy / Medium / Hard AP (official protocol, IoU 0.5)."""
-    detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads)
+    detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels)
     total = len(list_images(widerface)[:limit])
     start = time.perf_counter()
     with click.progressbar(length=total, label="evaluating", file=sys.stderr) as bar:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import click
 
-from featherface_deploy.detector import FaceDetector
+from featherface_deploy.detector import DEFAULT_MAX_PIXELS, FaceDetector
 from featherface_deploy.errors import FeatherFaceError
 from featherface_deploy.postprocess import PostprocessConfig
 
@@ -36,7 +37,10 @@ def model_options(command):
                      type=click.FloatRange(0, 1), help="NMS IoU threshold."),
         click.option("--imgsz", default=None, help="Resize images to fit N or HxW (any-size models only); "
                      "default: native resolution."),
-        click.option("--threads", default=None, type=click.IntRange(1), help="Inference threads."),
+        click.option("--threads", default=None, type=click.IntRange(1),
+                     help="Inference threads (capped at the usable CPU cores, with a warning)."),
+        click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(0),
+                     help="Refuse images larger than this (height × width) at native resolution; 0 = no limit."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -44,21 +48,31 @@ def model_options(command):
 
 
 def build_detector(model: str, conf_threshold: float, nms_iou: float, imgsz: str | None,
-                   threads: int | None) -> FaceDetector:
+                   threads: int | None, max_pixels: int) -> FaceDetector:
     """Opens a model with the CLI's thresholds."""
     config = PostprocessConfig(conf_threshold=conf_threshold, nms_iou=nms_iou)
     options = {} if threads is None else {"threads": threads}
-    return FaceDetector.load(model, config=config, size=parse_size(imgsz), **options)
+    return FaceDetector.load(model, config=config, size=parse_size(imgsz), max_pixels=max_pixels, **options)
 
 
 def friendly_errors(command):
-    """Turns project errors into a one-line CLI error (exit status 1) instead of a traceback."""
+    """Turns project errors into a one-line CLI error (exit status 1) instead of a traceback.
+
+    Warnings (a capped thread count, an odd image value range) are printed as
+    one ``Warning:`` line on stderr.
+    """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except FeatherFaceError as error:
-            raise click.ClickException(str(error)) from error
+        with warnings.catch_warnings():
+            warnings.showwarning = _echo_warning
+            try:
+                return command(*args, **kwargs)
+            except FeatherFaceError as error:
+                raise click.ClickException(str(error)) from error
 
     return wrapper
+
+
+def _echo_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"Warning: {message}", err=True)

@@ -32,7 +32,6 @@ result for a well-formed submission:
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from types import MappingProxyType
 import numpy as np
 
 from featherface_deploy.errors import DatasetError
+from featherface_deploy.file_writing import atomic_write_text
 
 SETTINGS: tuple[str, str, str] = ("easy", "medium", "hard")
 """The three official difficulty settings, in reporting order."""
@@ -476,19 +476,6 @@ def _format_file(name: str, pred: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temporary file and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_predictions(predictions: Mapping[ImageKey, np.ndarray],
                       out_dir: str | os.PathLike) -> list[Path]:
     """Writes detections in the official submission layout.
@@ -518,8 +505,7 @@ def write_predictions(predictions: Mapping[ImageKey, np.ndarray],
                 raise ValueError(f"invalid event or image name in key {(event, name)!r}")
         pred = _validated((event, name), value)
         path = root / event / f"{name}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(path, _format_file(name, pred))
+        atomic_write_text(path, _format_file(name, pred))
         written.append(path)
     return written
 

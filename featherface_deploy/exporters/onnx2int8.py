@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from featherface_deploy.calibration.dataset import CalibrationSet
-from featherface_deploy.contract import METADATA_KEY, DecodeContract, atomic_write_bytes, read_sidecar, write_sidecar
+from featherface_deploy.contract import METADATA_KEY, DecodeContract, read_sidecar, write_sidecar
+from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.errors import ContractError, ExportError, missing_backend
 
 try:

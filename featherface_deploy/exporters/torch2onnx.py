@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 import featherface_deploy
-from featherface_deploy.contract import METADATA_KEY, DecodeContract, atomic_write_bytes, write_sidecar
+from featherface_deploy.contract import METADATA_KEY, DecodeContract, write_sidecar
+from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import load_source, require, size_pair, timed
 from featherface_deploy.exporters.parity import ParityReport, Tolerances, check_parity

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
-from featherface_deploy.contract import DecodeContract, atomic_write_bytes, write_sidecar
+from featherface_deploy.contract import DecodeContract, write_sidecar
+from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.exporters.int8_sensitivity import search_keep_float
 from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
 from featherface_deploy.exporters.parity import ParityReport, Tolerances, check_parity

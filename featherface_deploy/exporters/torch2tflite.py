@@ -41,8 +41,9 @@ from torch import nn
 
 import featherface_deploy
 from featherface_deploy.calibration import CalibrationConfig, CalibrationSet, build_calibration_set
-from featherface_deploy.contract import DecodeContract, atomic_write_bytes, write_sidecar
+from featherface_deploy.contract import DecodeContract, write_sidecar
 from featherface_deploy.errors import BackendNotInstalledError, ExportError, missing_backend
+from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.exporters.common import load_source, require, size_pair, timed
 from featherface_deploy.exporters.parity import ParityReport, Tolerances, check_parity
 from featherface_deploy.exporters.tflite_graph import op_census, rewrite_leaky_relu

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,10 @@ from featherface_deploy.models.registry import create_model, list_models
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 _KEY_PREVIEW = 8
+_HALF_LIMITS = {torch.float16: ("float16", 65504.0), torch.bfloat16: ("bfloat16", 3.39e38)}
+_NOT_PLAIN = ("{path} is not a plain state dict: it holds a pickled {found}, which loading with weights_only=True "
+              "(always on here) refuses because unpickling it could run code. Convert it once, where it was made and "
+              "with code you trust: torch.save(model.state_dict(), 'weights.pth'), then use that file")
 
 
 @dataclass(frozen=True)
@@ -34,20 +40,29 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Reads a state dict with ``weights_only=True`` (a checkpoint can never run code).
 
     Accepts a plain state dict or one wrapped under ``state_dict``/``model``, and
-    strips a ``module.`` prefix left by ``DataParallel``.
+    strips a ``module.`` prefix left by ``DataParallel``. Every tensor must be
+    finite; float16/bfloat16 tensors are returned as float32.
 
     Raises:
-        CheckpointError: The file is missing, is not a PyTorch checkpoint, or
-            does not hold a dict of tensors.
+        CheckpointError: The file is missing, is not a PyTorch checkpoint, does
+            not hold a dict of tensors (e.g. a pickled module), or holds a NaN
+            or infinite value (the message names the first such tensor).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if refused:
+            raise CheckpointError(_NOT_PLAIN.format(path=path, found=refused.group(1))) from error
+        # torch's own text advises weights_only=False: only its diagnosis is kept, never that advice.
+        reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
+        detail = reason.group(1).strip() if reason else _first_line(error)
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({detail})") from error
     except Exception as error:  # noqa: BLE001 - garbage input makes the unpickler raise almost anything
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first_line})") from error
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(error)})") from error
     if isinstance(data, dict):
         for key in _WRAPPER_KEYS:
             if isinstance(data.get(key), dict):
@@ -55,7 +70,33 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path} does not hold a state dict (a dict of tensors)")
-    return {k.removeprefix("module."): v for k, v in data.items()}
+    state = {k.removeprefix("module."): v for k, v in data.items()}
+    _check_finite(state, path)
+    return {k: v.float() if v.is_floating_point() and v.dtype != torch.float32 else v for k, v in state.items()}
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuses a state dict with a NaN or infinite value, naming the first bad tensor and why."""
+    for key, tensor in state.items():
+        if not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
+            continue
+        nan, total = int(torch.isnan(tensor).sum()), tensor.numel()
+        inf = int(torch.isinf(tensor).sum())
+        found = f"{nan} NaN and {inf} infinite of {total} values" if nan and inf else (
+            f"{nan} NaN of {total} values" if nan else f"{inf} infinite of {total} values")
+        if tensor.dtype in _HALF_LIMITS and inf:
+            name, limit = _HALF_LIMITS[tensor.dtype]
+            why = (f"a value overflowed {name} (largest {limit:,.0f}) when the file was made; re-save the "
+                   "checkpoint in float32 (model.float().state_dict())")
+        else:
+            why = "the weights are corrupt (or training diverged); use another checkpoint"
+        raise CheckpointError(f"{path}: tensor '{key}' ({str(tensor.dtype).removeprefix('torch.')}) holds {found}: "
+                              f"{why}")
 
 
 def _mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str], list[str]]:

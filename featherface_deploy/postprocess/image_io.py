@@ -1,12 +1,30 @@
 """Image loading into uint8 H×W×3 arrays with an explicit channel order.
 
-Paths are decoded with Pillow (imported on first use); arrays are taken as they are. Grayscale is
-replicated to three channels, an alpha channel is dropped, and 16-bit images
-are scaled to 8 bits, so every backend sees the same pixels.
+Conventions (also in the README):
+
+- **Files** are decoded with Pillow (imported on first use, so device bundles
+  that only take arrays run without it) and their EXIF orientation is applied, so
+  a phone photo stored sideways is seen upright and boxes come back in the
+  upright frame. Only regular files are opened (a named pipe or a device
+  would block forever). Files above Pillow's decompression-bomb limit are
+  refused with one line.
+- **Arrays are taken as they are**: no EXIF, no rotation; the caller says the
+  channel order.
+- Pixel values are mapped to 8 bits by their dtype, and a value range that
+  makes no sense for the dtype is refused or warned about instead of giving
+  0 faces without a word: float images must hold 0–255 values (all values
+  in 0–1 is refused: multiply by 255); integer images are scaled from
+  their dtype's range, except that one holding only 0–255 values is taken
+  as 8-bit values with an :class:`ImageValueRangeWarning`.
+- Grayscale is replicated to three channels; an alpha channel (RGBA, gray +
+  alpha files) is dropped.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +32,51 @@ import numpy as np
 from featherface_deploy.errors import ImageError
 
 CHANNEL_ORDERS = ("bgr", "rgb")
+EXIF_ORIENTATION = 0x0112
+# The tolerance on 0–255 float images: values rounded from resampling may overshoot a little.
+_FLOAT_SLACK = 0.5
+
+
+class ImageValueRangeWarning(UserWarning):
+    """An image's values are unusual for its dtype; how they were interpreted is in the message."""
+
+
+def _float_to_uint8(array: np.ndarray, source: str) -> np.ndarray:
+    if not np.all(np.isfinite(array)):
+        raise ImageError(f"{source}: image has NaN or infinite values")
+    low, high = float(array.min()), float(array.max())
+    if low < -_FLOAT_SLACK or high > 255 + _FLOAT_SLACK:
+        raise ImageError(f"{source}: float image values span [{low:.4g}, {high:.4g}]; expected 0–255 pixel values "
+                         "(pass the image itself, not a mean-subtracted or normalised tensor)")
+    if 0 < high <= 1:
+        raise ImageError(f"{source}: float image values are all in 0–1; this API takes 0–255 values: "
+                         "pass image * 255")
+    # Float images are taken as 0–255 values, the convention of cv2 and the reference code.
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
+
+
+def _int_to_uint8(array: np.ndarray, source: str) -> np.ndarray:
+    low, high = int(array.min()), int(array.max())
+    if low < 0:
+        raise ImageError(f"{source}: {array.dtype} image has negative values (min {low}); expected pixel values")
+    if high <= 255:
+        if high > 0:
+                warnings.warn(f"{source}: {array.dtype} image holds only 0–255 values; taken as 8-bit values (scale it "
+                          f"to the full {array.dtype} range if it really is that dark)", ImageValueRangeWarning,
+                          stacklevel=4)
+        return array.astype(np.uint8)
+    full = 65535 if high <= 65535 else int(np.iinfo(array.dtype).max)
+    return (array.astype(np.uint64) * 255 // full).astype(np.uint8)
 
 
 def _to_uint8(array: np.ndarray, source: str) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
-    if array.dtype == np.uint16:
-        return (array.astype(np.uint32) * 255 // 65535).astype(np.uint8)
     if np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)):
-            raise ImageError(f"{source}: image has NaN or infinite values")
-        # Float images are taken as 0–255 values, the convention of cv2 and the reference code.
-        return np.clip(np.rint(array), 0, 255).astype(np.uint8)
-    raise ImageError(f"{source}: unsupported image dtype {array.dtype} (use uint8, uint16 or float)")
+        return _float_to_uint8(array, source)
+    if array.dtype in (np.uint16, np.uint32, np.int32, np.int64, np.uint64):
+        return _int_to_uint8(array, source)
+    raise ImageError(f"{source}: unsupported image dtype {array.dtype} (use uint8, uint16, uint32/int32 or float)")
 
 
 def _to_three_channels(array: np.ndarray, source: str) -> np.ndarray:
@@ -39,34 +89,81 @@ def _to_three_channels(array: np.ndarray, source: str) -> np.ndarray:
     raise ImageError(f"{source}: expected an H×W, H×W×1, H×W×3 or H×W×4 image, got shape {array.shape}")
 
 
+def _check_regular_file(path: Path) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as error:
+        raise ImageError(f"image not found: {path}") from error
+    except OSError as error:
+        raise ImageError(f"cannot read image {path}: {error.strerror}") from error
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise ImageError(f"cannot read image {path}: it is {kind}; give an image file")
+
+
+def _decoded_array(image: Image.Image) -> np.ndarray:
+    """The pixels of a loaded, upright Pillow image, keeping 16/32-bit depth."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(image).astype(np.uint16)
+    if image.mode == "I":
+        return np.asarray(image, dtype=np.int32)
+    if image.mode == "F":
+        return np.asarray(image, dtype=np.float32)
+    if image.mode in ("LA", "La", "PA"):
+        image = image.convert("LA").getchannel("L")
+    elif image.mode not in ("RGB", "RGBA", "L"):
+        image = image.convert("RGB")
+    return np.asarray(image)
+
+
 def _read_file(path: Path) -> np.ndarray:
-    """Decodes an image file to an RGB(-ordered) array, keeping 16-bit depth."""
+    """Decodes an image file to an RGB(-ordered) array, upright by its EXIF orientation."""
+    _check_regular_file(path)
     try:  # Pillow is imported here so device bundles, which decode no files, run without it
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
     except ImportError as error:
         raise ImageError(f"cannot read image {path}: decoding image files needs Pillow (`pip install pillow`); "
                          "pass a decoded array instead") from error
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(image, dtype=np.int64)
-                return np.clip(array, 0, 65535).astype(np.uint16)
-            if image.mode not in ("RGB", "RGBA", "L", "LA"):
-                image = image.convert("RGB")
-            return np.asarray(image)
+            if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                image = ImageOps.exif_transpose(image)
+            return _decoded_array(image)
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"refusing to decode {path}: {error} (raise PIL.Image.MAX_IMAGE_PIXELS only for files "
+                         "you trust, or downscale it first)") from error
     except FileNotFoundError as error:
         raise ImageError(f"image not found: {path}") from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError) as error:
         raise ImageError(f"cannot read image {path}: {error}") from error
+
+
+def check_pixel_count(height: int, width: int, max_pixels: int | None, source: str, hint: str) -> None:
+    """Refuses an image larger than ``max_pixels`` (``None`` or 0: no limit).
+
+    Args:
+        height: Image height.
+        width: Image width.
+        max_pixels: The limit.
+        source: The image, for the message.
+        hint: How to get under the limit (API or CLI wording).
+
+    Raises:
+        ImageError: Over the limit; the message names both sizes and ``hint``.
+    """
+    if max_pixels and height * width > max_pixels:
+        raise ImageError(f"{source}: {width}×{height} image ({height * width / 1e6:.1f} MP) is over the "
+                         f"{max_pixels / 1e6:g} MP limit at native resolution; {hint}")
 
 
 def load_image(image: str | Path | np.ndarray, color: str = "bgr") -> np.ndarray:
     """Loads an image as a contiguous uint8 H×W×3 BGR array.
 
     Args:
-        image: A file path, or an array (H×W, H×W×1, H×W×3 or H×W×4; uint8,
-            uint16, or float in 0–255).
+        image: A file path (decoded with its EXIF orientation applied), or an
+            array taken as it is (H×W, H×W×1, H×W×3 or H×W×4; uint8; uint16,
+            uint32/int32 scaled from their range; float holding 0–255 values).
         color: Channel order of an *array* input, ``"bgr"`` (cv2) or ``"rgb"``
             (Pillow, skimage). Files are always decoded correctly.
 
@@ -74,7 +171,9 @@ def load_image(image: str | Path | np.ndarray, color: str = "bgr") -> np.ndarray
         The image in BGR order.
 
     Raises:
-        ImageError: The file cannot be read or the array has an unsupported layout.
+        ImageError: The file cannot be read, is not a regular file, or the
+            array has an unsupported layout or a value range that makes no
+            sense for its dtype.
     """
     if color not in CHANNEL_ORDERS:
         raise ImageError(f"color must be one of {CHANNEL_ORDERS}, got {color!r}")

@@ -56,7 +56,9 @@ def decode_image(
         config: Thresholds.
 
     Returns:
-        The detections, best first.
+        The detections, best first. Boxes are not clipped to the image (as in
+        the reference decoder); candidates with a non-finite score, box or
+        landmark are dropped.
     """
     height, width = input_size
     scores = conf[:, 1] if contract.conf_is_probability else _softmax_face(conf)
@@ -70,10 +72,15 @@ def decode_image(
     pixel_scale = np.array([width / transform.scale_x, height / transform.scale_y], dtype=np.float32)
     boxes = boxes * np.tile(pixel_scale, 2)
     points = points * pixel_scale
-    keep = nms(boxes, scores[candidates], config.nms_iou)[: config.keep_top_k]
+    scores = scores[candidates]
+    # A broken model (NaN/Inf raw outputs) must not yield NaN boxes: such candidates are dropped.
+    finite = np.isfinite(boxes).all(axis=1) & np.isfinite(points).all(axis=(1, 2)) & np.isfinite(scores)
+    if not finite.all():
+        boxes, points, scores = boxes[finite], points[finite], scores[finite]
+    keep = nms(boxes, scores, config.nms_iou)[: config.keep_top_k]
     return Detections(
         boxes=boxes[keep].astype(np.float32),
-        scores=scores[candidates][keep].astype(np.float32),
+        scores=scores[keep].astype(np.float32),
         landmarks=points[keep].astype(np.float32),
     )
 

@@ -10,6 +10,8 @@ layouts and quantisation inside ``_infer``.
 
 from __future__ import annotations
 
+import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Dict
@@ -17,10 +19,12 @@ from typing import Dict
 import numpy as np
 
 from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract
-from featherface_deploy.errors import InputError
+from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, InputError
 
 # typing.Dict, not dict[...]: this module also runs in device bundles on Python 3.8.
 RawOutputs = Dict[str, np.ndarray]
+# The last dimension of each output role: box deltas, two class scores, five landmark points.
+ROLE_WIDTHS = {"loc": 4, "conf": 2, "landmarks": 10}
 
 
 class Runtime(ABC):
@@ -53,10 +57,21 @@ class Runtime(ABC):
 
         Raises:
             InputError: Wrong input name, dtype or shape.
+            BackendError: The backend failed (its own exception is chained).
+            ContractError: The outputs' shapes disagree with the contract (e.g. its prior count).
         """
         array = self._validated(batch)
-        outputs = self._infer(array)
-        return {role: np.asarray(outputs[role], dtype=np.float32) for role in OUTPUT_ROLES}
+        try:
+            outputs = self._infer(array)
+        except FeatherFaceError:
+            raise
+        except Exception as error:  # noqa: BLE001 - each backend raises its own types; all become one, chained
+            raise BackendError(f"{self.name} failed to run the model on a {array.shape} input: "
+                               f"{first_line(error)}") from error
+        outputs = {role: np.asarray(outputs[role], dtype=np.float32) for role in OUTPUT_ROLES}
+        check_output_shapes(self.contract, {role: value.shape for role, value in outputs.items()},
+                            array.shape, f"{self.name} model")
+        return outputs
 
     def _validated(self, batch: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
         if isinstance(batch, Mapping):
@@ -82,3 +97,68 @@ class Runtime(ABC):
     @abstractmethod
     def _infer(self, batch: np.ndarray) -> Mapping[str, np.ndarray]:
         """Backend inference on a validated NCHW float32 batch; returns the three roles."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def check_output_shapes(contract: DecodeContract, shapes: Mapping[str, tuple], input_shape: tuple,
+                        source: str) -> None:
+    """Checks output shapes against the contract: (B, N, 4 / 2 / 10) with N its prior count for the input.
+
+    Dimensions that are unknown (``None``, symbolic names, or -1 in a
+    backend's static shape) are not compared, so the same check serves a
+    model at load time and its outputs after an inference.
+
+    Args:
+        contract: The decode contract.
+        shapes: Role → shape.
+        input_shape: The NCHW input shape the outputs belong to (entries may be unknown).
+        source: The model, for the message.
+
+    Raises:
+        ContractError: A rank, width, batch or prior count differs; the message names both values.
+    """
+    batch, height, width = input_shape[0], input_shape[2], input_shape[3]
+    known = _known(height) and _known(width)
+    priors = contract.priors.count(height, width) if known else None
+    for role, shape in shapes.items():
+        shape = tuple(shape)
+        if len(shape) != 3 or (_known(shape[2]) and shape[2] != ROLE_WIDTHS[role]):
+            raise ContractError(f"{source}: output '{role}' has shape {shape}, expected (batch, priors, "
+                                f"{ROLE_WIDTHS[role]}); it is not a FeatherFace head output")
+        if _known(batch) and _known(shape[0]) and shape[0] != batch:
+            raise ContractError(f"{source}: output '{role}' has batch {shape[0]} for an input batch of {batch}")
+        if priors is not None and _known(shape[1]) and shape[1] != priors:
+            raise ContractError(
+                f"{source}: output '{role}' has {shape[1]} rows but the contract's priors (steps "
+                f"{list(contract.priors.steps)}, min_sizes {[list(m) for m in contract.priors.min_sizes]}) give "
+                f"{priors} for a {height}×{width} input; the contract does not belong to this model")
+
+
+def _known(dimension) -> bool:
+    return isinstance(dimension, (int, np.integer)) and dimension >= 0
+
+
+def usable_threads(threads: int | None) -> int | None:
+    """Caps a requested thread count at the CPU cores this process may use, with a warning.
+
+    More threads than cores only adds contention (measured: 1 s → 95 s for
+    999 threads on 2 cores).
+
+    Raises:
+        InputError: ``threads`` < 1.
+    """
+    if threads is None:
+        return None
+    if threads < 1:
+        raise InputError(f"threads must be ≥ 1, got {threads}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads > cores:
+        warnings.warn(f"{threads} threads requested but this process can use {cores} CPU core(s); using {cores}",
+                      RuntimeWarning, stacklevel=3)
+        return cores
+    return threads

@@ -7,14 +7,24 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.contract import METADATA_KEY, DecodeContract, read_sidecar
-from featherface_deploy.errors import BackendNotInstalledError, ContractError, FeatherFaceError, missing_backend
-from featherface_deploy.runtimes.base import Runtime
+from featherface_deploy.contract import METADATA_KEY, OUTPUT_ROLES, DecodeContract, read_sidecar
+from featherface_deploy.errors import (
+    BackendError,
+    BackendNotInstalledError,
+    ContractError,
+    FeatherFaceError,
+    missing_backend,
+)
+from featherface_deploy.runtimes.base import Runtime, check_output_shapes, first_line, usable_threads
 
 try:
     import onnxruntime
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise missing_backend("onnxruntime", "onnx") from error
+
+# Every exception class ONNX Runtime's bindings define (InvalidArgument for a 0-byte file, Fail, InvalidGraph…).
+_ORT_ERRORS = tuple(value for value in vars(onnxruntime.capi.onnxruntime_pybind11_state).values()
+                    if isinstance(value, type) and issubclass(value, Exception)) + (RuntimeError, ValueError)
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -41,8 +51,9 @@ class OrtRuntime(Runtime):
 
     Raises:
         BackendNotInstalledError: A requested provider is not available.
-        ContractError: The model carries no decode contract (no metadata, no sidecar).
-        FeatherFaceError: The file cannot be loaded.
+        ContractError: The model carries no decode contract (no metadata, no sidecar), or its
+            real input/output shapes disagree with it (input size, prior count, head widths).
+        BackendError: ONNX Runtime cannot load the file (its error is chained).
     """
 
     name = "onnxruntime"
@@ -58,7 +69,7 @@ class OrtRuntime(Runtime):
             path = Path(path_or_session)
             source = str(path)
             if not path.is_file():
-                raise FeatherFaceError(f"ONNX model not found: {path}")
+                raise FeatherFaceError(f"ONNX model not found (or not a regular file): {path}")
             self.session = _create_session(path, threads, providers, session_options)
         super().__init__(contract or _read_contract(self.session, path, source))
         self._check_io(source)
@@ -74,16 +85,30 @@ class OrtRuntime(Runtime):
         return batch if isinstance(batch, int) else None
 
     def _check_io(self, source: str) -> None:
+        """Checks the graph's real input and output names and shapes against the contract, before any inference."""
         inputs = [i.name for i in self.session.get_inputs()]
-        outputs = {o.name for o in self.session.get_outputs()}
-        if inputs != [self.contract.input_name] or not set(self.contract.output_names) <= outputs:
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        if inputs != [self.contract.input_name] or not set(self.contract.output_names) <= set(outputs):
             raise ContractError(f"{source}: graph inputs {inputs} / outputs {sorted(outputs)} do not match the "
                                 f"contract ({self.contract.input_name} → {list(self.contract.output_names)})")
+        shape = tuple(self.session.get_inputs()[0].shape)
+        spatial = shape[2:4] if len(shape) == 4 else ()
+        if len(shape) != 4 or shape[1] != 3:
+            raise ContractError(f"{source}: graph input shape {list(shape)} is not a (batch, 3, height, width) image")
+        if all(isinstance(v, int) for v in spatial) and self.contract.input_size is not None \
+                and spatial != tuple(self.contract.input_size):
+            raise ContractError(f"{source}: the graph takes {spatial[0]}×{spatial[1]} inputs but the contract says "
+                                f"input_size {self.contract.input_size[0]}×{self.contract.input_size[1]}")
+        if self.contract.input_size is None and all(isinstance(v, int) for v in spatial):
+            raise ContractError(f"{source}: the graph has a fixed {spatial[0]}×{spatial[1]} input but the contract "
+                                "says it takes any size (input_size null)")
+        roles = dict(zip(OUTPUT_ROLES, self.contract.output_names))
+        check_output_shapes(self.contract, {role: outputs[name] for role, name in roles.items()}, shape, source)
 
     def _infer(self, batch: np.ndarray) -> Mapping[str, np.ndarray]:
         names = list(self.contract.output_names)
         values = self.session.run(names, {self.contract.input_name: batch})
-        return dict(zip(("loc", "conf", "landmarks"), values))
+        return dict(zip(OUTPUT_ROLES, values))
 
 
 def resolve_providers(providers: Sequence[str] | None) -> list[str]:
@@ -109,17 +134,13 @@ def _create_session(path: Path, threads: int | None, providers: Sequence[str] | 
                     options: "onnxruntime.SessionOptions | None") -> "onnxruntime.InferenceSession":
     chosen = resolve_providers(providers)
     options = options or onnxruntime.SessionOptions()
+    threads = usable_threads(threads)
     if threads is not None:
-        if threads < 1:
-            raise FeatherFaceError(f"threads must be ≥ 1, got {threads}")
         options.intra_op_num_threads = threads
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=chosen)
-    except (onnxruntime.capi.onnxruntime_pybind11_state.Fail,
-            onnxruntime.capi.onnxruntime_pybind11_state.InvalidGraph,
-            onnxruntime.capi.onnxruntime_pybind11_state.InvalidProtobuf,
-            onnxruntime.capi.onnxruntime_pybind11_state.NoSuchFile) as error:
-        raise FeatherFaceError(f"ONNX Runtime cannot load {path}: {error}") from error
+    except _ORT_ERRORS as error:
+        raise BackendError(f"ONNX Runtime cannot load {path}: {first_line(error)}") from error
 
 
 def _read_contract(session: "onnxruntime.InferenceSession", path: Path | None, source: str) -> DecodeContract:

@@ -96,7 +96,10 @@ def read_contract(data: bytes, source: str = "TFLite model") -> DecodeContract |
     Raises:
         ContractError: The bytes are not TFLite, or the embedded contract is invalid.
     """
-    payload = read_metadata(data).get(METADATA_KEY)
+    try:
+        payload = read_metadata(data).get(METADATA_KEY)
+    except ContractError as error:
+        raise ContractError(f"{source}: {error}") from error
     if payload is None:
         return None
     return DecodeContract.from_json(payload, source=f"{source} (metadata '{METADATA_KEY}')")

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from featherface_deploy.contract import DecodeContract, read_sidecar
-from featherface_deploy.errors import ContractError, FeatherFaceError, missing_backend
-from featherface_deploy.runtimes.base import Runtime
+from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, missing_backend
+from featherface_deploy.runtimes.base import Runtime, check_output_shapes, first_line, usable_threads
 from featherface_deploy.runtimes.tflite_metadata import read_contract
 
 try:
@@ -58,8 +58,9 @@ class TfliteRuntime(Runtime):
         signature: The signature whose input/output names the contract refers to.
 
     Raises:
-        ContractError: No contract, or a model whose inputs/outputs disagree with it.
-        FeatherFaceError: The file is missing or LiteRT cannot load it.
+        ContractError: No contract, or a model whose inputs/outputs (names, shapes, prior count) disagree with it.
+        FeatherFaceError: The file is missing.
+        BackendError: LiteRT cannot load it (its error is chained).
     """
 
     name = "litert"
@@ -67,8 +68,7 @@ class TfliteRuntime(Runtime):
     def __init__(self, path_or_interpreter: str | Path | bytes | "Interpreter", threads: int | None = None,
                  contract: DecodeContract | None = None, xnnpack: bool = True,
                  signature: str = SIGNATURE) -> None:
-        if threads is not None and threads < 1:
-            raise FeatherFaceError(f"threads must be ≥ 1, got {threads}")
+        threads = usable_threads(threads)
         if isinstance(path_or_interpreter, Interpreter):
             self.interpreter, source = path_or_interpreter, "injected interpreter"
             if contract is None:
@@ -113,6 +113,10 @@ class TfliteRuntime(Runtime):
         primary = {detail["index"] for detail in self.interpreter.get_input_details()}
         self._runner = None if self._input["index"] in primary else runner
         self._check_input_shape(source)
+        layout_shape = tuple(int(v) for v in self._input["shape"])
+        nchw = (layout_shape[0], 3, *layout_shape[1:3]) if self.contract.input_layout == "NHWC" else layout_shape
+        check_output_shapes(self.contract, {role: tuple(int(v) for v in detail["shape"])
+                                            for role, detail in self._outputs}, nchw, source)
 
     def _check_input_shape(self, source: str) -> None:
         shape = tuple(int(v) for v in self._input["shape"])
@@ -172,7 +176,7 @@ def _read_model(model: str | Path | bytes) -> tuple[bytes, Path | None, str]:
         return bytes(model), None, "in-memory TFLite model"
     path = Path(model)
     if not path.is_file():
-        raise FeatherFaceError(f"TFLite model not found: {path}")
+        raise FeatherFaceError(f"TFLite model not found (or not a regular file): {path}")
     return path.read_bytes(), path, str(path)
 
 
@@ -191,6 +195,6 @@ def _create_interpreter(data: bytes, path: Path | None, threads: int | None, xnn
         interpreter = (Interpreter(model_path=str(path), **options) if path is not None
                        else Interpreter(model_content=data, **options))
         interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as error:
-        raise FeatherFaceError(f"LiteRT cannot load {source}: {error}") from error
+    except (ValueError, RuntimeError, TypeError) as error:
+        raise BackendError(f"LiteRT cannot load {source}: {first_line(error)}") from error
     return interpreter

@@ -9,7 +9,7 @@ import numpy as np
 
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import missing_backend
-from featherface_deploy.runtimes.base import Runtime
+from featherface_deploy.runtimes.base import Runtime, usable_threads
 
 try:
     import torch
@@ -42,6 +42,7 @@ class TorchRuntime(Runtime):
         else:
             loaded = load_model(model, architecture)
             module, model_name = loaded.model, loaded.architecture
+        threads = usable_threads(threads)
         if threads is not None:
             torch.set_num_threads(threads)
         self.model = module.eval()
