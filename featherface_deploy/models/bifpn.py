@@ -55,8 +55,9 @@ class SeparableConvBlock(nn.Module):
         return self.bn(self.pointwise_conv(self.depthwise_conv(x)))
 
 
-def _lateral(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(_Conv(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM))
+def _lateral(in_channels: int, out_channels: int, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(_Conv(in_channels, out_channels, 1, groups=groups),
+                         nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM))
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
@@ -144,9 +145,12 @@ class BiFPNCell(nn.Module):
         channels: Width of the pyramid.
         in_channels: Backbone channels (C3, C4, C5) for the first cell, which
             owns the lateral projections; ``None`` for later cells.
+        lateral_groups: Groups of the lateral 1×1 projections (1 in V1/V2-CA; the
+            V2-Optimized/Ultra reading of ``reduction_factor=4``, see ``featherface_v2_light``).
     """
 
-    def __init__(self, channels: int, in_channels: tuple[int, int, int] | None = None) -> None:
+    def __init__(self, channels: int, in_channels: tuple[int, int, int] | None = None,
+                 lateral_groups: int = 1) -> None:
         super().__init__()
         self.first = in_channels is not None
         self.resampling = "exact"
@@ -160,11 +164,11 @@ class BiFPNCell(nn.Module):
         self.conv5_down = SeparableConvBlock(channels)
         if in_channels is not None:
             c3, c4, c5 = in_channels
-            self.p5_down_channel = _lateral(c5, channels)
-            self.p4_down_channel = _lateral(c4, channels)
-            self.p3_down_channel = _lateral(c3, channels)
-            self.p4_down_channel_2 = _lateral(c4, channels)
-            self.p5_down_channel_2 = _lateral(c5, channels)
+            self.p5_down_channel = _lateral(c5, channels, lateral_groups)
+            self.p4_down_channel = _lateral(c4, channels, lateral_groups)
+            self.p3_down_channel = _lateral(c3, channels, lateral_groups)
+            self.p4_down_channel_2 = _lateral(c4, channels, lateral_groups)
+            self.p5_down_channel_2 = _lateral(c5, channels, lateral_groups)
 
     def forward(self, p3: torch.Tensor, p4: torch.Tensor, p5: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.first:

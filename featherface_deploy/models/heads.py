@@ -22,8 +22,13 @@ class Head(nn.Module):
         self.conv1x1 = nn.Conv2d(channels, ANCHORS_PER_LOCATION * values, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1x1(x).permute(0, 2, 3, 1)
-        return out.reshape(out.shape[0], -1, self.values)
+        return flatten_anchors(self.conv1x1(x), self.values)
+
+
+def flatten_anchors(x: torch.Tensor, values: int) -> torch.Tensor:
+    """(B, anchors·values, H, W) → (B, H·W·anchors, values): NHWC order, as the priors are generated."""
+    out = x.permute(0, 2, 3, 1)
+    return out.reshape(out.shape[0], -1, values)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The registered variants: the two trained FeatherFace models and a tiny test variant."""
+"""The registered variants: the two trained FeatherFace models, a tiny test variant, the peer and the untrained V2 designs."""
 
 from __future__ import annotations
 
@@ -30,3 +30,19 @@ def retinaface_mnet025():
     from featherface_deploy.models.retinaface import RetinaFace, RetinaFaceConfig
 
     return RetinaFace(RetinaFaceConfig("retinaface-mnet025"))
+
+
+@register_model("featherface-v2-optimized")
+def featherface_v2_optimized():
+    """FeatherFace V2-Optimized of the design documents (no trained weights): CBAM_Plus, BiFPN_Light, SSH_Grouped."""
+    from featherface_deploy.models.featherface_v2_light import FeatherFaceV2Optimized, V2OptimizedConfig
+
+    return FeatherFaceV2Optimized(V2OptimizedConfig())
+
+
+@register_model("featherface-v2-ultra")
+def featherface_v2_ultra():
+    """FeatherFace V2-Ultra of the design documents (no trained weights): V2-Optimized + the five innovations."""
+    from featherface_deploy.models.featherface_v2_light import FeatherFaceV2Ultra, V2UltraConfig
+
+    return FeatherFaceV2Ultra(V2UltraConfig())
