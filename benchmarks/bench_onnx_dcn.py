@@ -49,7 +49,7 @@ def main() -> None:
             result = export_onnx(checkpoint, Path(folder) / f"{len(runtimes)}.onnx", imgsz=SIZE, dcn=dcn, opset=opset)
             export_s[name] = time.perf_counter() - started
             nodes[name] = result.node_counts.get("simplified", result.node_counts["exported"])
-            runtimes[name] = OrtRuntime(result.path, threads=args.threads)
+            runtimes[name] = OrtRuntime(result.path, threads=args.threads, allow_spinning=False)
 
     x = np.random.default_rng(0).normal(0, 60, (1, 3, *SIZE)).astype(np.float32)
     for runtime in runtimes.values():

@@ -118,7 +118,7 @@ def _naive(fp32: Path, out: Path, calib, workdir: Path) -> Path:
 
 def _measure(models: dict, widerface: Path, iterations: int) -> list[dict]:
     sample = np.zeros((1, 3, 640, 640), dtype=np.float32)
-    runtimes = {name: OrtRuntime(path, threads=2) for name, (path, _) in models.items()}
+    runtimes = {name: OrtRuntime(path, threads=2, allow_spinning=False) for name, (path, _) in models.items()}
     timings = time_interleaved({name: (lambda r=rt: r.infer(sample)) for name, rt in runtimes.items()}, iterations)
     rows = []
     for name, (path, fraction) in models.items():

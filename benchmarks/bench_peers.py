@@ -111,7 +111,7 @@ def _detectors(shared: Path, cache: Path, config: PostprocessConfig) -> tuple[di
         if failed:
             raise SystemExit(f"{label}: {failed['onnx']}")
         onnx_path = built["onnx"].path
-        detectors[label] = FaceDetector.load(onnx_path, config, threads=THREADS)
+        detectors[label] = FaceDetector.load(onnx_path, config, threads=THREADS, allow_spinning=False)
         torch_facts[label] = _torch_facts(checkpoint)
         rows[label] = _row(label, "onnxruntime", f"{SIZE[0]}×{SIZE[1]}", onnx_path, torch_facts[label]["params"])
     yunet = shared / "peers" / "yunet" / "face_detection_yunet_2023mar.onnx"

@@ -92,7 +92,7 @@ def main() -> None:
 
     # 4. latency: same 640×640 tensor for all, interleaved
     onnx = export_onnx(model, out / "v1_fp32.onnx", SIZE, parity_images=images[:2])
-    runtimes = {"onnxruntime_fp32": OrtRuntime(onnx.path, threads=THREADS), "litert_fp32": fp32,
+    runtimes = {"onnxruntime_fp32": OrtRuntime(onnx.path, threads=THREADS, allow_spinning=False), "litert_fp32": fp32,
                 "litert_fp16": TfliteRuntime(results["fp16"].path, threads=THREADS),
                 "litert_int8": TfliteRuntime(results["int8"].path, threads=THREADS)}
     batch = np.random.default_rng(0).uniform(-120, 130, (1, 3, *SIZE)).astype(np.float32)

@@ -127,3 +127,17 @@ def test_runtime_import_does_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_timing_harness_turns_thread_spinning_off(exported):
+    """Interleaved timing: an idle session's spinning threads would steal the cores from the timed one."""
+    from featherface_deploy.benchmarks.artifacts import BuiltArtifact, get_spec
+    from featherface_deploy.benchmarks.latency import open_for_timing
+    from featherface_deploy.runtimes.ort_runtime import SPINNING_KEYS
+
+    path, _ = exported
+    default = OrtRuntime(path, threads=1).session.get_session_options()
+    assert all(not default.get_session_config_entry(key) for key in SPINNING_KEYS)  # ORT's default: spin
+    for runtime in (open_for_timing(OrtRuntime, path, 1), BuiltArtifact(get_spec("onnx"), path, 0.0, True).open(1)):
+        options = runtime.session.get_session_options()
+        assert [options.get_session_config_entry(key) for key in SPINNING_KEYS] == ["0", "0"]

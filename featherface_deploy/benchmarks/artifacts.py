@@ -23,6 +23,7 @@ from pathlib import Path
 from featherface_deploy.contract import sidecar_path
 from featherface_deploy.errors import ExportError, FeatherFaceError
 from featherface_deploy.formats import FORMATS, get_format, resolve
+from featherface_deploy.benchmarks.latency import open_for_timing
 from featherface_deploy.runtimes.base import Runtime
 
 Log = Callable[[str], None]
@@ -130,9 +131,8 @@ class BuiltArtifact:
     cached: bool
 
     def open(self, threads: int | None) -> Runtime:
-        """Opens the file with its format's runtime."""
-        runtime_class = resolve(get_format(self.spec.format).runtime)
-        return runtime_class(self.path, threads=threads)
+        """Opens the file with its format's runtime, set up for interleaved timing."""
+        return open_for_timing(resolve(get_format(self.spec.format).runtime), self.path, threads)
 
 
 def build_all(checkpoint: str | Path, names: Sequence[str], cache_dir: str | Path,

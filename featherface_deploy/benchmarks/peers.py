@@ -93,8 +93,12 @@ class UltralightDetector:
             import onnxruntime
         except ImportError as error:  # pragma: no cover - depends on the environment
             raise missing_backend("onnxruntime", "onnx") from error
+        from featherface_deploy.runtimes.ort_runtime import SPINNING_KEYS
+
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # the released graphs list initializers as inputs: one warning each
+        for key in SPINNING_KEYS:  # timed interleaved with other detectors: idle threads must not spin
+            options.add_session_config_entry(key, "0")
         if threads is not None:
             options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -31,6 +31,7 @@ PROVIDER_ALIASES = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
+SPINNING_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
 _PROVIDER_EXTRA = {
     "CUDAExecutionProvider": "`pip install onnxruntime-gpu` (and a CUDA-capable GPU)",
     "TensorrtExecutionProvider": "`pip install onnxruntime-gpu` with TensorRT libraries",
@@ -48,6 +49,10 @@ class OrtRuntime(Runtime):
             is appended as a fallback for unsupported nodes.
         contract: A contract to use for an injected session without metadata.
         session_options: Extra ``onnxruntime.SessionOptions`` (threads override theirs).
+        allow_spinning: Let idle intra- and inter-op threads spin after a run (ONNX Runtime's
+            default). Turn it off when several sessions share the cores, e.g. when timing
+            models interleaved: an idle session's spinning threads steal the cores from the
+            one being timed.
 
     Raises:
         BackendNotInstalledError: A requested provider is not available.
@@ -60,7 +65,8 @@ class OrtRuntime(Runtime):
 
     def __init__(self, path_or_session: str | Path | "onnxruntime.InferenceSession", threads: int | None = None,
                  providers: Sequence[str] | None = None, contract: DecodeContract | None = None,
-                 session_options: "onnxruntime.SessionOptions | None" = None) -> None:
+                 session_options: "onnxruntime.SessionOptions | None" = None,
+                 allow_spinning: bool = True) -> None:
         if isinstance(path_or_session, onnxruntime.InferenceSession):
             self.session = path_or_session
             source = "injected session"
@@ -70,7 +76,7 @@ class OrtRuntime(Runtime):
             source = str(path)
             if not path.is_file():
                 raise FeatherFaceError(f"ONNX model not found (or not a regular file): {path}")
-            self.session = _create_session(path, threads, providers, session_options)
+            self.session = _create_session(path, threads, providers, session_options, allow_spinning)
         super().__init__(contract or _read_contract(self.session, path, source))
         self._check_io(source)
 
@@ -131,10 +137,14 @@ def resolve_providers(providers: Sequence[str] | None) -> list[str]:
 
 
 def _create_session(path: Path, threads: int | None, providers: Sequence[str] | None,
-                    options: "onnxruntime.SessionOptions | None") -> "onnxruntime.InferenceSession":
+                    options: "onnxruntime.SessionOptions | None",
+                    allow_spinning: bool = True) -> "onnxruntime.InferenceSession":
     chosen = resolve_providers(providers)
     options = options or onnxruntime.SessionOptions()
     threads = usable_threads(threads)
+    if not allow_spinning:
+        for key in SPINNING_KEYS:
+            options.add_session_config_entry(key, "0")
     if threads is not None:
         options.intra_op_num_threads = threads
     try:
