@@ -41,6 +41,9 @@ FORMATS: tuple[ModelFormat, ...] = (
                 "featherface_deploy.exporters.torch2onnx:export_onnx", "ONNX (ONNX Runtime)"),
     ModelFormat("tflite", (".tflite",), "tflite", "featherface_deploy.runtimes.tflite_runtime:TfliteRuntime",
                 "featherface_deploy.exporters.torch2tflite:export_tflite", "TFLite (LiteRT; Android, ARM CPUs)"),
+    # Built on the device from a `featherface-deploy trt-recipe` folder (or exporters.onnx2trt.build_engine).
+    ModelFormat("engine", (".engine",), "tensorrt", "featherface_deploy.runtimes.trt_runtime:TrtRuntime", None,
+                "TensorRT engine (NVIDIA GPU, Jetson)"),
 )
 
 
