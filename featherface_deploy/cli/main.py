@@ -34,3 +34,7 @@ cli.add_command(trt_recipe)
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+if __name__ == "__main__":
+    main()
