@@ -196,7 +196,7 @@ def test_zero_padded_maxpool_is_not_folded(converted):
 @pytest.mark.slow
 def test_nchw_layout_and_all_negative_pool(tmp_path):
     """An NCHW-input file and an all-negative input: the zero padding must win at the border."""
-    from featherface_deploy.contract import DecodeContract
+    from featherface_deploy.contract import DecodeContract, PriorConfig
     from featherface_deploy.models.bifpn import same_maxpool
 
     class PoolProbe(torch.nn.Module):  # detector-shaped outputs from the BiFPN pool alone
@@ -207,7 +207,11 @@ def test_nchw_layout_and_all_negative_pool(tmp_path):
 
     probe = PoolProbe().eval()
     converted = convert_fp32(probe, (33, 48), "NCHW", "probe")
-    contract = DecodeContract(model_name="probe", input_size=(33, 48), input_layout="NCHW", source_format="tflite")
+    # The probe's rows are the pooled map (17×24) × 3 channels: describe them as one stride-2 level with three
+    # anchors, so the runtime's prior-count check against the file's outputs holds.
+    priors = PriorConfig(min_sizes=((16, 32, 64),), steps=(2,))
+    contract = DecodeContract(model_name="probe", input_size=(33, 48), input_layout="NCHW", source_format="tflite",
+                              priors=priors)
     runtime = TfliteRuntime(converted.data, contract=contract)
     assert runtime.input_details["shape"].tolist() == [1, 3, 33, 48]
     x = -1.0 - np.random.default_rng(0).random((1, 3, 33, 48), dtype=np.float32)
