@@ -25,7 +25,7 @@ from pathlib import Path
 
 from common import RESULTS_DIR, default_shared, time_interleaved
 
-from featherface_deploy.benchmarks.report import Column, machine_facts, render_markdown, write_report
+from featherface_deploy.harness.report import Column, machine_facts, render_markdown, write_report
 from featherface_deploy.calibration import list_image_files
 from featherface_deploy.postprocess import PostprocessConfig, decode_image, load_image, preprocess
 

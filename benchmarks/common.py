@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from featherface_deploy.benchmarks.report import machine_facts
+from featherface_deploy.harness.report import machine_facts
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

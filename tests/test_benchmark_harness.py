@@ -7,11 +7,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from featherface_deploy.benchmarks import compare as compare_module
-from featherface_deploy.benchmarks.compare import Budgets, CompareResult, _MemoRuntime
-from featherface_deploy.benchmarks.latency import LatencyConfig, LatencyStats, Pipeline, measure_interleaved, \
+from featherface_deploy.harness import compare as compare_module
+from featherface_deploy.harness.compare import Budgets, CompareResult, _MemoRuntime
+from featherface_deploy.harness.latency import LatencyConfig, LatencyStats, Pipeline, measure_interleaved, \
     measure_peak_memory
-from featherface_deploy.benchmarks.report import Column, markdown_table, update_readme, write_report
+from featherface_deploy.harness.report import Column, markdown_table, update_readme, write_report
 from featherface_deploy.cli.main import cli
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.exporters.parity import Tolerances, check_parity
@@ -161,7 +161,7 @@ def test_compare_with_widerface_reports_accuracy(tiny_checkpoint, widerface_root
 
 
 def test_claims_rows_put_measured_values_beside_claims():
-    from featherface_deploy.benchmarks.claims import CLAIMS, claims_rows
+    from featherface_deploy.harness.claims import CLAIMS, claims_rows
 
     rows = claims_rows({"params_v1": 489_015, "ap_delta_hard": -3.07}, {"params": "PyTorch"})
     assert len(rows) == len(CLAIMS)
@@ -175,7 +175,7 @@ def test_claims_rows_put_measured_values_beside_claims():
 def test_peer_adapters_return_detections_in_original_pixels(peer, widerface_root):
     from conftest import shared_path
 
-    from featherface_deploy.benchmarks.peers import UltralightDetector, YuNetDetector
+    from featherface_deploy.harness.peers import UltralightDetector, YuNetDetector
     from featherface_deploy.evaluation import list_images
 
     if peer == "yunet":
@@ -190,7 +190,7 @@ def test_peer_adapters_return_detections_in_original_pixels(peer, widerface_root
 
 
 def test_a_failed_build_is_reported_and_does_not_stop_the_others(tiny_checkpoint, tmp_path):
-    from featherface_deploy.benchmarks.artifacts import BuildSettings, build_all
+    from featherface_deploy.harness.artifacts import BuildSettings, build_all
 
     built, failed = build_all(tiny_checkpoint, ["torch", "tflite-int8"], tmp_path, BuildSettings())
     assert list(built) == ["torch"] and built["torch"].path == tiny_checkpoint
@@ -202,9 +202,9 @@ def test_harness_modules_import_no_backend():
     import subprocess
     import sys
 
-    probe = ("import sys, featherface_deploy.benchmarks.latency, featherface_deploy.benchmarks.report, "
-             "featherface_deploy.benchmarks.compare, featherface_deploy.benchmarks.peers, "
-             "featherface_deploy.benchmarks.claims, featherface_deploy.cli.main\n"
+    probe = ("import sys, featherface_deploy.harness.latency, featherface_deploy.harness.report, "
+             "featherface_deploy.harness.compare, featherface_deploy.harness.peers, "
+             "featherface_deploy.harness.claims, featherface_deploy.cli.main\n"
              "print(' '.join(m for m in ('torch', 'onnxruntime', 'cv2', 'matplotlib', 'ai_edge_litert') "
              "if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == ""

@@ -131,8 +131,8 @@ def test_runtime_import_does_not_import_torch():
 
 def test_the_timing_harness_turns_thread_spinning_off(exported):
     """Interleaved timing: an idle session's spinning threads would steal the cores from the timed one."""
-    from featherface_deploy.benchmarks.artifacts import BuiltArtifact, get_spec
-    from featherface_deploy.benchmarks.latency import open_for_timing
+    from featherface_deploy.harness.artifacts import BuiltArtifact, get_spec
+    from featherface_deploy.harness.latency import open_for_timing
     from featherface_deploy.runtimes.ort_runtime import SPINNING_KEYS
 
     path, _ = exported

@@ -34,8 +34,8 @@ def _int_list(value: str) -> list[int]:
 @friendly_errors
 def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path):
     """Time MODEL (.pth, .onnx, .tflite…): p50/p90/p99, mean, std, throughput, pre/infer/post, memory, size."""
-    from featherface_deploy.benchmarks.report import Column, facts_line, machine_facts, markdown_table
-    from featherface_deploy.benchmarks.latency import benchmark_model
+    from featherface_deploy.harness.report import Column, facts_line, machine_facts, markdown_table
+    from featherface_deploy.harness.latency import benchmark_model
 
     size = parse_size(imgsz)
     rows = benchmark_model(model, _load_images(images, size), size, _int_list(batch), _int_list(threads),
@@ -58,7 +58,7 @@ def _bar(label: str, total: int):
 
 
 def _load_images(folder: str | None, size: tuple[int, int]) -> list:
-    from featherface_deploy.benchmarks.latency import synthetic_images
+    from featherface_deploy.harness.latency import synthetic_images
     from featherface_deploy.calibration import list_image_files
     from featherface_deploy.postprocess import load_image
 

@@ -61,9 +61,9 @@ def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name,
     Writes OUT/NAME.{md,csv,json,png} and prints the Markdown table. Exits with status 3 when a
     budget (--min-match-rate, --max-ap-drop, --strict-parity) is broken.
     """
-    from featherface_deploy.benchmarks.artifacts import available_spec_names, get_spec
-    from featherface_deploy.benchmarks.compare import COLUMNS, Budgets, CompareConfig, run_compare
-    from featherface_deploy.benchmarks.report import render_markdown, write_report
+    from featherface_deploy.harness.artifacts import available_spec_names, get_spec
+    from featherface_deploy.harness.compare import COLUMNS, Budgets, CompareConfig, run_compare
+    from featherface_deploy.harness.report import render_markdown, write_report
 
     if widerface is None and images is None:
         raise click.UsageError("give --widerface DIR (accuracy + images) or --images DIR")

@@ -1,7 +1,7 @@
 """The runner inside a device bundle: ``python run.py benchmark|evaluate|detect|facts [options]``.
 
 It runs on the device with Python ≥ 3.8, numpy and the model's own runtime only. Every number comes from
-the package's own modules, copied into the bundle: :func:`~featherface_deploy.benchmarks.latency.benchmark_model`
+the package's own modules, copied into the bundle: :func:`~featherface_deploy.harness.latency.benchmark_model`
 for latency, :class:`~featherface_deploy.FaceDetector` and the shared ``to_tensor`` / ``decode_image``
 for detections, so a device run and a host run differ only in where the kernels execute.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from featherface_deploy import __version__
-from featherface_deploy.benchmarks.latency import benchmark_model, synthetic_images
+from featherface_deploy.harness.latency import benchmark_model, synthetic_images
 from featherface_deploy.contract import atomic_write_bytes
 from featherface_deploy.detector import FaceDetector
 from featherface_deploy.errors import FeatherFaceError

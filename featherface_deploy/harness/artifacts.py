@@ -23,7 +23,7 @@ from pathlib import Path
 from featherface_deploy.contract import sidecar_path
 from featherface_deploy.errors import ExportError, FeatherFaceError
 from featherface_deploy.formats import FORMATS, get_format, resolve
-from featherface_deploy.benchmarks.latency import open_for_timing
+from featherface_deploy.harness.latency import open_for_timing
 from featherface_deploy.runtimes.base import Runtime
 
 Log = Callable[[str], None]
@@ -79,7 +79,7 @@ class ArtifactSpec:
         return get_format(self.format).suffixes[0]
 
 
-_HERE = "featherface_deploy.benchmarks.artifacts"
+_HERE = "featherface_deploy.harness.artifacts"
 SPECS: tuple[ArtifactSpec, ...] = (
     ArtifactSpec("torch", "torch", "fp32"),
     ArtifactSpec("onnx", "onnx", "fp32", builder=f"{_HERE}:build_onnx"),

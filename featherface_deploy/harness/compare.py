@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.benchmarks.artifacts import REFERENCE, BuildSettings, BuiltArtifact, build_all, get_spec
-from featherface_deploy.benchmarks.latency import (
+from featherface_deploy.harness.artifacts import REFERENCE, BuildSettings, BuiltArtifact, build_all, get_spec
+from featherface_deploy.harness.latency import (
     LatencyConfig,
     Pipeline,
     current_rss_mb,
@@ -35,7 +35,7 @@ from featherface_deploy.benchmarks.latency import (
     measure_peak_memory,
     null_bar,
 )
-from featherface_deploy.benchmarks.report import Column, machine_facts
+from featherface_deploy.harness.report import Column, machine_facts
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.evaluation import SETTINGS, evaluate, list_images, load_ground_truth
 from featherface_deploy.errors import FeatherFaceError
@@ -75,7 +75,7 @@ class CompareConfig:
     """What to compare and how.
 
     Attributes:
-        formats: Artifact names (see :data:`~featherface_deploy.benchmarks.artifacts.SPECS`).
+        formats: Artifact names (see :data:`~featherface_deploy.harness.artifacts.SPECS`).
         imgsz: Export size and the box every image is fitted into, for every artifact.
         threads: Inference threads of every runtime.
         warmup: Untimed latency rounds.

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from featherface_deploy.benchmarks.report import Column
+from featherface_deploy.harness.report import Column
 
 CA_DOC = "v2-coordinate-attention-performance.md"
 MODULES_DOC = "v2-optimized-modules.md"

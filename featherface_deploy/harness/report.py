@@ -6,7 +6,7 @@ hand; the JSON carries the rows, the columns used and the machine facts
 and their Markdown regenerated later (:func:`update_readme`). numpy-free; the
 plot imports matplotlib (Agg backend) only when asked for.
 
-Run ``python -m featherface_deploy.benchmarks.report README.md results/*.json``
+Run ``python -m featherface_deploy.harness.report README.md results/*.json``
 to rewrite the generated sections of a README from result files.
 """
 
@@ -211,13 +211,13 @@ def _json_default(value):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m featherface_deploy.benchmarks.report README RESULT.json…``: regenerate README sections.
+    """``python -m featherface_deploy.harness.report README RESULT.json…``: regenerate README sections.
 
     Each result goes into the section named after its ``name`` field.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) < 2:
-        raise SystemExit("usage: python -m featherface_deploy.benchmarks.report README.md RESULT.json [...]")
+        raise SystemExit("usage: python -m featherface_deploy.harness.report README.md RESULT.json [...]")
     for result in args[1:]:
         payload = json.loads(Path(result).read_text())
         update_readme(args[0], payload["name"], render_markdown(payload))
