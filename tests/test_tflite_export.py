@@ -23,7 +23,7 @@ from featherface_deploy.contract import METADATA_KEY, read_sidecar  # noqa: E402
 from featherface_deploy.errors import ContractError, ExportError  # noqa: E402
 from featherface_deploy.exporters.parity import Tolerances  # noqa: E402
 from featherface_deploy.exporters.tflite_graph import op_census, rewrite_leaky_relu  # noqa: E402
-from featherface_deploy.exporters.tflite_metadata import add_metadata, read_metadata  # noqa: E402
+from featherface_deploy.metadata.tflite import add_metadata, read_metadata  # noqa: E402
 from featherface_deploy.exporters.torch2tflite import convert_fp32, export_tflite  # noqa: E402
 from featherface_deploy.runtimes.tflite_runtime import TfliteRuntime  # noqa: E402
 

@@ -61,16 +61,17 @@ def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name,
     Writes OUT/NAME.{md,csv,json,png} and prints the Markdown table. Exits with status 3 when a
     budget (--min-match-rate, --max-ap-drop, --strict-parity) is broken.
     """
-    from featherface_deploy.harness.artifacts import available_spec_names, get_spec
+    from featherface_deploy.formats import get_format
+    from featherface_deploy.harness.artifacts import default_rows
     from featherface_deploy.harness.compare import COLUMNS, Budgets, CompareConfig, run_compare
     from featherface_deploy.harness.report import render_markdown, write_report
 
     if widerface is None and images is None:
         raise click.UsageError("give --widerface DIR (accuracy + images) or --images DIR")
-    requested = formats.split(",") if formats else available_spec_names()
+    requested = formats.split(",") if formats else default_rows()
     names = tuple(dict.fromkeys(part.strip() for part in requested if part.strip()))
-    for spec_name in names:
-        get_spec(spec_name)
+    for row_name in names:
+        get_format(row_name)
     config = CompareConfig(formats=names, imgsz=parse_size(imgsz), threads=threads, warmup=warmup, iters=iters,
                            widerface=_path(widerface), images=_path(images), limit=limit,
                            parity_images=parity_images, calibration_dir=_path(calib_dir))

@@ -1,93 +1,113 @@
-"""``featherface-deploy export``: checkpoint → deployable file, checked for parity before it is written."""
+"""``featherface-deploy export``: checkpoint → any row of the format table, verified before it is written.
+
+``--format`` with ``--half`` / ``--int8`` picks a row of :data:`~featherface_deploy.formats.FORMATS`
+(``--format onnx --int8`` is ``onnx-int8``; full row names are accepted too). Only the options
+given on the command line are passed on; one the row does not take is an error naming the rows
+that do (:func:`~featherface_deploy.pipeline.options.split_options`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from featherface_deploy.cli.options import friendly_errors, parse_size
 from featherface_deploy.errors import ExportError
-from featherface_deploy.formats import FORMATS, get_format, resolve
+from featherface_deploy.formats import FORMATS, Format, family_names, get_format, row_for
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 MAX_PARITY_IMAGES = 8
+INT8_MODES = ("default", "weights", "activations")
+# Command-line parameters that are format options (passed on only when given), and how to read them.
+_OPTION_PARSERS = {
+    "imgsz": parse_size, "dynamic": bool, "opset": int, "simplify": bool, "simplifier": str, "dcn": str,
+    "calib_dir": str, "calib_images": int, "calib_method": str, "keep_float": tuple, "quantize_depthwise": bool,
+    "search": bool, "search_budget": float, "float_io": bool, "input_layout": str, "target": str,
+    "image_input": bool, "flexible": str, "sizes": lambda text: tuple(parse_size(s) for s in text.split(",")),
+    "io_dtype": str, "trt_version": str, "workspace": int, "dla": int,
+}
 
 
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--format", "format_name", default="onnx", show_default=True,
-              type=click.Choice([f.name for f in FORMATS if f.exporter]), help="Output format.")
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
-              help="Output file (default: the checkpoint's name with the format's suffix).")
-@click.option("--imgsz", default="640", show_default=True, help="Input size N or HxW (multiples of 32).")
-@click.option("--dynamic", is_flag=True, help="Dynamic batch, height and width (multiples of 32).")
-@click.option("--opset", default=None, type=int, help="ONNX opset (default 18; 19 with --dcn native).")
-@click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify the graph.")
-@click.option("--simplifier", default="onnxsim", show_default=True, type=click.Choice(["onnxsim", "onnxslim"]))
-@click.option("--dcn", default="portable", show_default=True, type=click.Choice(["portable", "native"]),
-              help="Deformable conv lowering: plain ops (any converter) or ONNX DeformConv (opset ≥ 19).")
-@click.option("--parity-images", default=None, type=click.Path(exists=True, file_okay=False),
-              help=f"Folder of images for the parity check (the first {MAX_PARITY_IMAGES}); default: synthetic.")
-@click.option("--architecture", default=None, help="Architecture name (detected from the keys if omitted).")
-@click.option("--half", is_flag=True, help="TFLite: float16 weights.")
-@click.option("--int8", is_flag=True, help="INT8 with calibration (needs --calib-dir): ONNX QDQ, or TFLite "
-              "full-integer (int8 input and outputs).")
+              type=click.Choice(family_names() + [row.name for row in FORMATS if row.exporter and
+                                                  row.name not in family_names()]),
+              help="Output format (see `featherface-deploy formats`).")
+@click.option("-o", "--output", default=None, type=click.Path(),
+              help="Output file or folder (default: the checkpoint's name, variant and the format's suffix).")
+@click.option("--half", is_flag=True, help="FP16 row of the format (tflite-fp16, coreml-fp16, engine-fp16…).")
+@click.option("--int8", "int8", is_flag=False, flag_value="default", default=None, type=click.Choice(INT8_MODES),
+              help="INT8 row of the format (needs --calib-dir for calibrated rows); Core ML: --int8 weights.")
+@click.option("--imgsz", default=None, help="Input size N or HxW, multiples of 32 [640].")
+@click.option("--dynamic", is_flag=True, default=None, help="onnx: dynamic batch, height and width.")
+@click.option("--opset", default=None, type=int, help="onnx: opset [18; 19 with --dcn native].")
+@click.option("--simplify/--no-simplify", default=None, help="onnx: simplify the graph [on].")
+@click.option("--simplifier", default=None, type=click.Choice(["onnxsim", "onnxslim"]), help="onnx [onnxsim].")
+@click.option("--dcn", default=None, type=click.Choice(["portable", "native"]),
+              help="onnx: deformable conv lowering: plain ops (any converter) or ONNX DeformConv [portable].")
 @click.option("--calib-dir", default=None, type=click.Path(exists=True, file_okay=False),
-              help="--int8: folder of calibration photos (never evaluation images).")
-@click.option("--calib-images", default=100, show_default=True, type=click.IntRange(1),
-              help="ONNX --int8: photos sampled from --calib-dir.")
-@click.option("--calib-method", default="minmax", show_default=True,
-              type=click.Choice(["minmax", "percentile", "entropy"]), help="ONNX --int8: calibration method.")
-@click.option("--keep-float", multiple=True, help="ONNX --int8: node name or op type to keep in float "
-              "(repeatable), besides the depthwise convolutions.")
-@click.option("--quantize-depthwise", is_flag=True,
-              help="ONNX --int8: quantize the depthwise convolutions too (costs ~9 AP points on V1).")
-@click.option("--search", is_flag=True,
-              help="ONNX --int8: also find layers to keep in float by a greedy sensitivity search (minutes).")
-@click.option("--search-budget", default=0.97, show_default=True, type=click.FloatRange(0, 1),
-              help="ONNX --int8 --search: detection agreement with FP32 (calibration photos) to reach.")
-@click.option("--float-io", is_flag=True, help="TFLite --int8: keep float32 input and outputs.")
+              help="INT8: folder of calibration photos (never evaluation images).")
+@click.option("--calib-images", default=None, type=click.IntRange(1), help="INT8: photos sampled [100].")
+@click.option("--calib-method", default=None, type=click.Choice(["minmax", "percentile", "entropy"]),
+              help="onnx-int8: calibration method [minmax].")
+@click.option("--keep-float", multiple=True, default=None,
+              help="INT8: layer to keep in float (repeatable): onnx node name or op type; tflite scope regex.")
+@click.option("--quantize-depthwise", is_flag=True, default=None,
+              help="onnx-int8: quantize the depthwise convolutions too (costs ~9 AP points on V1).")
+@click.option("--search", is_flag=True, default=None,
+              help="onnx-int8: find more layers to keep float by a greedy sensitivity search (minutes).")
+@click.option("--search-budget", default=None, type=click.FloatRange(0, 1),
+              help="onnx-int8 --search: detection agreement with FP32 to reach [0.97].")
+@click.option("--float-io", is_flag=True, default=None, help="tflite-int8: float32 input and outputs.")
+@click.option("--input-layout", default=None, type=click.Choice(["NHWC", "NCHW"]), help="tflite [NHWC].")
+@click.option("--target", default=None, help="coreml: minimum deployment target (iOS16, iOS17, macOS13…) [iOS16].")
+@click.option("--image-input", is_flag=True, default=None, help="coreml: an image input instead of a tensor.")
+@click.option("--flexible", default=None, help="coreml: any height and width in LO-HI, e.g. 320-1280.")
+@click.option("--sizes", default=None, help="coreml: only these sizes, e.g. 480x640,640x640.")
+@click.option("--io-dtype", default=None, type=click.Choice(["fp32", "fp16"]), help="coreml-fp16: tensor I/O dtype.")
+@click.option("--trt-version", default=None, help="trt-recipe: the device's TensorRT (8.2, 8.5, 8.6, 10.3…) [10.3].")
+@click.option("--workspace", default=None, type=click.IntRange(1), help="engine, trt-recipe: workspace, MiB [2048].")
+@click.option("--dla", default=None, type=click.IntRange(0), help="engine, trt-recipe: Jetson DLA core.")
+@click.option("--parity-images", default=None, type=click.Path(exists=True, file_okay=False),
+              help=f"Folder of photos with faces for the parity checks (the first {MAX_PARITY_IMAGES}); "
+                   "default: the photo shipped with the package.")
+@click.option("--architecture", default=None, help="Architecture name (detected from the keys if omitted).")
+@click.pass_context
 @friendly_errors
-def export(checkpoint: str, format_name: str, output: str | None, imgsz: str, dynamic: bool, opset: int | None,
-           simplify: bool, simplifier: str, dcn: str, parity_images: str | None, architecture: str | None,
-           half: bool, int8: bool, calib_dir: str | None, calib_images: int, calib_method: str,
-           keep_float: tuple[str, ...], quantize_depthwise: bool, search: bool, search_budget: float,
-           float_io: bool) -> None:
-    """Exports CHECKPOINT (.pth) and checks it against PyTorch; nothing is written if parity fails."""
-    fmt = get_format(format_name)
-    size = parse_size(imgsz)
-    out = Path(output) if output else Path(checkpoint).with_suffix(fmt.suffixes[0])
-    images = _images(parity_images)
-    exporter = resolve(fmt.exporter)
-    if fmt.name == "tflite":
-        if dynamic or opset is not None or dcn != "portable":
-            raise ExportError("--dynamic, --opset and --dcn apply to ONNX; TFLite files are static with the "
-                              "portable DCN")
-        result = exporter(checkpoint, out, imgsz=size, half=half, int8=int8, calib_dir=calib_dir,
-                          float_io=float_io, parity_images=images, architecture=architecture, log=click.echo)
-    elif half or float_io:
-        raise ExportError("--half and --float-io apply to --format tflite")
-    elif int8:
-        if calib_dir is None:
-            raise ExportError("--int8 needs --calib-dir: a folder of photos like the deployment's (never the "
-                              "evaluation images)")
-        if dcn != "portable" or (opset is not None and opset != 18):
-            raise ExportError("ONNX --int8 uses the portable DCN at opset 18 (DeformConv has no INT8 kernel)")
-        from featherface_deploy.exporters.torch2onnx_int8 import Int8ExportConfig, export_onnx_int8
+def export(ctx: click.Context, checkpoint: str, format_name: str, output: str | None, half: bool,
+           int8: str | None, parity_images: str | None, architecture: str | None, **given) -> None:
+    """Exports CHECKPOINT (.pth) and checks it against PyTorch; nothing is written if a check fails."""
+    from featherface_deploy.pipeline import export_model
+    from featherface_deploy.pipeline.options import default_output
 
-        config = Int8ExportConfig(Path(calib_dir), calib_images, calib_method, tuple(keep_float), search,
-                                  search_budget, keep_float_depthwise=not quantize_depthwise)
-        result = export_onnx_int8(checkpoint, out, config, imgsz=size, dynamic=dynamic, parity_images=images,
-                                  architecture=architecture, log=click.echo)
-    else:
-        result = exporter(
-            checkpoint, out, imgsz=size, dynamic=dynamic, opset=opset or (19 if dcn == "native" else 18),
-            simplify=simplify, dcn=dcn, simplifier=simplifier, parity_images=images, architecture=architecture,
-            log=click.echo,
-        )
-    steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
-    click.echo(f"done: {result.path} ({steps})")
+    row = _chosen_row(format_name, half, int8)
+    options = {name: _OPTION_PARSERS[name](value) for name, value in given.items()
+               if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+    if row.family == "coreml" and int8 is not None:
+        options["int8_mode"] = "weights" if int8 == "default" else int8
+    out = Path(output) if output else default_output(row, checkpoint)
+    outcome = export_model(checkpoint, out, row, options, parity_images=_images(parity_images),
+                           architecture=architecture, log=click.echo)
+    steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in outcome.timings.items())
+    click.echo(f"done: {outcome.path} [{row.name}] ({steps})")
+
+
+def _chosen_row(format_name: str, half: bool, int8: str | None) -> Format:
+    """The row ``--format`` with ``--half`` / ``--int8`` names."""
+    if half and int8 is not None:
+        raise ExportError("choose one of --half and --int8")
+    if format_name not in family_names():
+        row = get_format(format_name)
+        wanted = "fp16" if half else "int8" if int8 is not None else row.precision
+        if wanted != row.precision:
+            raise ExportError(f"--format {row.name} is {row.precision}; drop --half/--int8 or use --format {row.family}")
+        return row
+    if int8 is not None and int8 != "default" and format_name != "coreml":
+        raise ExportError(f"--int8 {int8} applies to --format coreml; for {format_name} write --int8 alone")
+    return row_for(format_name, "fp16" if half else "int8" if int8 is not None else "fp32")
 
 
 def _images(folder: str | None) -> list[Path]:
@@ -96,5 +116,5 @@ def _images(folder: str | None) -> list[Path]:
     images = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:MAX_PARITY_IMAGES]
     if not images:
         raise ExportError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}; pass a folder of photos "
-                          "or leave --parity-images out to use a synthetic image")
+                          "or leave --parity-images out to use the shipped photo")
     return images

@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from featherface_deploy.cli.options import friendly_errors, parse_size
-from featherface_deploy.contract import DecodeContract, read_sidecar
+from featherface_deploy.contract import read_sidecar
 from featherface_deploy.formats import format_for_path
 from featherface_deploy.postprocess import generate_priors
 
 
 def _checkpoint_info(path: str, size: tuple[int, int]) -> None:
     from featherface_deploy.models import load_model
+    from featherface_deploy.models.registry import base_contract
 
     loaded = load_model(path)
     model = loaded.model
@@ -22,7 +23,7 @@ def _checkpoint_info(path: str, size: tuple[int, int]) -> None:
         count = sum(p.numel() for p in child.parameters())
         if count:
             click.echo(f"  {name:<14} {count:>9,}")
-    _shapes(DecodeContract(model_name=loaded.architecture), size)
+    _shapes(base_contract(loaded.architecture), size)
 
 
 def _shapes(contract, size: tuple[int, int]) -> None:

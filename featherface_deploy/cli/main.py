@@ -11,8 +11,8 @@ from featherface_deploy.cli.compare_cmd import compare
 from featherface_deploy.cli.detect_cmd import detect
 from featherface_deploy.cli.evaluate_cmd import evaluate
 from featherface_deploy.cli.export_cmd import export
+from featherface_deploy.cli.formats_cmd import formats
 from featherface_deploy.cli.info_cmd import info
-from featherface_deploy.cli.trt_recipe_cmd import trt_recipe
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,8 +27,8 @@ cli.add_command(compare)
 cli.add_command(detect)
 cli.add_command(evaluate)
 cli.add_command(export)
+cli.add_command(formats)
 cli.add_command(info)
-cli.add_command(trt_recipe)
 
 
 def main() -> None:

@@ -31,16 +31,17 @@ in ``metadata_props`` and in the sidecar.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from featherface_deploy.calibration.dataset import CalibrationSet
-from featherface_deploy.contract import METADATA_KEY, DecodeContract, read_sidecar, write_sidecar
+from featherface_deploy.contract import DecodeContract
+from featherface_deploy.errors import ExportError, missing_backend
+from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair, timed
 from featherface_deploy.file_writing import atomic_write_bytes
-from featherface_deploy.errors import ContractError, ExportError, missing_backend
+from featherface_deploy.metadata.onnx import read_contract, write_contract
 
 try:
     import onnx
@@ -104,7 +105,6 @@ class Int8Result:
 
     Attributes:
         path: The INT8 model.
-        sidecar: Its contract JSON.
         contract: The contract (``precision="int8"``).
         kept_float: Quantizable nodes left in float (asked for, or not quantizable by policy).
         float_fraction: Share of Conv/MatMul MACs (at the calibration size) left in float.
@@ -112,31 +112,96 @@ class Int8Result:
     """
 
     path: Path
-    sidecar: Path
     contract: DecodeContract
     kept_float: tuple[str, ...]
     float_fraction: float
     facts: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class OnnxInt8Options:
+    """How to calibrate and which layers to keep in float (the options of the ``onnx-int8`` row).
+
+    Attributes:
+        calib_dir: Folder of calibration photos (never the evaluation images); required.
+        calib_images: Number of photos sampled (deterministically) from it.
+        calib_method: ``minmax``, ``percentile`` or ``entropy``.
+        keep_float: Node names or op types to keep in float, besides the depthwise convolutions.
+        quantize_depthwise: Quantize the depthwise convolutions too (costs ~9 AP points on V1).
+        search: Also find layers to keep in float by the greedy sensitivity search (minutes).
+        search_budget: Detection agreement with FP32 (on the calibration photos) the search must reach.
+        quantize_bias: int32 biases with their DequantizeLinear (ORT's default; TensorRT wants ``False``).
+        imgsz: Calibration size for a dynamic-shape source (a fixed-size source uses its own).
+    """
+
+    calib_dir: str | Path | None = None
+    calib_images: int = 100
+    calib_method: str = "minmax"
+    keep_float: tuple[str, ...] = ()
+    quantize_depthwise: bool = False
+    search: bool = False
+    search_budget: float = 0.97
+    quantize_bias: bool = True
+    imgsz: int | tuple[int, int] = (640, 640)
+
+    def quantization(self) -> Int8Options:
+        """The :class:`Int8Options` these choices mean."""
+        return Int8Options(method=self.calib_method, keep_float_nodes=tuple(self.keep_float),
+                           keep_float_depthwise=not self.quantize_depthwise, quantize_bias=self.quantize_bias)
+
+    def validate(self, row=None) -> None:
+        """Raises :class:`ExportError` with the fix for a missing calibration folder or a bad value."""
+        if self.calib_dir is None:
+            raise ExportError("INT8 needs --calib-dir: a folder of photos like the deployment's (never the "
+                              "evaluation images)")
+        if self.calib_images < 1 or not 0 <= self.search_budget <= 1:
+            raise ExportError("calib_images must be ≥ 1 and search_budget in [0, 1]")
+        self.quantization().validate()
+
+
+def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context: ExportContext) -> ExportResult:
+    """Writes the QDQ INT8 model of an FP32 ONNX file, calibrated on ``options.calib_dir``.
+
+    Returns:
+        The :class:`ExportResult` (facts: ``kept_float``, ``float_fraction``, ``calibration_digest``).
+
+    Raises:
+        ExportError: A failed step; DatasetError: no readable calibration photo.
+    """
+    from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
+    from featherface_deploy.exporters.int8_sensitivity import search_keep_float
+
+    contract = read_contract(source)
+    size = contract.input_size or size_pair(options.imgsz)
+    timings: dict[str, float] = {}
+    calib = timed(timings, "calibration_set", lambda: build_calibration_set(
+        Path(options.calib_dir), contract, CalibrationConfig(num_images=options.calib_images, input_size=size)))
+    context.log(f"  calibration: {len(calib)} photos from {options.calib_dir} (content hash {calib.digest[:12]})")
+    if options.search:
+        context.log(f"  sensitivity search (agreement budget {options.search_budget}):")
+        result = timed(timings, "quantize", lambda: search_keep_float(
+            source, out_path, calib, options.quantization(), budget=options.search_budget, per_round=3,
+            contract=contract, log=context.log)[0])
+    else:
+        result = timed(timings, "quantize", lambda: quantize_onnx(source, out_path, calib, options.quantization(),
+                                                                  contract=contract))
+    context.log(f"  {len(result.kept_float)} layers kept float ({100 * result.float_fraction:.1f}% of MACs)")
+    facts = {"kept_float": result.kept_float, "float_fraction": result.float_fraction,
+             "calibration_digest": calib.digest}
+    return ExportResult(Path(out_path), result.contract, timings, facts)
+
+
 def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_set: CalibrationSet,
-                  method: str = "minmax", per_channel: bool = True, keep_float_nodes: Sequence[str] = (),
-                  keep_float_op_types: Sequence[str] = (), op_types: Sequence[str] = DEFAULT_OP_TYPES,
-                  contract: DecodeContract | None = None, options: Int8Options | None = None,
+                  options: Int8Options = Int8Options(), contract: DecodeContract | None = None,
                   extra_facts: dict | None = None) -> Int8Result:
     """Quantizes an FP32 ONNX model to QDQ INT8 (symmetric int8 weights and activations).
 
     Args:
         fp32_path: The FP32 model (with its decode contract in metadata or sidecar).
-        out_path: Where to write the INT8 model; its sidecar goes next to it.
+        out_path: Where to write the INT8 model (contract embedded).
         calib_set: Calibration inputs (see :func:`~featherface_deploy.calibration.build_calibration_set`).
-        method: ``minmax``, ``percentile`` or ``entropy``.
-        per_channel: Per-channel weight scales.
-        keep_float_nodes: Node names (or op types) to leave in float.
-        keep_float_op_types: Op types to leave in float.
-        op_types: Op types to quantize.
+        options: Method, layers kept float, op types quantized…
         contract: The FP32 contract, if the file carries none.
-        options: Full options; overrides the individual arguments above when given.
         extra_facts: More facts to record under ``extra["int8"]`` (e.g. the sensitivity search).
 
     Returns:
@@ -146,8 +211,6 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_set: Calibr
         ExportError: Bad options, unknown node names, or ONNX Runtime failed.
         ContractError: The FP32 model has no decode contract and none was given.
     """
-    options = options or Int8Options(method, per_channel, tuple(keep_float_nodes), tuple(keep_float_op_types),
-                                     tuple(op_types))
     options.validate()
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     base_contract = contract or read_contract(fp32_path)
@@ -167,32 +230,15 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_set: Calibr
         "activations": "int8 symmetric", "format": "QDQ", "quantized_op_types": list(options.op_types),
         "keep_float_nodes": list(kept), "keep_float_op_types": list(options.keep_float_op_types),
         "dcn_sampling_nodes_float": len(protected), "float_mac_fraction": round(fraction, 4),
-        "calibration": calib_set.describe(), **(extra_facts or {}),
+        "quantize_bias": options.quantize_bias, "calibration": calib_set.describe(), **(extra_facts or {}),
     }
     result_contract = base_contract.replace(
         precision="int8", source_format="onnx",
         versions={**base_contract.versions, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__},
         extra={**base_contract.extra, "int8": facts})
-    _set_contract(proto, result_contract)
+    write_contract(proto, result_contract)
     atomic_write_bytes(out_path, proto.SerializeToString())
-    sidecar = write_sidecar(result_contract, out_path)
-    return Int8Result(out_path, sidecar, result_contract, kept, fraction, facts)
-
-
-def read_contract(path: Path) -> DecodeContract:
-    """Reads an ONNX model's decode contract from ``metadata_props``, else from its sidecar.
-
-    Raises:
-        ContractError: Neither holds one.
-    """
-    model = onnx.load(str(path), load_external_data=False)
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return DecodeContract.from_json(prop.value, source=f"{path} (metadata)")
-    try:
-        return read_sidecar(path)
-    except ContractError as error:
-        raise ContractError(f"{error}; or pass contract=… to quantize_onnx") from error
+    return Int8Result(out_path, result_contract, kept, fraction, facts)
 
 
 def prepare_for_quantization(fp32_path: Path, out_path: Path) -> Path:
@@ -352,11 +398,3 @@ def _node_op(model: "onnx.ModelProto", name: str) -> str | None:
         if node.name == name:
             return node.op_type
     return None
-
-
-def _set_contract(proto: "onnx.ModelProto", contract: DecodeContract) -> None:
-    kept = [p for p in proto.metadata_props if p.key != METADATA_KEY]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, contract.to_json()

@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featherface_deploy.calibration.dataset import CalibrationSet
-from featherface_deploy.contract import DecodeContract, atomic_write_bytes, write_sidecar
+from featherface_deploy.contract import DecodeContract, atomic_write_bytes
 from featherface_deploy.errors import ExportError, missing_backend
+from featherface_deploy.exporters.common import ExportContext, ExportResult
+from featherface_deploy.metadata.onnx import read_contract
 from featherface_deploy.exporters.onnx2trt_recipe import RecipeOptions
 from featherface_deploy.trt.calib_cache import version_code
 from featherface_deploy.trt.versions import version_for_installed
@@ -40,21 +42,34 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How to build.
+    """How to build (the options of the ``engine`` rows; the precision is the row's).
 
     Attributes:
-        precision: ``fp32``, ``fp16`` or ``int8``.
-        workspace_bytes: Builder workspace pool.
-        dla_core: Jetson DLA core (GPU fallback on), or ``None``.
+        workspace: Builder workspace pool, MiB.
+        dla: Jetson DLA core (GPU fallback on), or ``None``.
         batch_range: (min, opt, max) batch of the optimization profile for a dynamic-batch ONNX.
         timing_cache: File to read and update with kernel timings (faster rebuilds), or ``None``.
     """
 
-    precision: str = "fp16"
-    workspace_bytes: int = 2 << 30
-    dla_core: int | None = None
+    workspace: int = 2048
+    dla: int | None = None
     batch_range: tuple[int, int, int] = (1, 1, 4)
     timing_cache: Path | None = None
+
+    def validate(self, row) -> None:
+        """The recipe's rules for this TensorRT (e.g. no FP16 flag on 11.x), checked before building."""
+        RecipeOptions(version_for_installed(trt.__version__), row.precision, self.workspace, self.dla).validate()
+
+
+def export(source: Path, out_path: Path, row, options: EngineOptions, context: ExportContext) -> ExportResult:
+    """Builds the row's engine from its source ONNX (FP32, or Q/DQ INT8 for ``engine-int8``).
+
+    Returns:
+        The :class:`ExportResult`; the contract goes to the sidecar only (written by the pipeline).
+    """
+    context.log(f"  TensorRT {trt.__version__}: building a {row.precision} engine from {Path(source).name}")
+    contract = build_engine(source, out_path, read_contract(source), row.precision, options)
+    return ExportResult(Path(out_path), contract, {}, {"tensorrt": contract.extra["tensorrt"]})
 
 
 class EntropyCalibrator(trt.IInt8EntropyCalibrator2 if hasattr(trt, "IInt8EntropyCalibrator2") else object):
@@ -67,12 +82,12 @@ class EntropyCalibrator(trt.IInt8EntropyCalibrator2 if hasattr(trt, "IInt8Entrop
 
     def __init__(self, calibration: CalibrationSet, cache_path: Path) -> None:
         trt.IInt8EntropyCalibrator2.__init__(self)
-        from featherface_deploy.runtimes.trt_runtime import _cuda, cudart
+        from featherface_deploy.trt.cuda import check, cudart
 
-        self._cuda, self._cudart = _cuda, cudart
+        self._cuda, self._cudart = check, cudart
         self._batches = iter(calibration.batches(1))
         self._cache_path = Path(cache_path)
-        self._device = _cuda(cudart.cudaMalloc(calibration.inputs[:1].nbytes))
+        self._device = check(cudart.cudaMalloc(calibration.inputs[:1].nbytes))
 
     def get_batch_size(self) -> int:
         """One image per batch."""
@@ -97,15 +112,16 @@ class EntropyCalibrator(trt.IInt8EntropyCalibrator2 if hasattr(trt, "IInt8Entrop
         atomic_write_bytes(self._cache_path, bytes(cache))
 
 
-def build_engine(onnx_path: str | Path, out_path: str | Path, contract: DecodeContract, options: EngineOptions,
-                 calibration: CalibrationSet | None = None, calib_cache: Path | None = None) -> Path:
-    """Parses the ONNX and writes the serialized engine and its sidecar.
+def build_engine(onnx_path: str | Path, out_path: str | Path, contract: DecodeContract, precision: str,
+                 options: EngineOptions = EngineOptions(), calibration: CalibrationSet | None = None,
+                 calib_cache: Path | None = None) -> DecodeContract:
+    """Parses the ONNX and writes the serialized engine; returns the engine's contract (for its sidecar).
 
     Raises:
         ExportError: Parser errors (one line each), a precision this TensorRT cannot build, or a failed build.
     """
     version = version_for_installed(trt.__version__)
-    RecipeOptions(version, options.precision).validate()  # the same precision rules as the recipe
+    RecipeOptions(version, precision).validate()  # the same precision rules as the recipe
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
@@ -119,12 +135,12 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, contract: DecodeCo
         errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ExportError(f"TensorRT {trt.__version__} cannot parse {onnx_path}:\n{errors}")
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
-    _set_precision(config, version, options, calibration, calib_cache)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace << 20)
+    _set_precision(config, version, precision, calibration, calib_cache)
     _add_profile(builder, network, config, options.batch_range)
-    if options.dla_core is not None:
+    if options.dla is not None:
         config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = options.dla_core
+        config.DLA_core = options.dla
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     timing = _timing_cache(config, options.timing_cache)
     serialized = builder.build_serialized_network(network, config)
@@ -134,17 +150,15 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, contract: DecodeCo
         atomic_write_bytes(options.timing_cache, bytes(timing.serialize()))
     out_path = Path(out_path)
     atomic_write_bytes(out_path, bytes(serialized))
-    facts = {"version": trt.__version__, "version_code": version_code(version), "precision": options.precision,
-             "dla_core": options.dla_core, "batch_range": list(options.batch_range)}
-    write_sidecar(contract.replace(precision=options.precision, source_format="engine",
-                                   extra={**contract.extra, "tensorrt": facts}), out_path)
-    return out_path
+    facts = {"version": trt.__version__, "version_code": version_code(version), "precision": precision,
+             "dla_core": options.dla, "batch_range": list(options.batch_range)}
+    return contract.replace(precision=precision, source_format="engine", extra={**contract.extra, "tensorrt": facts})
 
 
-def _set_precision(config, version, options: EngineOptions, calibration, calib_cache) -> None:
-    if options.precision == "fp16" and version.precision_flags:
+def _set_precision(config, version, precision: str, calibration, calib_cache) -> None:
+    if precision == "fp16" and version.precision_flags:
         config.set_flag(trt.BuilderFlag.FP16)
-    if options.precision != "int8" or not version.precision_flags:
+    if precision != "int8" or not version.precision_flags:
         return  # 11.x: the Q/DQ graph alone sets INT8 (strongly typed)
     config.set_flag(trt.BuilderFlag.INT8)
     if version.int8 == "calibration-cache":

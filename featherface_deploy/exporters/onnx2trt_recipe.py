@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.contract import METADATA_KEY, DecodeContract, atomic_write_bytes, write_sidecar
+from featherface_deploy.contract import DecodeContract, atomic_write_bytes, write_sidecar
 from featherface_deploy.errors import ExportError
-from featherface_deploy.exporters.onnx2int8 import _set_contract
+from featherface_deploy.metadata.onnx import write_contract
 from featherface_deploy.trt.graph_check import check_graph
 from featherface_deploy.trt.opset import default_opset, downgrade_opset
 from featherface_deploy.trt.versions import TrtVersion
@@ -129,7 +129,7 @@ def write_recipe(source: str | Path, out_dir: str | Path, options: RecipeOptions
              "dcn": version.dcn, "int8": version.int8 if options.precision == "int8" else None,
              "trtexec": trtexec_args(options, legacy_int8), "jetpack": version.jetpack}
     recipe_contract = contract.replace(extra={**contract.extra, "tensorrt": facts})
-    _set_contract(written, recipe_contract)
+    write_contract(written, recipe_contract)
     atomic_write_bytes(out_dir / MODEL_FILE, written.SerializeToString())
     write_sidecar(recipe_contract, out_dir / MODEL_FILE)
     if legacy_int8:

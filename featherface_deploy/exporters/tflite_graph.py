@@ -18,7 +18,7 @@ from collections import Counter
 
 import numpy as np
 
-from featherface_deploy.exporters.tflite_metadata import _schema, pack_model, unpack_model
+from featherface_deploy.metadata.tflite import _schema, pack_model, unpack_model
 
 
 def _builtin_code(operator_code) -> int:

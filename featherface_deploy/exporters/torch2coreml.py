@@ -16,9 +16,8 @@ reads no input size and so converts with flexible shapes) and converted with
   is refused: coremltools calibrates activations only with Core ML predictions
   (macOS), and ``coremltools.optimize.torch``'s quantizer cannot trace the BiFPN.
 
-The contract is stored as JSON in the model's ``user_defined_metadata`` under
-:data:`~featherface_deploy.contract.METADATA_KEY` (and in the sidecar, written by
-the pipeline). The pipeline checks the written package with
+The contract is stored as JSON in the model's ``user_defined_metadata``
+(:mod:`featherface_deploy.metadata.coreml`; the sidecar is written by the pipeline). The pipeline checks the written package with
 :class:`~featherface_deploy.runtimes.coreml_runtime.CoremlRuntime` (on Linux:
 the reference interpreter) before moving it into place.
 """
@@ -36,12 +35,13 @@ import torch
 from torch import nn
 
 import featherface_deploy
-from featherface_deploy.contract import METADATA_KEY, DecodeContract
 from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
 from featherface_deploy.models.bifpn import set_bifpn_resampling
 from featherface_deploy.models.deform_conv import set_dcn_lowering
+from featherface_deploy.metadata.coreml import write_contract
 from featherface_deploy.models.featherface import OUTPUT_NAMES
+from featherface_deploy.models.registry import architecture_defaults, base_contract
 
 if TYPE_CHECKING:
     from featherface_deploy.formats import Format
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 INPUT_NAME = "input"
 SIZE_DIVISOR = 32
 DEFAULT_TARGET = "iOS16"
-MEAN_BGR = (104.0, 117.0, 123.0)
 IO_DTYPES = ("fp32", "fp16")
 INT8_MODES = ("weights", "activations")
 W8A8_REFUSAL = (
@@ -163,7 +162,8 @@ def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions
     example = options.sizes[0] if options.sizes else imgsz
     traced, timings["trace"] = _traced(model, example, context)
     context.log(f"  coremltools {ct.__version__}: converting to an ML Program ({row.precision}, {target.name})")
-    mlmodel = timed(timings, "convert", lambda: _convert(ct, traced, row, options, target, imgsz))
+    mlmodel = timed(timings, "convert", lambda: _convert(
+        ct, traced, row, options, target, imgsz, architecture_defaults(context.model_name).mean_bgr))
     extra = {"target": target.name, "dcn": "gather", "bifpn": "stride2", "image_input": options.image_input,
              "io_dtype": options.io_dtype, "flexible": options.flexible,
              "sizes": [list(s) for s in options.sizes]}
@@ -173,15 +173,15 @@ def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions
         mlmodel = timed(timings, "quantize", lambda: quantize_weights(ct, mlmodel))
         extra["int8"] = "8-bit weights (linear_symmetric, per channel), float compute"
     fixed = options.flexible is None and not options.sizes
-    contract = DecodeContract(
-        model_name=context.model_name, input_name=INPUT_NAME, output_names=OUTPUT_NAMES,
-        input_size=imgsz if fixed else None, size_divisor=SIZE_DIVISOR, mean_bgr=MEAN_BGR,
+    contract = base_contract(
+        context.model_name, input_name=INPUT_NAME,
+        input_size=imgsz if fixed else None, size_divisor=SIZE_DIVISOR,
         precision=row.precision, source_format="coreml",
         versions={"torch": torch.__version__, "coremltools": ct.__version__,
                   "featherface_deploy": featherface_deploy.__version__},
         extra=extra,
     )
-    mlmodel.user_defined_metadata[METADATA_KEY] = contract.to_json()
+    write_contract(mlmodel, contract)
     mlmodel.short_description = f"{context.model_name} face detector (featherface-deploy, {row.precision})"
     timed(timings, "save", lambda: mlmodel.save(str(out_path)))
     facts = {"op_counts": program_op_counts(mlmodel), "target": target.name}
@@ -266,10 +266,10 @@ def _traced(model: nn.Module, size: tuple[int, int], context: ExportContext):
     return context.scratch[key]
 
 
-def _convert(ct, traced, row: Format, options: CoremlOptions, target, imgsz: tuple[int, int]):
+def _convert(ct, traced, row: Format, options: CoremlOptions, target, imgsz: tuple[int, int], mean_bgr):
     shape = _input_shape(ct, options, imgsz)
     if options.image_input:
-        inputs = [ct.ImageType(name=INPUT_NAME, shape=shape, scale=1.0, bias=[-m for m in MEAN_BGR],
+        inputs = [ct.ImageType(name=INPUT_NAME, shape=shape, scale=1.0, bias=[-m for m in mean_bgr],
                                color_layout=ct.colorlayout.BGR)]
     else:
         io = np.float16 if options.io_dtype == "fp16" else np.float32
@@ -298,78 +298,5 @@ def _input_shape(ct, options: CoremlOptions, imgsz: tuple[int, int]):
     return (1, 3, *imgsz)
 
 
-__all__ = ["CoremlOptions", "W8A8_REFUSAL", "export", "export_coreml", "flexible_range", "keeps_fp32", "program_op_counts",
+__all__ = ["CoremlOptions", "W8A8_REFUSAL", "export", "flexible_range", "keeps_fp32", "program_op_counts",
            "quantize_weights", "resolve_target"]
-
-
-def export_coreml(checkpoint_or_model: str | Path | nn.Module, out_path: str | Path, precision: str = "fp32",
-                  options: CoremlOptions = CoremlOptions(), parity_images=(), tolerances=None,
-                  architecture: str | None = None, log=None):
-    """Exports, checks the written package against PyTorch, then moves it into place with its sidecar.
-
-    The check runs the package with :class:`~featherface_deploy.runtimes.coreml_runtime.CoremlRuntime`
-    (Core ML on macOS, the numpy reference interpreter elsewhere; the report names which).
-
-    Args:
-        checkpoint_or_model: A ``.pth`` path or a model.
-        out_path: The ``.mlpackage`` to write.
-        precision: ``fp32``, ``fp16`` or ``int8`` (8-bit weights).
-        options: :class:`CoremlOptions`.
-        parity_images: Images for the parity check; none → a synthetic image.
-        tolerances: Parity limits (default: the precision's tier).
-        architecture: Registered name when loading a checkpoint (detected if omitted).
-        log: Called with one line per step.
-
-    Returns:
-        (``ExportResult``, ``ParityReport``).
-
-    Raises:
-        ExportError: Bad options, a failed conversion.
-        ParityError: Outside tolerance; nothing is written.
-    """
-    import shutil
-    import tempfile
-
-    from featherface_deploy.contract import write_sidecar
-    from featherface_deploy.exporters.common import load_source
-    from featherface_deploy.exporters.parity import Tolerances, check_parity
-    from featherface_deploy.runtimes.coreml_runtime import CoremlRuntime
-    from featherface_deploy.runtimes.torch_runtime import TorchRuntime
-
-    names = {"fp32": "coreml", "fp16": "coreml-fp16", "int8": "coreml-int8w"}
-    if precision not in names:
-        raise ExportError(f"unknown Core ML precision '{precision}'; choose one of: {', '.join(names)}")
-    row = _PrecisionRow(names[precision], precision)
-    options.validate(row)
-    log = log or (lambda message: None)
-    out_path = Path(out_path)
-    model, model_name = load_source(checkpoint_or_model, architecture)
-    context = ExportContext(model_name, log, {})
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", suffix=".staging", dir=out_path.parent))
-    try:
-        staged = staging / out_path.name
-        result = export(model, staged, row, options, context)
-        runtime = CoremlRuntime(staged)
-        if runtime.contract != result.contract:
-            raise ExportError("the contract read back from the package differs from the one written")
-        log(f"  parity vs PyTorch ({runtime.name}) on {len(parity_images) or 'a synthetic'} image(s)…")
-        report = check_parity(runtime, TorchRuntime(model), parity_images,
-                              tolerances or Tolerances.for_precision(precision))
-        log(report.format())
-        del runtime
-        if out_path.exists():
-            shutil.rmtree(out_path)
-        staged.rename(out_path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    write_sidecar(result.contract, out_path)
-    return ExportResult(out_path, result.contract, result.timings, result.facts), report
-
-
-@dataclass(frozen=True)
-class _PrecisionRow:
-    """The two fields of a format-table row the exporter reads."""
-
-    name: str
-    precision: str

@@ -18,22 +18,25 @@ from __future__ import annotations
 
 import copy
 import functools
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 import featherface_deploy
-from featherface_deploy.contract import METADATA_KEY, DecodeContract, write_sidecar
-from featherface_deploy.file_writing import atomic_write_bytes
+from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import ExportError
-from featherface_deploy.exporters.common import load_source, require, size_pair, timed
-from featherface_deploy.exporters.parity import ParityReport, Tolerances, check_parity
+from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
+from featherface_deploy.file_writing import atomic_write_bytes
+from featherface_deploy.metadata.onnx import write_contract
 from featherface_deploy.models.deform_conv import ModulatedDeformConv2d, modulated_deform_conv3x3, set_dcn_lowering
 from featherface_deploy.models.featherface import OUTPUT_NAMES
+from featherface_deploy.models.registry import base_contract
+
+if TYPE_CHECKING:
+    from featherface_deploy.formats import Format
 
 INPUT_NAME = "input"
 SIZE_DIVISOR = 32
@@ -43,153 +46,102 @@ MAX_DYNAMIC_SIDE = 4096
 DCN_LOWERINGS = ("portable", "native")
 SIMPLIFIERS = ("onnxsim", "onnxslim")
 
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class OnnxExportConfig:
-    """How to export.
+class OnnxOptions:
+    """How to export (the options of the ``onnx`` row).
 
     Attributes:
         imgsz: (height, width) of the example (and, if static, the only) input; multiples of 32.
         dynamic: Batch, height and width dynamic (height and width multiples of 32).
-        opset: ONNX opset (≥ 18; ≥ 19 for ``dcn="native"``).
+        opset: ONNX opset (≥ 18; ≥ 19 for ``dcn="native"``); ``None``: 18, or 19 with the native DCN.
         simplify: Run a graph simplifier after export.
         simplifier: ``onnxsim`` (default: faster to run, fewer nodes, ~9% faster graph) or ``onnxslim``.
         dcn: ``portable`` or ``native`` lowering of the deformable convolutions.
     """
 
-    imgsz: tuple[int, int] = (640, 640)
+    imgsz: int | tuple[int, int] = (640, 640)
     dynamic: bool = False
-    opset: int = 18
+    opset: int | None = None
     simplify: bool = True
     simplifier: str = "onnxsim"
     dcn: str = "portable"
 
-    def validate(self) -> None:
+    @property
+    def size(self) -> tuple[int, int]:
+        """``imgsz`` as (height, width)."""
+        return size_pair(self.imgsz)
+
+    @property
+    def resolved_opset(self) -> int:
+        """The opset exported: the one asked for, else 18 (19 with the native DCN)."""
+        if self.opset is not None:
+            return self.opset
+        return NATIVE_DCN_MIN_OPSET if self.dcn == "native" else MIN_OPSET
+
+    def validate(self, row: Format | None = None) -> None:
         """Raises :class:`ExportError` with the fix for any unsupported value."""
-        height, width = self.imgsz
+        height, width = self.size
         if height <= 0 or width <= 0 or height % SIZE_DIVISOR or width % SIZE_DIVISOR:
             raise ExportError(f"imgsz must be positive multiples of {SIZE_DIVISOR}, got {height}x{width} "
                               f"(e.g. 640x640 or 480x640)")
         if self.dcn not in DCN_LOWERINGS:
             raise ExportError(f"unknown DCN lowering '{self.dcn}'; choose one of: {', '.join(DCN_LOWERINGS)}")
-        if self.opset < MIN_OPSET:
+        if self.resolved_opset < MIN_OPSET:
             raise ExportError(f"opset {self.opset} is not supported: the dynamo exporter emits opset ≥ {MIN_OPSET}")
-        if self.dcn == "native" and self.opset < NATIVE_DCN_MIN_OPSET:
+        if self.dcn == "native" and self.resolved_opset < NATIVE_DCN_MIN_OPSET:
             raise ExportError(f"dcn='native' needs ONNX DeformConv, i.e. opset ≥ {NATIVE_DCN_MIN_OPSET} "
                               f"(got {self.opset}); pass opset={NATIVE_DCN_MIN_OPSET} or dcn='portable'")
         if self.simplifier not in SIMPLIFIERS:
             raise ExportError(f"unknown simplifier '{self.simplifier}'; choose one of: {', '.join(SIMPLIFIERS)}")
 
 
-@dataclass(frozen=True)
-class ExportResult:
-    """What an export produced.
-
-    Attributes:
-        path: The ONNX file.
-        sidecar: Its contract JSON.
-        contract: The embedded decode contract.
-        parity: The parity report against PyTorch.
-        timings: Seconds per step (``export``, ``check``, ``simplify``, ``parity``, ``total``).
-        node_counts: Graph nodes before and after simplification.
-    """
-
-    path: Path
-    sidecar: Path
-    contract: DecodeContract
-    parity: ParityReport
-    timings: dict[str, float] = field(default_factory=dict)
-    node_counts: dict[str, int] = field(default_factory=dict)
-
-
-def export_onnx(
-    checkpoint_or_model: str | Path | nn.Module,
-    out_path: str | Path,
-    imgsz: int | tuple[int, int] = (640, 640),
-    dynamic: bool = False,
-    opset: int = 18,
-    simplify: bool = True,
-    dcn: str = "portable",
-    simplifier: str = "onnxsim",
-    parity_images: Sequence[str | Path] = (),
-    tolerances: Tolerances | None = None,
-    architecture: str | None = None,
-    log: Log | None = None,
-) -> ExportResult:
-    """Exports a FeatherFace (or RetinaFace) model to ONNX, checked for parity before it is written.
+def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
+           context: ExportContext) -> ExportResult:
+    """Writes a FeatherFace (or RetinaFace) model as ONNX with its decode contract in ``metadata_props``.
 
     Args:
-        checkpoint_or_model: A ``.pth`` path or a model (its ``config.name`` names it).
-        out_path: The ``.onnx`` file to write (its sidecar is ``<out_path>.json``).
-        imgsz: Input (height, width), or one int for a square; multiples of 32.
-        dynamic: Dynamic batch, height and width.
-        opset: ONNX opset (≥ 18; ≥ 19 for the native DCN).
-        simplify: Simplify the graph (see ``simplifier``).
-        dcn: ``portable`` (plain ops) or ``native`` (ONNX DeformConv).
-        simplifier: ``onnxslim`` or ``onnxsim``.
-        parity_images: Images for the parity check; none → a synthetic image.
-        tolerances: Parity tolerances (FP32 defaults).
-        architecture: Registered name when loading a checkpoint (detected if omitted).
-        log: Called with one line per step (e.g. ``click.echo``).
+        model: The PyTorch model (eval mode).
+        out_path: The ``.onnx`` file to write.
+        row: The ``onnx`` row.
+        options: Validated :class:`OnnxOptions`.
+        context: Model name and log.
 
     Returns:
-        The :class:`ExportResult`.
+        The :class:`ExportResult` (facts: ``node_counts``).
 
     Raises:
-        ExportError: Bad options or a failed export or check.
-        ParityError: The ONNX model differs from PyTorch; nothing is written.
-        BackendNotInstalledError: onnx, onnxscript, onnxruntime or the simplifier is missing.
+        ExportError: A failed export or graph check.
+        BackendNotInstalledError: onnx, onnxscript or the simplifier is missing.
     """
-    log = log or (lambda message: None)
-    config = OnnxExportConfig(imgsz=size_pair(imgsz), dynamic=dynamic, opset=opset, simplify=simplify,
-                              simplifier=simplifier, dcn=dcn)
-    config.validate()
     require("onnx", "export")
     require("onnxscript", "export")
-    out_path = Path(out_path)
-    model, model_name = load_source(checkpoint_or_model, architecture)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-
-    log(f"exporting {model_name} ({config.dcn} DCN, opset {config.opset}, "
-        f"{'dynamic' if config.dynamic else 'static'} {config.imgsz[0]}x{config.imgsz[1]})")
-    proto = timed(timings, "export", lambda: build_onnx(model, config))
+    log, timings = context.log, {}
+    log(f"  exporting {context.model_name} ({options.dcn} DCN, opset {options.resolved_opset}, "
+        f"{'dynamic' if options.dynamic else 'static'} {options.size[0]}x{options.size[1]})")
+    proto = timed(timings, "export", lambda: build_onnx(model, options))
     log(f"  torch.onnx.export (dynamo): {timings['export']:.1f} s, {len(proto.graph.node)} nodes")
     node_counts = {"exported": len(proto.graph.node)}
     timed(timings, "check", lambda: check_onnx(proto))
-    if config.simplify:
-        proto = timed(timings, "simplify", lambda: simplify_onnx(proto, config.simplifier))
+    if options.simplify:
+        proto = timed(timings, "simplify", lambda: simplify_onnx(proto, options.simplifier))
         node_counts["simplified"] = len(proto.graph.node)
         check_onnx(proto)
-        log(f"  {config.simplifier}: {node_counts['exported']} → {node_counts['simplified']} nodes "
+        log(f"  {options.simplifier}: {node_counts['exported']} → {node_counts['simplified']} nodes "
             f"({timings['simplify']:.1f} s)")
-
-    contract = build_contract(model_name, config, proto)
-    set_contract(proto, contract)
+    contract = build_contract(context.model_name, options, proto)
+    write_contract(proto, contract)
     data = proto.SerializeToString()
-
-    from featherface_deploy.runtimes.ort_runtime import OrtRuntime
-    from featherface_deploy.runtimes.torch_runtime import TorchRuntime
-
-    ort_runtime = OrtRuntime(_session_from_bytes(data))
-    log(f"  parity vs PyTorch on {len(parity_images) or 'a synthetic'} image(s)…")
-    report = timed(timings, "parity", lambda: check_parity(
-        ort_runtime, TorchRuntime(model), parity_images, tolerances or Tolerances(), raise_on_failure=True))
-    log(report.format())
-
     atomic_write_bytes(out_path, data)
-    sidecar = write_sidecar(contract, out_path)
-    timings["total"] = time.perf_counter() - started
-    log(f"  wrote {out_path} ({len(data) / 1e6:.2f} MB) and {sidecar.name} in {timings['total']:.1f} s")
-    return ExportResult(out_path, sidecar, contract, report, timings, node_counts)
+    log(f"  {out_path.name}: {len(data) / 1e6:.2f} MB")
+    return ExportResult(Path(out_path), contract, timings, {"node_counts": node_counts})
 
 
-def build_onnx(model: nn.Module, config: OnnxExportConfig):
+def build_onnx(model: nn.Module, config: OnnxOptions):
     """Runs the dynamo exporter and returns the ``onnx.ModelProto`` (input ``input``, outputs loc/conf/landmarks)."""
     model = with_native_dcn(model) if config.dcn == "native" else with_portable_dcn(model)
-    height, width = config.imgsz
+    height, width = config.size
     # Batch 2 in the example: torch.export specialises dimensions that are 1 in the example.
     example = torch.zeros(2 if config.dynamic else 1, 3, height, width)
     dynamic_shapes = None
@@ -201,7 +153,7 @@ def build_onnx(model: nn.Module, config: OnnxExportConfig):
     translations = _native_translations() if config.dcn == "native" else None
     try:
         program = torch.onnx.export(
-            model.eval(), (example,), dynamo=True, opset_version=config.opset, input_names=[INPUT_NAME],
+            model.eval(), (example,), dynamo=True, opset_version=config.resolved_opset, input_names=[INPUT_NAME],
             output_names=list(OUTPUT_NAMES), dynamic_shapes=dynamic_shapes, custom_translation_table=translations,
             optimize=True, verbose=False,
         )
@@ -210,8 +162,8 @@ def build_onnx(model: nn.Module, config: OnnxExportConfig):
         raise ExportError(f"torch.onnx.export failed for {config}: {first_line}") from error
     proto = program.model_proto
     actual = _default_opset(proto)
-    if actual != config.opset:
-        raise ExportError(f"asked for opset {config.opset} but the exporter produced opset {actual}")
+    if actual != config.resolved_opset:
+        raise ExportError(f"asked for opset {config.resolved_opset} but the exporter produced opset {actual}")
     return proto
 
 
@@ -247,35 +199,24 @@ def simplify_onnx(proto, simplifier: str = "onnxsim"):
     return onnxslim.slim(proto)
 
 
-def build_contract(model_name: str, config: OnnxExportConfig, proto) -> DecodeContract:
-    """The decode contract of an exported graph."""
+def build_contract(model_name: str, config: OnnxOptions, proto) -> DecodeContract:
+    """The decode contract of an exported graph (the registry's defaults plus what the file fixes)."""
     import onnx
-    import onnxruntime
     import onnxscript
 
-    return DecodeContract(
-        model_name=model_name,
+    return base_contract(
+        model_name,
         input_name=INPUT_NAME,
-        output_names=OUTPUT_NAMES,
-        input_size=None if config.dynamic else config.imgsz,
+        input_size=None if config.dynamic else config.size,
         size_divisor=SIZE_DIVISOR,
         precision="fp32",
         source_format="onnx",
-        versions={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-                  "onnxscript": onnxscript.__version__, "featherface_deploy": featherface_deploy.__version__},
+        versions={"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
+                  "featherface_deploy": featherface_deploy.__version__},
         extra={"opset": _default_opset(proto), "dcn": config.dcn, "dynamic": config.dynamic,
                "simplifier": config.simplifier if config.simplify else None,
                "zero_pad_maxpool": "concat"},
     )
-
-
-def set_contract(proto, contract: DecodeContract) -> None:
-    """Stores the contract in ``metadata_props`` under ``METADATA_KEY`` (replacing an older one)."""
-    kept = [p for p in proto.metadata_props if p.key != METADATA_KEY]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, contract.to_json()
 
 
 # --- native DeformConv lowering ------------------------------------------------------------------
@@ -346,19 +287,12 @@ def _default_opset(proto) -> int:
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def _session_from_bytes(data: bytes):
-    import onnxruntime
-
-    return onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-
-
 __all__ = [
     "DCN_LOWERINGS",
-    "ExportResult",
-    "OnnxExportConfig",
+    "OnnxOptions",
     "build_onnx",
     "check_onnx",
-    "export_onnx",
+    "export",
     "simplify_onnx",
     "with_native_dcn",
     "with_portable_dcn",

@@ -21,9 +21,10 @@ seconds, so :func:`convert_fp32` can be reused for every precision.
   convolutions (offsets, masks, projection) stay int8. More ops can be kept
   float with ``keep_float`` (scope regexes over output tensor names).
 
-Every export embeds the decode contract (TFLite metadata + sidecar JSON), is
-checked against PyTorch with :func:`~featherface_deploy.exporters.parity.check_parity`
-(FP32 tight, FP16 looser, INT8 after decode), and only then written atomically.
+Every export embeds the decode contract in the TFLite metadata
+(:mod:`featherface_deploy.metadata.tflite`); the pipeline then checks the file
+against PyTorch (FP32 tight, FP16 looser, INT8 after decode) before moving it
+into place with its sidecar.
 """
 
 from __future__ import annotations
@@ -31,29 +32,31 @@ from __future__ import annotations
 import copy
 import platform
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 import featherface_deploy
 from featherface_deploy.calibration import CalibrationConfig, CalibrationSet, build_calibration_set
-from featherface_deploy.contract import DecodeContract, write_sidecar
+from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import BackendNotInstalledError, ExportError, missing_backend
-from featherface_deploy.file_writing import atomic_write_bytes
-from featherface_deploy.exporters.common import load_source, require, size_pair, timed
-from featherface_deploy.exporters.parity import ParityReport, Tolerances, check_parity
+from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
 from featherface_deploy.exporters.tflite_graph import op_census, rewrite_leaky_relu
-from featherface_deploy.exporters.tflite_metadata import embed_contract
+from featherface_deploy.file_writing import atomic_write_bytes
+from featherface_deploy.metadata.tflite import embed_contract
 from featherface_deploy.models.deform_conv import set_dcn_lowering
 from featherface_deploy.models.featherface import OUTPUT_NAMES
+from featherface_deploy.models.registry import base_contract
+
+if TYPE_CHECKING:
+    from featherface_deploy.formats import Format
 
 INPUT_NAME = "input"
 SIGNATURE = "serving_default"
-PRECISIONS = ("fp32", "fp16", "int8")
 LAYOUTS = ("NHWC", "NCHW")
 SIZE_DIVISOR = 32
 DCN_SAMPLING_SCOPE = "ModulatedDeformConv2d"  # tensor names carry the torch module path
@@ -64,43 +67,45 @@ DCN_SAMPLING_SCOPE = "ModulatedDeformConv2d"  # tensor names carry the torch mod
 DEFAULT_KEEP_FLOAT = (r"MobileNetV1_body/torch\.nn\.modules\.container\.Sequential_stage1/",)
 PACKAGES = ("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert")
 
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class TfliteExportConfig:
-    """How to export.
+class TfliteOptions:
+    """How to export (the options of the ``tflite``, ``tflite-fp16`` and ``tflite-int8`` rows; precision is the row's).
 
     Attributes:
         imgsz: (height, width) of the static input; multiples of 32.
-        precision: ``fp32``, ``fp16`` or ``int8``.
         input_layout: ``NHWC`` (Android's layout) or ``NCHW``.
         float_io: INT8 only: keep float32 input/outputs (else int8 input and outputs).
         keep_float: INT8 only: scope regexes (over output tensor names) left in float
-            (default: backbone stage 1, see :data:`DEFAULT_KEEP_FLOAT`).
-        keep_dcn_sampling_float: INT8 only: keep the DCN sampling path float (recommended).
-        calibration: Calibration-set sampling (the input size is always ``imgsz``).
+            (default: backbone stage 1, see :data:`DEFAULT_KEEP_FLOAT`). The DCN sampling path is always float.
+        calib_dir: INT8 only: folder of calibration photos (required for INT8).
+        calib_images: INT8 only: photos sampled from it.
     """
 
-    imgsz: tuple[int, int] = (640, 640)
-    precision: str = "fp32"
+    imgsz: int | tuple[int, int] = (640, 640)
     input_layout: str = "NHWC"
     float_io: bool = False
     keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT
-    keep_dcn_sampling_float: bool = True
-    calibration: CalibrationConfig = CalibrationConfig()
+    calib_dir: str | Path | None = None
+    calib_images: int = CalibrationConfig().num_images
 
-    def validate(self) -> None:
+    @property
+    def size(self) -> tuple[int, int]:
+        """``imgsz`` as (height, width)."""
+        return size_pair(self.imgsz)
+
+    def validate(self, row: Format) -> None:
         """Raises :class:`ExportError` with the fix for any unsupported value."""
-        height, width = self.imgsz
+        height, width = self.size
         if height <= 0 or width <= 0 or height % SIZE_DIVISOR or width % SIZE_DIVISOR:
             raise ExportError(f"imgsz must be positive multiples of {SIZE_DIVISOR}, got {height}x{width}")
-        if self.precision not in PRECISIONS:
-            raise ExportError(f"unknown precision '{self.precision}'; choose one of: {', '.join(PRECISIONS)}")
         if self.input_layout not in LAYOUTS:
             raise ExportError(f"unknown input layout '{self.input_layout}'; choose one of: {', '.join(LAYOUTS)}")
-        if self.precision != "int8" and self.float_io:
-            raise ExportError("float_io applies to INT8 only (pass int8=True / --int8)")
+        if row.precision == "int8" and self.calib_dir is None:
+            raise ExportError("INT8 needs calibration images: pass --calib-dir DIR (calib_dir=…)")
+        if self.calib_images < 1:
+            raise ExportError("calib_images must be ≥ 1")
 
 
 @dataclass(frozen=True)
@@ -114,127 +119,48 @@ class ConvertedModel:
     seconds: float
 
 
-@dataclass(frozen=True)
-class TfliteExportResult:
-    """What an export produced.
+def export(model: nn.Module, out_path: Path, row: Format, options: TfliteOptions,
+           context: ExportContext) -> ExportResult:
+    """Writes a FeatherFace model as TFLite at the row's precision, the decode contract in its metadata.
 
-    Attributes:
-        path: The ``.tflite`` file.
-        sidecar: Its contract JSON.
-        contract: The embedded decode contract.
-        parity: The parity report against PyTorch.
-        timings: Seconds per step (``convert``, ``calibrate``, ``quantize``, ``parity``, ``total``).
-        size_bytes: File size.
-    """
+    The FP32 conversion is kept in ``context.scratch`` (by model, size and layout), so the three
+    rows of one run convert once.
 
-    path: Path
-    sidecar: Path
-    contract: DecodeContract
-    parity: ParityReport
-    timings: dict[str, float] = field(default_factory=dict)
-    size_bytes: int = 0
-
-
-def export_tflite(
-    checkpoint_or_model: str | Path | nn.Module,
-    out_path: str | Path,
-    imgsz: int | tuple[int, int] = (640, 640),
-    half: bool = False,
-    int8: bool = False,
-    calib_dir: str | Path | None = None,
-    float_io: bool = False,
-    input_layout: str = "NHWC",
-    keep_float: Sequence[str] | None = None,
-    calibration: CalibrationConfig | CalibrationSet = CalibrationConfig(),
-    parity_images: Sequence[str | Path] = (),
-    tolerances: Tolerances | None = None,
-    architecture: str | None = None,
-    converted: ConvertedModel | None = None,
-    log: Log | None = None,
-) -> TfliteExportResult:
-    """Exports a FeatherFace model to TFLite, checked for parity before it is written.
-
-    Args:
-        checkpoint_or_model: A ``.pth`` path or a model (its ``config.name`` names it).
-        out_path: The ``.tflite`` file (its sidecar is ``<out_path>.json``).
-        imgsz: Static input (height, width), or one int for a square; multiples of 32.
-        half: FP16 weights.
-        int8: Full-integer INT8 (needs ``calib_dir`` or a ready ``CalibrationSet``).
-        calib_dir: Folder of calibration photos.
-        float_io: INT8 with float32 input and outputs.
-        input_layout: ``NHWC`` or ``NCHW`` input tensor.
-        keep_float: INT8: scope regexes left in float; ``None`` = :data:`DEFAULT_KEEP_FLOAT`, ``()`` = none.
-        calibration: Sampling config, or an already built calibration set (NHWC/NCHW as ``input_layout``).
-        parity_images: Images for the parity check; none → a few calibration images (INT8) or a synthetic one.
-        tolerances: Parity tolerances (default by precision).
-        architecture: Registered name when loading a checkpoint.
-        converted: A previous :func:`convert_fp32` result of this model to reuse.
-        log: Called with one line per step.
+    Returns:
+        The :class:`ExportResult` (facts: ``size_bytes``, and the INT8 record).
 
     Raises:
-        ExportError: Bad options or a failed conversion.
-        ParityError: Outside tolerance; nothing is written.
+        ExportError: A failed conversion or quantization.
         BackendNotInstalledError: litert-torch / ai-edge-quantizer / ai-edge-litert missing.
     """
-    log = log or (lambda message: None)
-    if half and int8:
-        raise ExportError("choose one of half (FP16) and int8, not both")
-    precision = "int8" if int8 else "fp16" if half else "fp32"
-    if precision != "int8" and keep_float is not None:
-        raise ExportError("keep_float applies to INT8 only (pass int8=True / --int8)")
-    config = TfliteExportConfig(size_pair(imgsz), precision, input_layout, float_io,
-                                DEFAULT_KEEP_FLOAT if keep_float is None else tuple(keep_float),
-                                calibration=calibration if isinstance(calibration, CalibrationConfig)
-                                else CalibrationConfig())
-    config.validate()
-    if int8 and calib_dir is None and not isinstance(calibration, CalibrationSet):
-        raise ExportError("INT8 needs calibration images: pass calib_dir (CLI: --calib-dir DIR)")
-    model, model_name = load_source(checkpoint_or_model, architecture)
-    started, timings = time.perf_counter(), {}
-
-    reused = converted is not None and (converted.imgsz, converted.input_layout) == (config.imgsz, config.input_layout)
-    if not reused:
-        log(f"converting {model_name} with litert-torch ({config.input_layout} {config.imgsz[0]}x{config.imgsz[1]})…")
-        converted = convert_fp32(model, config.imgsz, config.input_layout, model_name)
-        log(f"  litert_torch.convert: {converted.seconds:.1f} s, {len(converted.data) / 1e6:.2f} MB")
+    timings: dict[str, float] = {}
+    key = ("tflite-fp32-conversion", id(model), options.size, options.input_layout)
+    converted = context.scratch.get(key)
+    if converted is None:
+        context.log(f"  converting {context.model_name} with litert-torch ({options.input_layout} "
+                    f"{options.size[0]}x{options.size[1]})…")
+        converted = context.scratch[key] = convert_fp32(model, options.size, options.input_layout,
+                                                        context.model_name)
+        context.log(f"  litert_torch.convert: {converted.seconds:.1f} s, {len(converted.data) / 1e6:.2f} MB")
     timings["convert"] = converted.seconds  # also when reused: the cost of making this file from scratch
-    contract = build_contract(model_name, config)
-    data, extra, calib_images = converted.data, {}, []
-    if precision == "fp16":
+    contract = build_contract(context.model_name, options, row.precision)
+    data, extra = converted.data, {}
+    if row.precision == "fp16":
         data = timed(timings, "quantize", lambda: quantize_fp16(converted.data))
         extra = {"fp16": "float16 weights (FLOAT_CASTING), float32 compute"}
-    elif precision == "int8":
-        calib = calibration if isinstance(calibration, CalibrationSet) else timed(
-            timings, "calibration_set", lambda: build_calibration_set(calib_dir, contract, config.calibration))
-        if calib.params.get("input_layout") != config.input_layout:
-            raise ExportError(f"the calibration set is {calib.params.get('input_layout')}, the model "
-                              f"{config.input_layout}: build it with this model's contract")
-        log(f"  calibrating on {len(calib)} images (digest {calib.digest[:12]})…")
-        data, extra = quantize_int8(converted.data, calib, config, timings)
+    elif row.precision == "int8":
+        calibration = CalibrationConfig(num_images=options.calib_images)
+        calib = timed(timings, "calibration_set",
+                      lambda: build_calibration_set(options.calib_dir, contract, calibration))
+        context.log(f"  calibrating on {len(calib)} images (digest {calib.digest[:12]})…")
+        data, extra = quantize_int8(converted.data, calib, options, timings)
         extra["calibration"] = {k: v for k, v in calib.describe().items() if k != "files"}
-        if calib_dir is not None:
-            calib_images = [Path(calib_dir) / name for name in calib.files[:4]]
-        log(f"  int8: calibrate {timings['calibrate']:.1f} s, quantize {timings['quantize']:.1f} s; "
-            f"float ops left: {extra['int8']['float_ops']}")
+        context.log(f"  int8: calibrate {timings['calibrate']:.1f} s, quantize {timings['quantize']:.1f} s; "
+                    f"float ops left: {extra['int8']['float_ops']}")
     contract = contract.replace(extra={**contract.extra, **extra})
     data = embed_contract(data, contract)
-
-    from featherface_deploy.runtimes.tflite_runtime import TfliteRuntime
-    from featherface_deploy.runtimes.torch_runtime import TorchRuntime
-
-    images = list(parity_images) or calib_images
-    log(f"  parity vs PyTorch on {len(images) or 'a synthetic'} image(s)…")
-    report = timed(timings, "parity", lambda: check_parity(
-        TfliteRuntime(data, threads=2), TorchRuntime(model), images,
-        tolerances or Tolerances.for_precision(precision), raise_on_failure=True))
-    log(report.format())
-
-    out_path = Path(out_path)
     atomic_write_bytes(out_path, data)
-    sidecar = write_sidecar(contract, out_path)
-    timings["total"] = time.perf_counter() - started + (converted.seconds if reused else 0.0)
-    log(f"  wrote {out_path} ({len(data) / 1e6:.2f} MB) and {sidecar.name}")
-    return TfliteExportResult(out_path, sidecar, contract, report, timings, len(data))
+    return ExportResult(Path(out_path), contract, timings, {"size_bytes": len(data), **extra})
 
 
 class _TfliteSignature(nn.Module):
@@ -295,7 +221,7 @@ def quantize_fp16(fp32: bytes) -> bytes:
     return bytes(qt.quantize(enable_progress_report=False).quantized_model)
 
 
-def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteExportConfig,
+def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteOptions,
                   timings: dict[str, float] | None = None) -> tuple[bytes, dict]:
     """Static int8 weights and activations, calibrated; full-integer I/O unless ``config.float_io``.
 
@@ -308,12 +234,11 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteExport
     rewritten, leaky = rewrite_leaky_relu(fp32)
     qt = quantizer.Quantizer(bytearray(rewritten), recipe.static_wi8_ai8())
     float_scopes = list(config.keep_float)
-    if config.keep_dcn_sampling_float:
-        # Later entries win: everything under the DCN scope float, then its convolutions back to int8.
-        qt.update_quantization_recipe(regex=DCN_SAMPLING_SCOPE, operation_name=ops.ALL_SUPPORTED,
-                                      algorithm_key=algorithms.NO_QUANTIZE)
-        qt.add_static_config(regex=DCN_SAMPLING_SCOPE, operation_name=ops.CONV_2D, activation_num_bits=8,
-                             weight_num_bits=8)
+    # Later entries win: everything under the DCN scope float, then its convolutions back to int8.
+    qt.update_quantization_recipe(regex=DCN_SAMPLING_SCOPE, operation_name=ops.ALL_SUPPORTED,
+                                  algorithm_key=algorithms.NO_QUANTIZE)
+    qt.add_static_config(regex=DCN_SAMPLING_SCOPE, operation_name=ops.CONV_2D, activation_num_bits=8,
+                         weight_num_bits=8)
     for scope in float_scopes:
         qt.update_quantization_recipe(regex=scope, operation_name=ops.ALL_SUPPORTED,
                                       algorithm_key=algorithms.NO_QUANTIZE)
@@ -330,24 +255,22 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteExport
         "tool": "ai-edge-quantizer static_wi8_ai8 (min/max, per-channel weights)",
         "io": "float32" if config.float_io else "int8",
         "leaky_relu_rewritten": leaky,
-        "keep_float_scopes": ([DCN_SAMPLING_SCOPE + " (except CONV_2D)"] if config.keep_dcn_sampling_float else [])
-        + float_scopes,
+        "keep_float_scopes": [DCN_SAMPLING_SCOPE + " (except CONV_2D)", *float_scopes],
         "float_ops": dict(sorted(float_ops.items())),
     }}
 
 
-def build_contract(model_name: str, config: TfliteExportConfig) -> DecodeContract:
-    """The decode contract of an exported TFLite model."""
+def build_contract(model_name: str, options: TfliteOptions, precision: str) -> DecodeContract:
+    """The decode contract of an exported TFLite model (the registry's defaults plus what the file fixes)."""
     versions = {"featherface_deploy": featherface_deploy.__version__}
     for package in PACKAGES:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
-    return DecodeContract(
-        model_name=model_name, input_name=INPUT_NAME, output_names=OUTPUT_NAMES, input_size=config.imgsz,
-        size_divisor=SIZE_DIVISOR, input_layout=config.input_layout, precision=config.precision,
-        source_format="tflite", versions=versions,
+    return base_contract(
+        model_name, input_name=INPUT_NAME, input_size=options.size, size_divisor=SIZE_DIVISOR,
+        input_layout=options.input_layout, precision=precision, source_format="tflite", versions=versions,
         extra={"signature": SIGNATURE, "dcn": "gather", "converter": "litert-torch"},
     )
 
@@ -366,11 +289,10 @@ def _quantizer():
 
 __all__ = [
     "ConvertedModel",
-    "TfliteExportConfig",
-    "TfliteExportResult",
+    "TfliteOptions",
     "build_contract",
     "convert_fp32",
-    "export_tflite",
+    "export",
     "quantize_fp16",
     "quantize_int8",
 ]

@@ -1,74 +1,98 @@
-"""Checkpoint → TensorRT build recipe: the ONNX the version needs, checked against PyTorch, then the folder.
+"""Checkpoint → TensorRT build recipe: the ONNX the device's TensorRT needs, then the folder.
 
 FP32/FP16: the ONNX export in the version's DCN lowering (``native``
-``DeformConv`` from 10.1, ``portable`` before), parity-checked by
-:func:`~featherface_deploy.exporters.torch2onnx.export_onnx`. INT8: the portable
-graph quantized in the TensorRT flavour
-(:func:`~featherface_deploy.exporters.onnx2trt_int8.tensorrt_int8_options`),
-parity-checked with the INT8 tolerances; on 10.x/11.x the recipe builds that
-Q/DQ graph, on 8.x the float graph the quantizer saw plus the calibration cache
-of the same scales. :func:`~featherface_deploy.exporters.onnx2trt_recipe.write_recipe`
-then writes the folder.
+``DeformConv`` from 10.1, ``portable`` before). INT8: the portable graph
+quantized in the TensorRT flavour
+(:func:`~featherface_deploy.exporters.onnx2trt_int8.tensorrt_int8_options`); on
+10.x/11.x the recipe builds that Q/DQ graph, on 8.x the float graph the
+quantizer saw plus the calibration cache of the same scales.
+:func:`~featherface_deploy.exporters.onnx2trt_recipe.write_recipe` writes the
+folder. The pipeline then verifies the folder's ``model.onnx`` against PyTorch
+with ONNX Runtime (on 8.x INT8 that is the float graph: its INT8 engine exists
+only once the device has built it).
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import onnx
 
 from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
 from featherface_deploy.errors import ExportError
-from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, quantize_onnx, read_contract
+from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair
+from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, quantize_onnx
 from featherface_deploy.exporters.onnx2trt_int8 import activation_scales, tensorrt_int8_options
-from featherface_deploy.exporters.onnx2trt_recipe import RecipeOptions, write_recipe
-from featherface_deploy.exporters.parity import Tolerances, check_parity
-from featherface_deploy.exporters.torch2onnx import export_onnx
+from featherface_deploy.exporters.onnx2trt_recipe import MODEL_FILE, RecipeOptions, write_recipe
+from featherface_deploy.exporters.torch2onnx import OnnxOptions
+from featherface_deploy.exporters.torch2onnx import export as export_onnx
+from featherface_deploy.trt.versions import get_version
 
-import onnx  # noqa: E402
 
+@dataclass(frozen=True)
+class RecipeExportOptions:
+    """The options of the ``trt-recipe`` rows (the precision is the row's).
 
-def export_trt_recipe(checkpoint: str | Path, out_dir: str | Path, options: RecipeOptions,
-                      imgsz: tuple[int, int] = (640, 640), calib_dir: str | Path | None = None,
-                      calib_images: int = 100, parity_images=(), architecture: str | None = None,
-                      log: Callable[[str], None] = print) -> Path:
-    """Writes the recipe folder for ``checkpoint``.
-
-    Raises:
-        ExportError: INT8 without ``calib_dir``, or any failed step.
-        ParityError: The ONNX disagrees with PyTorch; nothing is written.
+    Attributes:
+        imgsz: Input (height, width) of the ONNX; also the calibration size.
+        trt_version: The device's TensorRT (JetPack 6.x = 10.3, JetPack 5 = 8.5, Jetson Nano = 8.2).
+        workspace: Builder workspace, MiB.
+        dla: Jetson DLA core (GPU fallback allowed), or ``None``.
+        calib_dir: INT8: folder of calibration photos (required for INT8).
+        calib_images: INT8: photos sampled from it.
     """
-    version = options.version
-    options.validate()
-    if options.precision == "int8" and calib_dir is None:
-        raise ExportError("--int8 needs --calib-dir: a folder of photos like the deployment's")
+
+    imgsz: int | tuple[int, int] = (640, 640)
+    trt_version: str = "10.3"
+    workspace: int = 2048
+    dla: int | None = None
+    calib_dir: str | Path | None = None
+    calib_images: int = 100
+
+    def recipe(self, precision: str) -> RecipeOptions:
+        """The :class:`RecipeOptions` of this version at ``precision``."""
+        return RecipeOptions(get_version(self.trt_version), precision, self.workspace, self.dla)
+
+    def validate(self, row) -> None:
+        """Raises :class:`ExportError` for a build TensorRT cannot do, or INT8 without photos."""
+        self.recipe(row.precision).validate()
+        if row.precision == "int8" and self.calib_dir is None:
+            raise ExportError("--int8 needs --calib-dir: a folder of photos like the deployment's")
+
+
+def export(model, out_dir: Path, row, options: RecipeExportOptions, context: ExportContext) -> ExportResult:
+    """Writes the recipe folder (``model.onnx`` + sidecar, ``build.sh``, README, the INT8 cache on 8.x)."""
+    recipe = options.recipe(row.precision)
+    version = recipe.version
+    dcn = "portable" if row.precision == "int8" else version.dcn  # DeformConv has no INT8 kernel
     with tempfile.TemporaryDirectory(prefix="featherface-trt-") as scratch:
         scratch = Path(scratch)
-        dcn = "portable" if options.precision == "int8" else version.dcn  # DeformConv has no INT8 kernel
-        fp32 = export_onnx(checkpoint, scratch / "fp32.onnx", imgsz=imgsz, opset=19 if dcn == "native" else 18,
-                           dcn=dcn, parity_images=list(parity_images), architecture=architecture, log=log)
-        if options.precision != "int8":
-            contract = fp32.contract.replace(precision=options.precision)
-            return write_recipe(fp32.path, out_dir, options, contract)
-        contract = read_contract(fp32.path)
-        calib = build_calibration_set(calib_dir, contract, CalibrationConfig(num_images=calib_images,
-                                                                            input_size=imgsz))
-        log(f"calibration: {len(calib)} images from {calib_dir}; TensorRT flavour (float biases, zero points 0)")
-        int8 = quantize_onnx(fp32.path, scratch / "int8.onnx", calib, options=tensorrt_int8_options())
-        _check_int8_parity(checkpoint, int8.path, parity_images, architecture, log)
+        onnx_options = OnnxOptions(imgsz=options.imgsz, dcn=dcn)
+        onnx_options.validate()
+        fp32 = export_onnx(model, scratch / "fp32.onnx", row, onnx_options, context)
+        if row.precision != "int8":
+            contract = fp32.contract.replace(precision=row.precision)
+            write_recipe(fp32.path, out_dir, recipe, contract)
+            return _result(out_dir)
+        calib = build_calibration_set(Path(options.calib_dir), fp32.contract, CalibrationConfig(
+            num_images=options.calib_images, input_size=size_pair(options.imgsz)))
+        context.log(f"  calibration: {len(calib)} images from {options.calib_dir}; TensorRT flavour "
+                    "(float biases, zero points 0)")
+        int8 = quantize_onnx(fp32.path, scratch / "int8.onnx", calib, tensorrt_int8_options())
         if version.int8 == "qdq":
-            return write_recipe(int8.path, out_dir, options, int8.contract)
+            write_recipe(int8.path, out_dir, recipe, int8.contract)
+            return _result(out_dir)
         prepared = prepare_for_quantization(fp32.path, scratch / "prepared.onnx")  # the tensor names of the scales
         scales = activation_scales(onnx.load(str(int8.path)))
-        log(f"  calibration cache: {len(scales)} tensors (the activations the Q/DQ flavour quantizes)")
-        return write_recipe(prepared, out_dir, options, int8.contract, calibration_scales=scales)
+        context.log(f"  calibration cache: {len(scales)} tensors (the activations the Q/DQ flavour quantizes)")
+        write_recipe(prepared, out_dir, recipe, int8.contract, calibration_scales=scales)
+        return _result(out_dir)
 
 
-def _check_int8_parity(checkpoint, path: Path, images, architecture, log) -> None:
-    from featherface_deploy.models import load_model
-    from featherface_deploy.runtimes.ort_runtime import OrtRuntime
-    from featherface_deploy.runtimes.torch_runtime import TorchRuntime
+def _result(out_dir: Path) -> ExportResult:
+    from featherface_deploy.metadata.onnx import read_contract
 
-    reference = TorchRuntime(load_model(checkpoint, architecture).model)
-    report = check_parity(OrtRuntime(path), reference, list(images), Tolerances.int8())
-    log(report.format())
+    contract = read_contract(out_dir / MODEL_FILE)
+    return ExportResult(Path(out_dir), contract, {}, {"tensorrt": contract.extra.get("tensorrt", {})})

@@ -7,7 +7,7 @@ The orchestration, Polygraphy-comparator style:
    (all FeatherFace contracts share one), so every artifact sees the same tensors;
 3. WIDER FACE Easy / Medium / Hard AP with the project's evaluator, through the
    one shared decode + NMS;
-4. parity against the PyTorch reference with :func:`~featherface_deploy.exporters.parity.check_parity`
+4. parity against the PyTorch reference with :func:`~featherface_deploy.verify.parity.check_parity`
    (raw-output error and IoU-matched detections: match rate, score and landmark
    error), the reference's outputs computed once and memoised;
 5. peak memory per artifact, then latency of all artifacts interleaved.
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.harness.artifacts import REFERENCE, BuildSettings, BuiltArtifact, build_all, get_spec
+from featherface_deploy.formats import REFERENCE, get_format
+from featherface_deploy.harness.artifacts import BuildSettings, BuiltArtifact, build_all, default_rows
 from featherface_deploy.harness.latency import (
     LatencyConfig,
     Pipeline,
@@ -39,11 +40,11 @@ from featherface_deploy.harness.report import Column, machine_facts
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.evaluation import SETTINGS, evaluate, list_images, load_ground_truth
 from featherface_deploy.errors import FeatherFaceError
-from featherface_deploy.exporters.parity import Tolerances, check_parity
+from featherface_deploy.verify.parity import check_parity
+from featherface_deploy.verify.tolerances import Tolerances
 from featherface_deploy.postprocess import PostprocessConfig, decode_image, load_image, preprocess
 from featherface_deploy.runtimes.base import Runtime
 
-DEFAULT_FORMATS = ("torch", "onnx", "onnx-int8", "tflite", "tflite-fp16", "tflite-int8")
 COLUMNS = (
     Column("label", "Artifact"), Column("precision", "Precision"), Column("runtime", "Runtime"),
     Column("file_mb", "Size MB", 2), Column("p50_ms", "p50 ms", 1), Column("p90_ms", "p90 ms", 1),
@@ -75,7 +76,7 @@ class CompareConfig:
     """What to compare and how.
 
     Attributes:
-        formats: Artifact names (see :data:`~featherface_deploy.harness.artifacts.SPECS`).
+        formats: Row names of :data:`~featherface_deploy.formats.FORMATS` (default: :func:`~featherface_deploy.harness.artifacts.default_rows`).
         imgsz: Export size and the box every image is fitted into, for every artifact.
         threads: Inference threads of every runtime.
         warmup: Untimed latency rounds.
@@ -89,7 +90,7 @@ class CompareConfig:
         postprocess: The detection thresholds shared by all artifacts.
     """
 
-    formats: tuple[str, ...] = DEFAULT_FORMATS
+    formats: tuple[str, ...] = field(default_factory=lambda: tuple(default_rows()))
     imgsz: tuple[int, int] = (640, 640)
     threads: int = 1
     warmup: int = 5
@@ -159,7 +160,7 @@ def run_compare(checkpoint: str | Path, cache_dir: str | Path, config: CompareCo
         Pipeline(runtimes[name], inputs.images[:1], LatencyConfig(config.imgsz)).step()
         rows[name] = _artifact_row(artifact, runtimes[name], config)
         rows[name]["model_rss_mb"] = None if before is None else round(current_rss_mb() - before, 1)
-    rows.update({name: {"label": name, "precision": get_spec(name).precision, "error": error.splitlines()[0][:160],
+    rows.update({name: {"label": name, "precision": get_format(name).precision, "error": error.splitlines()[0][:160],
                         "error_detail": error}
                  for name, error in failed.items()})
     if inputs.keys is not None:
@@ -192,7 +193,7 @@ def _parity_paths(config: CompareConfig) -> list[Path]:
 
 
 def _artifact_row(artifact: BuiltArtifact, runtime: Runtime, config: CompareConfig) -> dict:
-    return {"label": artifact.spec.name, "format": artifact.spec.format, "precision": artifact.spec.precision,
+    return {"label": artifact.row.name, "format": artifact.row.family, "precision": artifact.row.precision,
             "runtime": runtime.name, "path": str(artifact.path), "file_mb": file_size_mb(artifact.path),
             "threads": config.threads, "build_s": round(artifact.build_seconds, 1), "cached": artifact.cached}
 
@@ -265,7 +266,7 @@ def _notes(rows: Sequence[dict], config: CompareConfig, images: int) -> list[str
         "time.perf_counter_ns; per frame = pre (resize, mean, pad; JPEG decoding excluded) + infer + post "
         "(decode, top-k, NMS, rescale).",
         f"Parity against {REFERENCE} on the first {min(config.parity_images, images)} image(s): raw max |Δ| of the "
-        "outputs, and detections ≥ 0.5 matched one-to-one by IoU (exporters.parity.check_parity; tolerances tiered "
+        "outputs, and detections ≥ 0.5 matched one-to-one by IoU (verify.parity.check_parity; tolerances tiered "
         "by precision: FP32 tight, FP16 looser, INT8 judged after decode only).",
         "Landmarks: the WIDER FACE subset has box annotations only, so landmark quality is reported as agreement "
         f"with {REFERENCE}: the largest landmark difference, in pixels, over matched detections.",

@@ -1,23 +1,53 @@
-"""Registry of model architectures: ``register_model`` and ``create_model(name)``."""
+"""Registry of model architectures: ``register_model``, ``create_model(name)`` and each one's decode defaults.
+
+Each variant registers its factory with the :class:`ArchitectureDefaults` its
+checkpoints were trained with (priors, BGR mean, size divisor, the input size
+its figures were measured at), the way timm attaches a config to each variant.
+:func:`base_contract` turns them into the decode contract that ``info``, the
+PyTorch runtime and every exporter start from, so a contract is assembled in
+one place only.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable
 
 from torch import nn
 
+from featherface_deploy.contract import DecodeContract, PriorConfig
 from featherface_deploy.errors import CheckpointError
+from featherface_deploy.models.featherface import OUTPUT_NAMES
 
-_REGISTRY: dict[str, Callable[[], nn.Module]] = {}
+
+@dataclass(frozen=True)
+class ArchitectureDefaults:
+    """What an architecture's outputs mean and what input it expects.
+
+    Attributes:
+        priors: Anchor layout of its three output levels.
+        mean_bgr: Mean subtracted from the BGR image (no scaling).
+        size_divisor: Height and width must be multiples of this (the coarsest stride).
+        input_size: The (height, width) exports default to and the figures were measured at.
+    """
+
+    priors: PriorConfig = field(default_factory=PriorConfig)
+    mean_bgr: tuple[float, float, float] = (104.0, 117.0, 123.0)
+    size_divisor: int = 32
+    input_size: tuple[int, int] = (640, 640)
 
 
-def register_model(name: str) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
-    """Decorator registering a zero-argument model factory under ``name``."""
+_REGISTRY: dict[str, tuple[Callable[[], nn.Module], ArchitectureDefaults]] = {}
+
+
+def register_model(name: str, defaults: ArchitectureDefaults = ArchitectureDefaults()
+                   ) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
+    """Decorator registering a zero-argument model factory under ``name``, with its decode defaults."""
 
     def decorate(factory: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' is registered twice")
-        _REGISTRY[name] = factory
+        _REGISTRY[name] = (factory, defaults)
         return factory
 
     return decorate
@@ -34,6 +64,26 @@ def create_model(name: str) -> nn.Module:
     Raises:
         CheckpointError: The name is not registered.
     """
+    return _entry(name)[0]().eval()
+
+
+def architecture_defaults(name: str) -> ArchitectureDefaults:
+    """The registered defaults of ``name``; a model built outside the registry gets the FeatherFace defaults."""
+    return _REGISTRY[name][1] if name in _REGISTRY else ArchitectureDefaults()
+
+
+def base_contract(name: str, **fields) -> DecodeContract:
+    """The decode contract of architecture ``name`` (any input size, FP32), with ``fields`` changed.
+
+    Exporters pass what their file fixes (input size, layout, precision, source format, versions…).
+    """
+    defaults = architecture_defaults(name)
+    contract = DecodeContract(model_name=name, output_names=OUTPUT_NAMES, priors=defaults.priors,
+                              mean_bgr=defaults.mean_bgr, size_divisor=defaults.size_divisor)
+    return contract.replace(**fields) if fields else contract
+
+
+def _entry(name: str):
     if name not in _REGISTRY:
         raise CheckpointError(f"unknown architecture '{name}'; known: {', '.join(list_models())}")
-    return _REGISTRY[name]().eval()
+    return _REGISTRY[name]

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.contract import METADATA_KEY, DecodeContract, read_sidecar
+from featherface_deploy.contract import DecodeContract
+from featherface_deploy.metadata.coreml import read_contract
 from featherface_deploy.errors import BackendNotInstalledError, ContractError, FeatherFaceError, InputError, \
     missing_backend
 from featherface_deploy.runtimes.base import Runtime
@@ -92,7 +93,7 @@ class CoremlRuntime(Runtime):
         self.compute_units = compute_units
         self.name = "coreml" if engine == "coreml" else INTERPRETER_NAME
         spec_model = path_or_model if injected else _read_model(path)
-        super().__init__(contract or _read_contract(spec_model, path))
+        super().__init__(contract or read_contract(spec_model, path))
         self._image_input = bool(self.contract.extra.get("image_input"))
         if engine == "coreml":
             self._model = path_or_model if injected else coremltools.models.MLModel(
@@ -151,13 +152,3 @@ def _read_model(path: Path):
         return coremltools.models.MLModel(str(path), skip_model_load=True)
     except Exception as error:  # coremltools raises bare Exceptions for unreadable packages
         raise FeatherFaceError(f"coremltools cannot read {path}: {error}") from error
-
-
-def _read_contract(model, path: Path | None) -> DecodeContract:
-    metadata = dict(model.user_defined_metadata)
-    if METADATA_KEY in metadata:
-        return DecodeContract.from_json(metadata[METADATA_KEY], source=f"{path or 'injected model'} (metadata)")
-    if path is not None:
-        return read_sidecar(path)
-    raise ContractError(f"the injected Core ML model has no '{METADATA_KEY}' metadata; pass contract=… "
-                        "or export it with `featherface-deploy export`")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.contract import METADATA_KEY, OUTPUT_ROLES, DecodeContract, read_sidecar
+from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract
+from featherface_deploy.metadata.onnx import contract_from_metadata
 from featherface_deploy.errors import (
     BackendError,
     BackendNotInstalledError,
@@ -77,7 +78,7 @@ class OrtRuntime(Runtime):
             if not path.is_file():
                 raise FeatherFaceError(f"ONNX model not found (or not a regular file): {path}")
             self.session = _create_session(path, threads, providers, session_options, allow_spinning)
-        super().__init__(contract or _read_contract(self.session, path, source))
+        super().__init__(contract or contract_from_metadata(self.session.get_modelmeta().custom_metadata_map, path, source))
         self._check_io(source)
 
     @property
@@ -151,13 +152,3 @@ def _create_session(path: Path, threads: int | None, providers: Sequence[str] | 
         return onnxruntime.InferenceSession(str(path), options, providers=chosen)
     except _ORT_ERRORS as error:
         raise BackendError(f"ONNX Runtime cannot load {path}: {first_line(error)}") from error
-
-
-def _read_contract(session: "onnxruntime.InferenceSession", path: Path | None, source: str) -> DecodeContract:
-    metadata = session.get_modelmeta().custom_metadata_map
-    if METADATA_KEY in metadata:
-        return DecodeContract.from_json(metadata[METADATA_KEY], source=f"{source} (metadata)")
-    if path is not None:
-        return read_sidecar(path)
-    raise ContractError(f"{source}: the ONNX model has no '{METADATA_KEY}' metadata; pass contract=… "
-                        "or export it with `featherface-deploy export`")

@@ -26,7 +26,7 @@ import numpy as np
 from featherface_deploy.contract import DecodeContract, read_sidecar
 from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, missing_backend
 from featherface_deploy.runtimes.base import Runtime, check_output_shapes, first_line, usable_threads
-from featherface_deploy.runtimes.tflite_metadata import read_contract
+from featherface_deploy.metadata.tflite import read_contract
 
 try:
     from ai_edge_litert import interpreter as _litert

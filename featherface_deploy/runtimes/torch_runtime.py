@@ -18,8 +18,10 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 
 def contract_for_model(model_name: str) -> DecodeContract:
-    """Returns the decode contract of an in-memory FeatherFace model (any input size)."""
-    return DecodeContract(model_name=model_name, source_format="torch", versions={"torch": torch.__version__})
+    """The registry's decode contract of an in-memory model; eager PyTorch takes any size (divisor 1)."""
+    from featherface_deploy.models.registry import base_contract
+
+    return base_contract(model_name, size_divisor=1, source_format="torch", versions={"torch": torch.__version__})
 
 
 class TorchRuntime(Runtime):

@@ -28,21 +28,8 @@ try:
     import tensorrt as trt
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise missing_backend("tensorrt", "tensorrt") from error
-try:
-    from cuda.bindings import runtime as cudart  # cuda-python ≥ 12.6
-except ImportError:  # pragma: no cover - older cuda-python (JetPack 5/6 wheels)
-    try:
-        from cuda import cudart
-    except ImportError as error:
-        raise missing_backend("cuda-python", "tensorrt") from error
-
-
-def _cuda(result):
-    """Unpacks a cuda-python ``(error, *values)`` tuple, raising on an error."""
-    error, *values = result
-    if error != cudart.cudaError_t.cudaSuccess:
-        raise RuntimeError(f"CUDA error {error}")
-    return values[0] if len(values) == 1 else values
+from featherface_deploy.trt.cuda import check as _cuda  # noqa: E402  (after the tensorrt check)
+from featherface_deploy.trt.cuda import cudart  # noqa: E402
 
 
 class TrtRuntime(Runtime):

@@ -23,70 +23,13 @@ import numpy as np
 
 from featherface_deploy.errors import ParityError
 from featherface_deploy.postprocess import Detections, PostprocessConfig, decode_image, load_image, preprocess
+from featherface_deploy.postprocess.nms import iou_matrix
 from featherface_deploy.runtimes.base import Runtime
+from featherface_deploy.verify.photos import default_parity_images
+from featherface_deploy.verify.tolerances import Tolerances
 
 RAW_ROLES = ("conf", "loc", "landmarks")
-SYNTHETIC_SIZE = (640, 640)
-
-
-@dataclass(frozen=True)
-class Tolerances:
-    """Parity limits. ``None`` skips a raw-output check.
-
-    Attributes:
-        conf: Max abs error of the face probability.
-        loc: Max abs error of the box deltas.
-        landmarks: Max abs error of the landmark deltas.
-        min_iou: Matched detections must overlap at least this much.
-        min_match_rate: Matched / max(#reference, #candidate) detections.
-        max_score_diff: Max face-probability difference of matched detections.
-        score_threshold: Detections compared are those scoring at least this.
-        borderline: Unmatched detections within this of ``score_threshold`` are ignored
-            (a score of 0.50001 against 0.49999 is not a disagreement).
-    """
-
-    conf: float | None = 1e-4
-    loc: float | None = 1e-3
-    landmarks: float | None = 1e-3
-    min_iou: float = 0.99
-    min_match_rate: float = 1.0
-    max_score_diff: float = 1e-3
-    score_threshold: float = 0.5
-    borderline: float = 1e-3
-
-    @classmethod
-    def fp32(cls) -> "Tolerances":
-        """Float32 export vs float32 PyTorch."""
-        return cls()
-
-    @classmethod
-    def fp16(cls) -> "Tolerances":
-        """Half-precision weights: face probabilities raw, boxes and landmarks after decode.
-
-        Float16 weights in the DCN offset convolutions move sample points by a
-        fraction of a pixel, which moves the raw deltas of some background anchors
-        by up to ~0.3 on V1 while every detection ≥ 0.5 still matches (IoU ≥ 0.998).
-        """
-        return cls(conf=1e-2, loc=None, landmarks=None, min_iou=0.95, min_match_rate=0.95,
-                   max_score_diff=2e-2, borderline=2e-2)
-
-    @classmethod
-    def int8(cls) -> "Tolerances":
-        """Quantised models: judged after decode only (and, in benchmarks, by the AP drop)."""
-        return cls(conf=None, loc=None, landmarks=None, min_iou=0.8, min_match_rate=0.8,
-                   max_score_diff=0.2, borderline=0.1)
-
-    @classmethod
-    def for_precision(cls, precision: str) -> "Tolerances":
-        """The tier for ``fp32``, ``fp16`` or ``int8``.
-
-        Raises:
-            ValueError: Unknown precision.
-        """
-        tiers = {"fp32": cls.fp32, "fp16": cls.fp16, "int8": cls.int8}
-        if precision not in tiers:
-            raise ValueError(f"unknown precision '{precision}'; expected one of {sorted(tiers)}")
-        return tiers[precision]()
+ANY_SIZE_BOX = (640, 640)
 
 
 @dataclass(frozen=True)
@@ -147,19 +90,16 @@ class ParityReport:
 
 
 def parity_inputs(contract, images: Sequence[str | Path | np.ndarray] = (),
-                  size: tuple[int, int] = SYNTHETIC_SIZE) -> list[tuple[np.ndarray, object]]:
-    """Preprocesses images for the candidate's contract; no images → one synthetic input.
+                  size: tuple[int, int] = ANY_SIZE_BOX) -> list[tuple[np.ndarray, object]]:
+    """Preprocesses images for the candidate's contract; no images → the shipped photo of a face.
 
-    Any-size models get each image resized into ``size`` (padded to the size divisor).
+    Any-size models get each image fitted into ``size`` (padded to the size divisor).
 
     Returns:
         (input (1, 3, H, W), transform) pairs.
     """
-    if not images:
-        rng = np.random.default_rng(0)
-        images = [rng.integers(0, 256, (*size, 3), dtype=np.uint8)]
     prepared = []
-    for image in images:
+    for image in images or default_parity_images():
         tensor, transform = preprocess(load_image(image), contract, None if contract.input_size else size)
         prepared.append((tensor[None], transform))
     return prepared
@@ -169,16 +109,16 @@ def check_parity(
     candidate: Runtime,
     reference: Runtime,
     images: Sequence[str | Path | np.ndarray] = (),
-    tolerances: Tolerances = Tolerances(),
+    tolerances: Tolerances | None = None,
     raise_on_failure: bool = True,
-    size: tuple[int, int] = SYNTHETIC_SIZE,
+    size: tuple[int, int] = ANY_SIZE_BOX,
 ) -> ParityReport:
     """Runs both runtimes on the same inputs and compares raw outputs and detections.
 
     Args:
         candidate: The exported model's runtime.
         reference: The reference (usually :class:`TorchRuntime`).
-        images: Image paths or BGR arrays; none → one synthetic image.
+        images: Image paths or BGR arrays; none → :func:`default_parity_images`.
         tolerances: Limits.
         raise_on_failure: Raise :class:`ParityError` when outside tolerance.
         size: Resize box for any-size candidates.
@@ -189,6 +129,7 @@ def check_parity(
     Raises:
         ParityError: Outside tolerance (when ``raise_on_failure``).
     """
+    tolerances = tolerances or Tolerances()
     postprocess = PostprocessConfig(conf_threshold=max(tolerances.score_threshold - tolerances.borderline, 0.0))
     max_abs = dict.fromkeys(RAW_ROLES, 0.0)
     stats = _DetectionStats()
@@ -240,7 +181,7 @@ class _DetectionStats:
         firm_cand = found.scores >= tol.score_threshold + tol.borderline
         self.reference += int((expected.scores >= tol.score_threshold).sum())
         self.candidate += int((found.scores >= tol.score_threshold).sum())
-        iou = _iou_matrix(expected.boxes, found.boxes)
+        iou = iou_matrix(expected.boxes, found.boxes) if len(expected) and len(found) else np.zeros((len(expected), len(found)))
         used = np.zeros(len(found), dtype=bool)
         for i in range(len(expected)):  # reference is sorted best first
             scores = np.where(used, -1.0, iou[i]) if len(found) else np.zeros(0)
@@ -258,17 +199,6 @@ class _DetectionStats:
         self.disagreements += int((~used & firm_cand).sum())
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)), dtype=np.float32)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
-
-
 def _failures(max_abs: dict[str, float], stats: _DetectionStats, tol: Tolerances) -> tuple[str, ...]:
     failures = []
     for role in RAW_ROLES:
@@ -278,6 +208,9 @@ def _failures(max_abs: dict[str, float], stats: _DetectionStats, tol: Tolerances
     if stats.match_rate < tol.min_match_rate:
         failures.append(f"detection match rate {stats.match_rate:.3f} < {tol.min_match_rate:g} "
                         f"(IoU ≥ {tol.min_iou:g})")
+    if stats.reference < tol.min_reference_faces:
+        failures.append(f"the reference found {stats.reference} face(s) ≥ {tol.score_threshold:g} (need "
+                        f"{tol.min_reference_faces}): the detection check compared nothing; use photos with faces")
     if stats.max_score_diff > tol.max_score_diff:
         failures.append(f"matched detection scores differ by {stats.max_score_diff:.3g} > {tol.max_score_diff:g}")
     return tuple(failures)

@@ -1,0 +1,185 @@
+"""``export_model``: build a row (and the rows it is built from), verify each file, then move it into place.
+
+For every link of the chain (``onnx-int8`` ← ``onnx`` ← checkpoint) the
+exporter writes its file into a staging folder next to the output; the file is
+then opened with its row's runtime, its embedded contract is read back, and it
+is checked against PyTorch on real photos (:func:`~featherface_deploy.verify.parity.check_parity`,
+the tolerance tier of its precision). Only a file that passed is moved into
+place (a rename), followed by its sidecar; a failure at any step leaves the
+output path as it was. Exporters only write files; they never import a runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from featherface_deploy.contract import DecodeContract, sidecar_path, write_sidecar
+from featherface_deploy.errors import BackendNotInstalledError, ExportError
+from featherface_deploy.exporters.common import ExportContext, load_source
+from featherface_deploy.formats import CHECKPOINT, Format, get_format, resolve
+from featherface_deploy.pipeline.options import check_suffix, split_options
+from featherface_deploy.verify.parity import ParityReport, check_parity
+from featherface_deploy.verify.tolerances import Tolerances
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    """A verified artifact.
+
+    Attributes:
+        row: Its format row.
+        path: The file or folder.
+        contract: The decode contract embedded in it.
+        parity: Its check against PyTorch.
+        timings: Seconds per step (the exporter's, ``verify`` and ``total``).
+        facts: Format-specific facts from the exporter (node counts, layers kept float…).
+        sources: Outcomes of the rows it was built from, by row name (empty when reused).
+    """
+
+    row: Format
+    path: Path
+    contract: DecodeContract
+    parity: ParityReport
+    timings: dict[str, float] = field(default_factory=dict)
+    facts: dict = field(default_factory=dict)
+    sources: dict[str, "ExportOutcome"] = field(default_factory=dict)
+
+
+def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[str, object] | None = None, *,
+                 parity_images: Sequence[str | Path] = (), tolerances: Tolerances | None = None,
+                 architecture: str | None = None, log: Log | None = None, reuse: Mapping[str, Path] | None = None,
+                 scratch: dict | None = None, require_faces: bool = True) -> ExportOutcome:
+    """Exports a checkpoint (or an in-memory model) to one format row, verified before it is written.
+
+    Args:
+        source: A ``.pth`` checkpoint, or an ``nn.Module`` (its ``config.name`` names it).
+        out: The file (or folder) to write; its suffix must be the row's.
+        fmt: A row name of :data:`~featherface_deploy.formats.FORMATS` (``onnx``, ``tflite-int8``…) or the row.
+        options: Option name → value; only names the row (or its sources) accepts.
+        parity_images: Photos for the parity checks; none → the shipped photo of a face.
+        tolerances: Parity limits of the final row (default: its precision's tier).
+        architecture: Registered name when loading a checkpoint (detected if omitted).
+        log: Called with one line per step (e.g. ``click.echo``).
+        reuse: Row name → an already verified file to build from instead of rebuilding it.
+        scratch: Intermediate results shared between calls (e.g. the TFLite FP32 conversion).
+        require_faces: Fail when the reference finds no face ≥ 0.5 on the photos (off only for untrained models).
+
+    Returns:
+        The :class:`ExportOutcome` of the final row.
+
+    Raises:
+        ExportError: An unknown row or option, a wrong suffix, a failed step.
+        ParityError: An artifact differs from PyTorch beyond tolerance; nothing is written.
+        BackendNotInstalledError: An exporter or runtime of the chain cannot run here (the message says why).
+    """
+    row = get_format(fmt) if isinstance(fmt, str) else fmt
+    if row.exporter is None:
+        raise ExportError(f"{row.name} is the reference format: there is nothing to export")
+    out = check_suffix(row, out)
+    per_row = split_options(row, options or {})
+    started = time.perf_counter()
+    model, model_name = load_source(source, architecture)
+    build = _Build(model, _reference(model), ExportContext(model_name, log or _quiet, {} if scratch is None
+                                                           else scratch),
+                   list(parity_images), per_row, dict(reuse or {}), require_faces)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=out.parent))
+    try:
+        outcome = build.link(row, staging / out.name, tolerances)
+        _publish(outcome, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    timings = {**outcome.timings, "total": time.perf_counter() - started}
+    build.context.log(f"  wrote {out}" + ("" if row.verify_entry else f" and {sidecar_path(out).name}")
+                      + f" in {timings['total']:.1f} s")
+    return ExportOutcome(row, out, outcome.contract, outcome.parity, timings, outcome.facts, outcome.sources)
+
+
+@dataclass
+class _Build:
+    """One export run: the model, its PyTorch reference, and what every link needs."""
+
+    model: object
+    reference: object
+    context: ExportContext
+    images: list
+    options: dict[str, dict[str, object]]
+    reuse: dict[str, Path]
+    require_faces: bool
+
+    def link(self, row: Format, staged: Path, tolerances: Tolerances | None) -> ExportOutcome:
+        """Builds ``row`` at ``staged`` (its sources first, next to it) and verifies it."""
+        for probe in (row.exports_here, row.runs_here):
+            ok, why = probe()
+            if not ok:
+                raise BackendNotInstalledError(f"--format {row.name}: {why}")
+        sources: dict[str, ExportOutcome] = {}
+        if row.source == CHECKPOINT:
+            source = self.model
+        elif row.source in self.reuse:
+            source = self.reuse[row.source]
+        else:
+            source_row = get_format(row.source)
+            sources[row.source] = self.link(source_row, staged.with_name(f"source-{source_row.name}"
+                                                                          f"{source_row.suffix}"), None)
+            source = sources[row.source].path
+        options = resolve(row.options_class)(**self.options.get(row.name, {}))
+        options.validate(row)
+        self.context.log(f"{row.name}: building {staged.name} from "
+                         f"{'the model' if row.source == CHECKPOINT else Path(source).name}")
+        result = resolve(row.exporter)(source, staged, row, options, self.context)
+        step = time.perf_counter()
+        parity = self.verify(row, staged, result.contract, tolerances)
+        timings = {**result.timings, "verify": time.perf_counter() - step}
+        return ExportOutcome(row, staged, result.contract, parity, timings, result.facts, sources)
+
+    def verify(self, row: Format, path: Path, contract: DecodeContract, tolerances: Tolerances | None) -> ParityReport:
+        """Opens the file with its runtime, reads its contract back, and checks it against PyTorch."""
+        target = path / row.verify_entry if row.verify_entry else path
+        runtime = resolve(row.runtime)(target)
+        if runtime.contract.to_json() != contract.to_json():
+            raise ExportError(f"{row.name}: the contract read back from {target.name} differs from the one written")
+        tolerances = tolerances or Tolerances.for_precision(row.precision)
+        if not self.require_faces:
+            tolerances = tolerances.replace(min_reference_faces=0)
+        self.context.log(f"  parity {runtime.name} vs PyTorch on {len(self.images) or 'the shipped'} photo(s)…")
+        report = check_parity(runtime, self.reference, self.images, tolerances)
+        self.context.log(report.format())
+        return report
+
+
+def _reference(model):
+    from featherface_deploy.runtimes.torch_runtime import TorchRuntime
+
+    return TorchRuntime(model)
+
+
+def _publish(outcome: ExportOutcome, out: Path) -> None:
+    """Moves the verified artifact to ``out`` (a rename, replacing what was there), then writes its sidecar."""
+    staged = outcome.path
+    if staged.is_dir():
+        if out.exists() and not out.is_dir():
+            raise ExportError(f"{out} exists and is not a folder; remove it or choose another output")
+        retired = None
+        if out.exists():
+            retired = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+            out.rename(retired)
+        staged.rename(out)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staged, out)
+    if not outcome.row.verify_entry:
+        write_sidecar(outcome.contract, out)
+
+
+def _quiet(message: str) -> None:
+    """Discards a log line."""
