@@ -26,7 +26,6 @@ Needs root (debootstrap, chroot and mount do). Standard library only.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shlex

@@ -25,19 +25,14 @@ import numpy as np
 
 from featherface_deploy import FaceDetector
 from featherface_deploy.evaluation.runner import evaluate_widerface
-from featherface_deploy.exporters.common import ExportContext, load_source
-from featherface_deploy.exporters.parity import Tolerances, check_parity
-from featherface_deploy.exporters.torch2coreml import CoremlOptions, export
+from featherface_deploy.formats import FORMATS
+from featherface_deploy.models import load_model
+from featherface_deploy.pipeline import export_model
 from featherface_deploy.runtimes.coreml_runtime import CoremlRuntime
 from featherface_deploy.runtimes.torch_runtime import TorchRuntime
 
-ROWS = (("coreml", "fp32"), ("coreml-fp16", "fp16"), ("coreml-int8w", "int8"))
+ROWS = tuple(row.name for row in FORMATS if row.family == "coreml")
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-class _Row:
-    def __init__(self, name: str, precision: str) -> None:
-        self.name, self.precision = name, precision
 
 
 def main() -> None:
@@ -51,21 +46,20 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "coreml.json"))
     args = parser.parse_args()
 
-    model, name = load_source(args.weights, None)
-    context = ExportContext(name, print, {})
+    model = load_model(args.weights).model
+    scratch: dict = {}  # the three rows share one trace
     size = (args.imgsz, args.imgsz)
     parity_images = sorted(Path(args.calib_dir).glob("*.jpg"))[:3]
     reference = TorchRuntime(model)
     work = Path(tempfile.mkdtemp(prefix="bench-coreml-"))
     results = {"weights": Path(args.weights).name, "imgsz": args.imgsz, "images": args.images, "rows": {}}
-    for row_name, precision in ROWS:
+    for row_name in ROWS:
         started = time.perf_counter()
-        written = export(model, work / f"{row_name}.mlpackage", _Row(row_name, precision),
-                         CoremlOptions(imgsz=size), context)
+        written = export_model(model, work / f"{row_name}.mlpackage", row_name, {"imgsz": size},
+                               parity_images=parity_images, log=print, scratch=scratch)
         seconds = time.perf_counter() - started
         runtime = CoremlRuntime(written.path, engine="interpreter")
-        report = check_parity(runtime, reference, parity_images, Tolerances.for_precision(precision))
-        print(report.format())
+        report = written.parity
         batch = np.zeros((1, 3, *size), np.float32)
         runtime.infer(batch)
         samples = []
@@ -84,7 +78,7 @@ def main() -> None:
     results["conversion_total_s"] = round(sum(r["export_s"] for r in results["rows"].values()), 1)
     detectors = {"torch": FaceDetector(reference, size=size)}
     detectors.update({row: FaceDetector(CoremlRuntime(work / f"{row}.mlpackage", engine="interpreter"), size=size)
-                      for row, _ in ROWS})
+                      for row in ROWS})
     for row, detector in detectors.items():
         started = time.perf_counter()
         evaluation = evaluate_widerface(detector, args.widerface, limit=args.images)

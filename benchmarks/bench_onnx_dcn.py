@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    from featherface_deploy.exporters.torch2onnx import export_onnx
+    from featherface_deploy.pipeline import export_model
     from featherface_deploy.runtimes.ort_runtime import OrtRuntime
 
     v1 = args.shared / "weights" / "featherface-v1.pth"
@@ -46,20 +46,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name, (checkpoint, dcn, opset) in variants.items():
             started = time.perf_counter()
-            result = export_onnx(checkpoint, Path(folder) / f"{len(runtimes)}.onnx", imgsz=SIZE, dcn=dcn, opset=opset)
+            result = export_model(checkpoint, Path(folder) / f"{len(runtimes)}.onnx", "onnx",
+                                  {"imgsz": SIZE, "dcn": dcn, "opset": opset})
             export_s[name] = time.perf_counter() - started
-            nodes[name] = result.node_counts.get("simplified", result.node_counts["exported"])
+            counts = result.facts["node_counts"]
+            nodes[name] = counts.get("simplified", counts["exported"])
             runtimes[name] = OrtRuntime(result.path, threads=args.threads, allow_spinning=False)
 
     x = np.random.default_rng(0).normal(0, 60, (1, 3, *SIZE)).astype(np.float32)
     for runtime in runtimes.values():
         for _ in range(args.warmup):
-            runtime.session.run(None, {"input": x})
+            runtime.infer(x)
     times = {name: [] for name in runtimes}
     for _ in range(args.runs):
         for name, runtime in runtimes.items():
             started = time.perf_counter()
-            runtime.session.run(None, {"input": x})
+            runtime.infer(x)
             times[name].append(time.perf_counter() - started)
     median_ms = {name: float(np.median(t) * 1e3) for name, t in times.items()}
     baseline = median_ms["retinaface-mnet025"]

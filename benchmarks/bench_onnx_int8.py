@@ -37,12 +37,8 @@ from featherface_deploy.calibration import CalibrationConfig, OrtCalibrationRead
 from featherface_deploy.detector import FaceDetector  # noqa: E402
 from featherface_deploy.evaluation import evaluate_widerface  # noqa: E402
 from featherface_deploy.exporters.int8_sensitivity import search_keep_float  # noqa: E402
-from featherface_deploy.exporters.onnx2int8 import (  # noqa: E402
-    Int8Options,
-    prepare_for_quantization,
-    quantize_onnx,
-    read_contract,
-)
+from featherface_deploy.exporters.onnx2int8 import Int8Options, prepare_for_quantization, quantize_onnx  # noqa: E402
+from featherface_deploy.metadata.onnx import read_contract, write_contract  # noqa: E402
 from featherface_deploy.runtimes.ort_runtime import OrtRuntime  # noqa: E402
 
 
@@ -90,10 +86,10 @@ def main() -> None:
 
 
 def _export(checkpoint: Path, out: Path) -> Path:
-    from featherface_deploy.exporters.torch2onnx import export_onnx
+    from featherface_deploy.pipeline import export_model
 
     _log(f"exporting {checkpoint.name} (dynamic) …")
-    export_onnx(checkpoint, out, imgsz=(640, 640), dynamic=True)
+    export_model(checkpoint, out, "onnx", {"imgsz": (640, 640), "dynamic": True})
     return out
 
 
@@ -103,15 +99,13 @@ def _naive(fp32: Path, out: Path, calib, workdir: Path) -> Path:
 
     import onnx
 
-    from featherface_deploy.exporters.onnx2int8 import _set_contract
-
     prepared = prepare_for_quantization(fp32, workdir / "prepared.onnx")
     quantize_static(str(prepared), str(out), OrtCalibrationReader(calib), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
     proto = onnx.load(str(out))
-    _set_contract(proto, read_contract(fp32).replace(precision="int8", extra={"int8": {"naive": True}}))
+    write_contract(proto, read_contract(fp32).replace(precision="int8", extra={"int8": {"naive": True}}))
     onnx.save(proto, str(out))
     return out
 

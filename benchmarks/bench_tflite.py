@@ -6,7 +6,7 @@ are fitted into it and padded, identically for every backend):
 1. Conversion of V1 to FP32, FP16 and full-integer INT8 TFLite (NHWC input),
    each with its parity check, timed end to end (target < 5 min).
 2. Detection-level match of TFLite FP32 vs PyTorch on the 200 subset images
-   (one-to-one, IoU ≥ 0.99, scores ≥ 0.5), via ``exporters.parity``.
+   (one-to-one, IoU ≥ 0.99, scores ≥ 0.5), via ``verify.parity``.
 3. WIDER FACE Easy / Medium / Hard AP on the subset for PyTorch FP32 and TFLite
    FP32 / FP16 / INT8 (targets: FP16 within 0.1 of FP32, INT8 drop ≤ 1.0).
 4. Latency of LiteRT (XNNPACK, 2 threads) vs ONNX Runtime FP32 (2 threads) on
@@ -32,12 +32,12 @@ import torch
 from common import default_shared, median_ms, time_interleaved, write_result
 
 from featherface_deploy import FaceDetector
-from featherface_deploy.calibration import CalibrationConfig
 from featherface_deploy.evaluation import evaluate_widerface, list_images
-from featherface_deploy.exporters.parity import Tolerances, check_parity
-from featherface_deploy.exporters.torch2onnx import export_onnx
-from featherface_deploy.exporters.torch2tflite import convert_fp32, export_tflite
+from featherface_deploy.verify.parity import check_parity
+from featherface_deploy.verify.tolerances import Tolerances
+from featherface_deploy.exporters.torch2tflite import convert_fp32, scratch_key
 from featherface_deploy.models import load_model
+from featherface_deploy.pipeline import export_model
 from featherface_deploy.runtimes.ort_runtime import OrtRuntime
 from featherface_deploy.runtimes.tflite_runtime import TfliteRuntime
 from featherface_deploy.runtimes.torch_runtime import TorchRuntime
@@ -66,19 +66,17 @@ def main() -> None:
     # 1. conversion of every variant, parity included, timed end to end
     started = time.perf_counter()
     converted = convert_fp32(model, SIZE, "NHWC", "featherface-v1")
-    results = {"fp32": export_tflite(model, out / "v1_fp32.tflite", SIZE, converted=converted,
-                                     parity_images=images[:PARITY_IMAGES], log=print)}
-    results["fp16"] = export_tflite(model, out / "v1_fp16.tflite", SIZE, half=True, converted=converted,
-                                    parity_images=images[:PARITY_IMAGES], log=print)
-    results["int8"] = export_tflite(model, out / "v1_int8.tflite", SIZE, int8=True, calib_dir=calib_dir,
-                                    calibration=CalibrationConfig(num_images=100), converted=converted,
-                                    parity_images=images[:PARITY_IMAGES], log=print)
+    scratch = {scratch_key(model, SIZE, "NHWC"): converted}  # one conversion serves the three rows
+    results = {}
+    for precision, row, options in (("fp32", "tflite", {}), ("fp16", "tflite-fp16", {}),
+                                    ("int8", "tflite-int8", {"calib_dir": calib_dir, "calib_images": 100})):
+        results[precision] = export_model(model, out / f"v1_{precision}.tflite", row, {"imgsz": SIZE, **options},
+                                          parity_images=images[:PARITY_IMAGES], log=print, scratch=scratch)
     conversion_s = time.perf_counter() - started
     print(f"conversion of all variants: {conversion_s:.1f} s (litert_torch.convert {converted.seconds:.1f} s)")
 
     # 2. detection-level match on the 200 images: the reference gets the identical 640×640 tensors
-    reference = TorchRuntime(model, threads=THREADS)
-    reference.contract = results["fp32"].contract.replace(source_format="torch", precision="fp32")
+    reference = TorchRuntime(model, threads=THREADS, contract=results["fp32"].contract)
     fp32 = TfliteRuntime(results["fp32"].path, threads=THREADS)
     match = check_parity(fp32, reference, images, Tolerances.fp32(), raise_on_failure=False)
     print(match.format())
@@ -91,7 +89,7 @@ def main() -> None:
         print(f"AP tflite {precision}: {ap[f'tflite_{precision}']}")
 
     # 4. latency: same 640×640 tensor for all, interleaved
-    onnx = export_onnx(model, out / "v1_fp32.onnx", SIZE, parity_images=images[:2])
+    onnx = export_model(model, out / "v1_fp32.onnx", "onnx", {"imgsz": SIZE}, parity_images=images[:2])
     runtimes = {"onnxruntime_fp32": OrtRuntime(onnx.path, threads=THREADS, allow_spinning=False), "litert_fp32": fp32,
                 "litert_fp16": TfliteRuntime(results["fp16"].path, threads=THREADS),
                 "litert_int8": TfliteRuntime(results["int8"].path, threads=THREADS)}
@@ -105,7 +103,7 @@ def main() -> None:
         "size": list(SIZE), "threads": THREADS, "iterations": args.iters,
         "conversion_s": round(conversion_s, 1), "litert_torch_convert_s": round(converted.seconds, 1),
         "export_timings_s": {p: {k: round(v, 2) for k, v in r.timings.items()} for p, r in results.items()},
-        "file_bytes": {p: r.size_bytes for p, r in results.items()} | {"onnx_fp32": onnx.path.stat().st_size},
+        "file_bytes": {p: r.facts["size_bytes"] for p, r in results.items()} | {"onnx_fp32": onnx.path.stat().st_size},
         "parity_on_export": {p: r.parity.format() for p, r in results.items()},
         "fp32_detection_match": {"images": match.images, "reference": match.reference_detections,
                                  "candidate": match.candidate_detections, "matched": match.matched,

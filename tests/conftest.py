@@ -79,3 +79,25 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
     torch.save(create_model("featherface-tiny").state_dict(), path)
     return path
+
+
+def export_row(source, out, row: str, parity_images=(), tolerances=None, scratch=None, **options):
+    """Exports ``source`` to format row ``row`` through the pipeline (the one gated path), options as keywords."""
+    from featherface_deploy.pipeline import export_model
+
+    return export_model(source, out, row, options, parity_images=parity_images, tolerances=tolerances,
+                        scratch=scratch)
+
+
+def requires_backend(row: str, action: str = "run") -> None:
+    """Skips the calling test module (or test) unless the format table says ``row`` can ``action`` here.
+
+    The reason is the table's own (the missing package and the pip extra that installs it, or the
+    platform), so every capability skip reads the same and follows the table.
+    """
+    from featherface_deploy.formats import get_format
+
+    fmt = get_format(row)
+    ok, why = fmt.exports_here() if action == "export" else fmt.runs_here()
+    if not ok:
+        pytest.skip(f"{row} cannot {action} here: {why}", allow_module_level=True)

@@ -14,7 +14,8 @@ from featherface_deploy.harness.latency import LatencyConfig, LatencyStats, Pipe
 from featherface_deploy.harness.report import Column, markdown_table, update_readme, write_report
 from featherface_deploy.cli.main import cli
 from featherface_deploy.contract import DecodeContract
-from featherface_deploy.exporters.parity import Tolerances, check_parity
+from featherface_deploy.verify.parity import check_parity
+from featherface_deploy.verify.tolerances import Tolerances
 from featherface_deploy.postprocess import generate_priors
 from featherface_deploy.runtimes.base import Runtime
 from featherface_deploy.runtimes.torch_runtime import TorchRuntime

@@ -9,12 +9,16 @@ import sys
 import numpy as np
 import pytest
 
-ct = pytest.importorskip("coremltools", reason="coremltools is not installed (pip install -e .[coreml])")
-torch = pytest.importorskip("torch")
+from conftest import requires_backend  # noqa: E402
 
+requires_backend("coreml", "export")
+import coremltools as ct  # noqa: E402
+import torch  # noqa: E402
+
+from conftest import export_row  # noqa: E402
 from featherface_deploy.contract import METADATA_KEY, DecodeContract, sidecar_path  # noqa: E402
 from featherface_deploy.errors import BackendNotInstalledError, ExportError, InputError  # noqa: E402
-from featherface_deploy.exporters.torch2coreml import CoremlOptions, export_coreml  # noqa: E402
+from featherface_deploy.exporters.torch2coreml import CoremlOptions  # noqa: E402
 from featherface_deploy.models import create_model  # noqa: E402
 from featherface_deploy.runtimes.coreml_runtime import INTERPRETER_NAME, CoremlRuntime, coreml_available  # noqa: E402
 
@@ -35,8 +39,8 @@ def tiny():
 @pytest.fixture(scope="module")
 def fp32_package(tiny, tmp_path_factory):
     path = tmp_path_factory.mktemp("coreml") / "tiny.mlpackage"
-    result, report = export_coreml(tiny, path, "fp32", CoremlOptions(imgsz=SIZE))
-    return path, result, report
+    result = export_row(tiny, path, "coreml", imgsz=SIZE)
+    return path, result, result.parity
 
 
 def _input(size, seed=1):
@@ -85,7 +89,7 @@ def test_unknown_and_too_old_targets_are_refused():
 
 def test_w8a8_is_refused_with_the_reason(tiny, tmp_path):
     with pytest.raises(ExportError, match="W8A8.*needs macOS"):
-        export_coreml(tiny, tmp_path / "x.mlpackage", "int8", CoremlOptions(int8_mode="activations"))
+        export_row(tiny, tmp_path / "x.mlpackage", "coreml-int8w", int8_mode="activations")
     assert not list(tmp_path.iterdir())
 
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-ct = pytest.importorskip("coremltools", reason="coremltools is not installed (pip install -e .[coreml])")
-torch = pytest.importorskip("torch")
+from conftest import requires_backend  # noqa: E402
+
+requires_backend("coreml", "export")  # the tests convert their programs with coremltools
+import coremltools as ct  # noqa: E402
+import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 

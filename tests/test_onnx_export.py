@@ -8,20 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
+from conftest import export_row, requires_backend, shared_dir  # noqa: E402
 
-from conftest import shared_dir  # noqa: E402
+requires_backend("onnx", "export")
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+
 
 from featherface_deploy.contract import METADATA_KEY, DecodeContract, sidecar_path  # noqa: E402
 from featherface_deploy.errors import ExportError, ParityError  # noqa: E402
-from featherface_deploy.exporters import parity as parity_module  # noqa: E402
-from featherface_deploy.exporters.torch2onnx import export_onnx  # noqa: E402
 from featherface_deploy.models import create_model, load_model  # noqa: E402
 from featherface_deploy.models.bifpn import same_maxpool  # noqa: E402
 from featherface_deploy.runtimes.ort_runtime import OrtRuntime  # noqa: E402
+from featherface_deploy.verify.tolerances import Tolerances  # noqa: E402
 
 TINY_SIZE = (64, 96)
 
@@ -44,7 +44,7 @@ def _assert_close(model, runtime: OrtRuntime, x: np.ndarray, atol=(1e-3, 1e-4, 1
 
 def test_static_export_writes_model_metadata_and_sidecar(tmp_path):
     model = _tiny()
-    result = export_onnx(model, tmp_path / "tiny.onnx", imgsz=TINY_SIZE)
+    result = export_row(model, tmp_path / "tiny.onnx", "onnx", imgsz=TINY_SIZE)
     proto = onnx.load(result.path)
     onnx.checker.check_model(proto, full_check=True)
     assert [i.name for i in proto.graph.input] == ["input"]
@@ -65,7 +65,7 @@ def test_static_export_writes_model_metadata_and_sidecar(tmp_path):
 @pytest.mark.slow
 def test_dynamic_export_takes_any_batch_and_size(tmp_path):
     model = _tiny()
-    result = export_onnx(model, tmp_path / "dyn.onnx", imgsz=TINY_SIZE, dynamic=True)
+    result = export_row(model, tmp_path / "dyn.onnx", "onnx", imgsz=TINY_SIZE, dynamic=True)
     runtime = OrtRuntime(result.path)
     assert runtime.contract.input_size is None and runtime.max_batch is None
     rng = np.random.default_rng(2)
@@ -76,7 +76,7 @@ def test_dynamic_export_takes_any_batch_and_size(tmp_path):
 @pytest.mark.slow
 def test_native_dcn_matches_torch_and_uses_deformconv(tmp_path):
     model = _tiny()
-    result = export_onnx(model, tmp_path / "native.onnx", imgsz=TINY_SIZE, dcn="native", opset=19)
+    result = export_row(model, tmp_path / "native.onnx", "onnx", imgsz=TINY_SIZE, dcn="native", opset=19)
     ops = {n.op_type for n in onnx.load(result.path).graph.node}
     assert "DeformConv" in ops and "GatherND" not in ops and "Gather" not in ops
     assert result.contract.extra["dcn"] == "native"
@@ -87,20 +87,20 @@ def test_native_dcn_matches_torch_and_uses_deformconv(tmp_path):
 def test_bad_options_raise_export_error(tmp_path):
     model = _tiny()
     with pytest.raises(ExportError, match="multiples of 32"):
-        export_onnx(model, tmp_path / "a.onnx", imgsz=(100, 96))
+        export_row(model, tmp_path / "a.onnx", "onnx", imgsz=(100, 96))
     with pytest.raises(ExportError, match="opset ≥ 19"):
-        export_onnx(model, tmp_path / "a.onnx", dcn="native", opset=18)
+        export_row(model, tmp_path / "a.onnx", "onnx", dcn="native", opset=18)
     with pytest.raises(ExportError, match="unknown DCN lowering"):
-        export_onnx(model, tmp_path / "a.onnx", dcn="torchvision")
+        export_row(model, tmp_path / "a.onnx", "onnx", dcn="torchvision")
     with pytest.raises(ExportError, match="opset 17"):
-        export_onnx(model, tmp_path / "a.onnx", opset=17)
+        export_row(model, tmp_path / "a.onnx", "onnx", opset=17)
     assert not list(tmp_path.iterdir())
 
 
 def test_failed_parity_leaves_no_file(tmp_path, monkeypatch):
-    strict = parity_module.Tolerances(conf=0.0, loc=0.0, landmarks=0.0)
+    strict = Tolerances(conf=0.0, loc=0.0, landmarks=0.0)
     with pytest.raises(ParityError, match="was not written"):
-        export_onnx(_tiny(), tmp_path / "x.onnx", imgsz=TINY_SIZE, tolerances=strict)
+        export_row(_tiny(), tmp_path / "x.onnx", "onnx", imgsz=TINY_SIZE, tolerances=strict)
     assert not list(tmp_path.iterdir())
 
 
@@ -146,7 +146,7 @@ def _calibration_images(count: int = 3) -> list[Path]:
 @pytest.mark.parametrize("dcn", ["portable", "native"])
 def test_v1_parity_on_real_images(tmp_path, dcn):
     checkpoint = _checkpoint("featherface-v1.pth")
-    result = export_onnx(checkpoint, tmp_path / f"v1-{dcn}.onnx", dcn=dcn, opset=19 if dcn == "native" else 18,
+    result = export_row(checkpoint, tmp_path / f"v1-{dcn}.onnx", "onnx", dcn=dcn, opset=19 if dcn == "native" else 18,
                          parity_images=_calibration_images())
     report = result.parity
     assert report.max_abs["conf"] <= 1e-4 and report.max_abs["loc"] <= 1e-3 and report.max_abs["landmarks"] <= 1e-3
@@ -164,7 +164,7 @@ def test_v1_parity_on_real_images(tmp_path, dcn):
 @pytest.mark.slow
 def test_v2_dynamic_export_on_real_images(tmp_path):
     checkpoint = _checkpoint("featherface-v2-ca.pth")
-    result = export_onnx(checkpoint, tmp_path / "v2.onnx", imgsz=(480, 640), dynamic=True,
+    result = export_row(checkpoint, tmp_path / "v2.onnx", "onnx", imgsz=(480, 640), dynamic=True,
                          parity_images=_calibration_images(2))
     assert result.parity.passed and result.contract.model_name == "featherface-v2-ca"
     data = json.loads(sidecar_path(result.path).read_text())

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxscript")
+from conftest import requires_backend  # noqa: E402
+
+requires_backend("onnx-int8", "export")
+import onnx  # noqa: E402
 
 from PIL import Image  # noqa: E402
 
@@ -24,11 +25,11 @@ SIZE = (64, 64)
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from featherface_deploy.exporters.torch2onnx import export_onnx
+    from conftest import export_row
     from featherface_deploy.models import create_model
 
     root = tmp_path_factory.mktemp("int8")
-    export_onnx(create_model("featherface-tiny"), root / "tiny.onnx", imgsz=SIZE, simplify=False)
+    export_row(create_model("featherface-tiny"), root / "tiny.onnx", "onnx", imgsz=SIZE, simplify=False)
     images = root / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
@@ -39,7 +40,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def calib_set(workdir: Path):
-    from featherface_deploy.exporters.onnx2int8 import read_contract
+    from featherface_deploy.metadata.onnx import read_contract
 
     contract = read_contract(workdir / "tiny.onnx")
     return build_calibration_set(workdir / "images", contract, CalibrationConfig(4, 0, SIZE), use_cache=False)
@@ -97,11 +98,11 @@ def test_contract_says_int8(int8, calib_set) -> None:
 
 
 def test_keep_float_honoured(workdir: Path, calib_set) -> None:
-    from featherface_deploy.exporters.onnx2int8 import quantize_onnx
+    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
 
     model = onnx.load(str(workdir / "tiny.onnx"))
     first_conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
-    result = quantize_onnx(workdir / "tiny.onnx", workdir / "keep.onnx", calib_set, keep_float_nodes=[first_conv])
+    result = quantize_onnx(workdir / "tiny.onnx", workdir / "keep.onnx", calib_set, Int8Options(keep_float_nodes=(first_conv,)))
     assert first_conv in result.kept_float and result.float_fraction > 0
     quantized = onnx.load(str(result.path))
     producers = _producers(quantized)
@@ -109,14 +110,14 @@ def test_keep_float_honoured(workdir: Path, calib_set) -> None:
     assert producers.get(node.input[0]) is None or producers[node.input[0]].op_type != "DequantizeLinear"
     assert first_conv in result.facts["keep_float_nodes"]
     with pytest.raises(ExportError, match="neither a node name"):
-        quantize_onnx(workdir / "tiny.onnx", workdir / "bad.onnx", calib_set, keep_float_nodes=["no_such_node"])
+        quantize_onnx(workdir / "tiny.onnx", workdir / "bad.onnx", calib_set, Int8Options(keep_float_nodes=("no_such_node",)))
 
 
 def test_dcn_sampling_never_quantized(workdir: Path, calib_set) -> None:
-    from featherface_deploy.exporters.onnx2int8 import dcn_sampling_nodes, quantize_onnx
+    from featherface_deploy.exporters.onnx2int8 import Int8Options, dcn_sampling_nodes, quantize_onnx
 
     result = quantize_onnx(workdir / "tiny.onnx", workdir / "wide.onnx", calib_set,
-                           op_types=("Conv", "Add", "Mul", "Gather", "GatherND", "Sigmoid", "Concat"))
+                           Int8Options(op_types=("Conv", "Add", "Mul", "Gather", "GatherND", "Sigmoid", "Concat")))
     model = onnx.load(str(result.path))
     protected = dcn_sampling_nodes(model)
     assert any(n.op_type == "Floor" for n in model.graph.node if n.name in protected)
@@ -139,7 +140,7 @@ def test_sensitivity_report_ranks_layers(workdir: Path, int8, calib_set) -> None
 
 
 def test_bad_method(workdir: Path, calib_set) -> None:
-    from featherface_deploy.exporters.onnx2int8 import quantize_onnx
+    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
 
     with pytest.raises(ExportError, match="unknown calibration method"):
-        quantize_onnx(workdir / "tiny.onnx", workdir / "x.onnx", calib_set, method="kl")
+        quantize_onnx(workdir / "tiny.onnx", workdir / "x.onnx", calib_set, Int8Options(method="kl"))

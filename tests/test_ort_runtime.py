@@ -9,8 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-ort = pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
+from conftest import requires_backend  # noqa: E402
+
+requires_backend("onnx", "export")  # the tests build their models with the ONNX exporter
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
 
 from featherface_deploy.contract import METADATA_KEY, SCHEMA_VERSION, sidecar_path  # noqa: E402
 from featherface_deploy.errors import BackendNotInstalledError, ContractError, InputError  # noqa: E402
@@ -22,13 +25,13 @@ def exported(tmp_path_factory):
     """A dynamic tiny FeatherFace export (batch, height and width free)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxscript")
-    from featherface_deploy.exporters.torch2onnx import export_onnx
+    from conftest import export_row
     from featherface_deploy.models import create_model
 
     torch.manual_seed(0)
     model = create_model("featherface-tiny")
     path = tmp_path_factory.mktemp("ort") / "tiny.onnx"
-    export_onnx(model, path, imgsz=(64, 64), dynamic=True, simplify=False)
+    export_row(model, path, "onnx", imgsz=(64, 64), dynamic=True, simplify=False)
     return path, model
 
 
@@ -131,11 +134,12 @@ def test_runtime_import_does_not_import_torch():
 
 def test_the_timing_harness_turns_thread_spinning_off(exported):
     """Interleaved timing: an idle session's spinning threads would steal the cores from the timed one."""
-    from featherface_deploy.harness.artifacts import BuiltArtifact, get_spec
+    from featherface_deploy.formats import get_format
+    from featherface_deploy.harness.artifacts import BuiltArtifact
     from featherface_deploy.harness.latency import open_for_timing
     from featherface_deploy.runtimes.ort_runtime import SPINNING_KEYS
 
     path, _ = exported
-    for runtime in (open_for_timing(OrtRuntime, path, 1), BuiltArtifact(get_spec("onnx"), path, 0.0, True).open(1)):
+    for runtime in (open_for_timing(OrtRuntime, path, 1), BuiltArtifact(get_format("onnx"), path, 0.0, True).open(1)):
         options = runtime.session.get_session_options()
         assert [options.get_session_config_entry(key) for key in SPINNING_KEYS] == ["0", "0"]

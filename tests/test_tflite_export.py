@@ -12,21 +12,22 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("litert_torch", reason="litert-torch not installed (pip install .[tflite-export])")
-pytest.importorskip("ai_edge_quantizer", reason="ai-edge-quantizer not installed (pip install .[tflite-export])")
+from conftest import requires_backend  # noqa: E402
+
+requires_backend("tflite-int8", "export")
 
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from featherface_deploy.calibration import CalibrationConfig  # noqa: E402
 from featherface_deploy.contract import METADATA_KEY, read_sidecar  # noqa: E402
 from featherface_deploy.errors import ContractError, ExportError  # noqa: E402
-from featherface_deploy.exporters.parity import Tolerances  # noqa: E402
 from featherface_deploy.exporters.tflite_graph import op_census, rewrite_leaky_relu  # noqa: E402
 from featherface_deploy.metadata.tflite import add_metadata, read_metadata  # noqa: E402
-from featherface_deploy.exporters.torch2tflite import convert_fp32, export_tflite  # noqa: E402
+from featherface_deploy.exporters.torch2tflite import convert_fp32, scratch_key  # noqa: E402
 from featherface_deploy.runtimes.tflite_runtime import TfliteRuntime  # noqa: E402
+from featherface_deploy.verify.tolerances import Tolerances  # noqa: E402
 
+from conftest import export_row  # noqa: E402
 from tflite_models import SIZE, tiny_model_and_fp32  # noqa: E402
 
 ROLES = ("loc", "conf", "landmarks")
@@ -40,6 +41,12 @@ def tiny():
 @pytest.fixture(scope="module")
 def converted():
     return tiny_model_and_fp32()[1]
+
+
+@pytest.fixture(scope="module")
+def scratch(tiny, converted):
+    """The pipeline's scratch holding the module's one conversion, so every precision reuses it."""
+    return {scratch_key(tiny, SIZE, "NHWC"): converted}
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +75,8 @@ def _torch(model, batch):
 
 
 @pytest.mark.slow
-def test_fp32_export_is_exact_and_carries_its_contract(tiny, converted, tmp_path):
-    result = export_tflite(tiny, tmp_path / "tiny.tflite", SIZE, converted=converted)
+def test_fp32_export_is_exact_and_carries_its_contract(tiny, converted, scratch, tmp_path):
+    result = export_row(tiny, tmp_path / "tiny.tflite", "tflite", imgsz=SIZE, scratch=scratch)
     assert result.parity.passed and result.contract.input_layout == "NHWC"
     runtime = TfliteRuntime(result.path, threads=1)
     assert runtime.contract == result.contract == read_sidecar(result.path)
@@ -82,8 +89,8 @@ def test_fp32_export_is_exact_and_carries_its_contract(tiny, converted, tmp_path
 
 
 @pytest.mark.slow
-def test_metadata_round_trip_keeps_the_converters_entries(tiny, converted, tmp_path):
-    result = export_tflite(tiny, tmp_path / "tiny.tflite", SIZE, converted=converted)
+def test_metadata_round_trip_keeps_the_converters_entries(tiny, converted, scratch, tmp_path):
+    result = export_row(tiny, tmp_path / "tiny.tflite", "tflite", imgsz=SIZE, scratch=scratch)
     entries = read_metadata(result.path.read_bytes())
     assert "min_runtime_version" in entries  # written by the converter, kept
     assert json.loads(entries[METADATA_KEY])["precision"] == "fp32"
@@ -103,11 +110,11 @@ def test_model_without_contract_is_rejected(converted, tmp_path):
 
 
 @pytest.mark.slow
-def test_fp16_is_close(tiny, converted, tmp_path):
-    result = export_tflite(tiny, tmp_path / "tiny16.tflite", SIZE, half=True, converted=converted)
+def test_fp16_is_close(tiny, converted, scratch, tmp_path):
+    result = export_row(tiny, tmp_path / "tiny16.tflite", "tflite-fp16", imgsz=SIZE, scratch=scratch)
     assert result.contract.precision == "fp16"
     census = op_census(result.path.read_bytes())
-    assert census["DEQUANTIZE:FLOAT32"] > 0 and result.size_bytes < len(converted.data)  # fp16 weights, fp32 math
+    assert census["DEQUANTIZE:FLOAT32"] > 0 and result.facts["size_bytes"] < len(converted.data)  # fp16 weights, fp32 math
     runtime = TfliteRuntime(result.path)
     got, want = runtime.infer(_inputs(1)[0]), _torch(tiny, _inputs(1)[0])
     assert np.abs(got["conf"] - want["conf"]).max() < 5e-3
@@ -118,9 +125,9 @@ LOOSE = Tolerances(conf=None, loc=None, landmarks=None, min_match_rate=0.0, max_
 
 
 @pytest.mark.slow
-def test_full_integer_int8_quantizes_input_and_dequantizes_outputs(tiny, converted, calib_dir, tmp_path):
-    result = export_tflite(tiny, tmp_path / "tiny8.tflite", SIZE, int8=True, calib_dir=calib_dir,
-                           calibration=CalibrationConfig(num_images=6), tolerances=LOOSE, converted=converted)
+def test_full_integer_int8_quantizes_input_and_dequantizes_outputs(tiny, converted, scratch, calib_dir, tmp_path):
+    result = export_row(tiny, tmp_path / "tiny8.tflite", "tflite-int8", imgsz=SIZE, calib_dir=calib_dir,
+                        calib_images=6, tolerances=LOOSE, scratch=scratch)
     facts = result.contract.extra["int8"]
     assert result.contract.precision == "int8" and facts["io"] == "int8" and facts["leaky_relu_rewritten"] > 0
     assert "LEAKY_RELU" not in facts["float_ops"]
@@ -145,9 +152,9 @@ def test_full_integer_int8_quantizes_input_and_dequantizes_outputs(tiny, convert
 
 
 @pytest.mark.slow
-def test_int8_with_float_io(tiny, converted, calib_dir, tmp_path):
-    result = export_tflite(tiny, tmp_path / "tiny8f.tflite", SIZE, int8=True, float_io=True, calib_dir=calib_dir,
-                           calibration=CalibrationConfig(num_images=6), tolerances=LOOSE, converted=converted)
+def test_int8_with_float_io(tiny, converted, scratch, calib_dir, tmp_path):
+    result = export_row(tiny, tmp_path / "tiny8f.tflite", "tflite-int8", imgsz=SIZE, float_io=True, calib_dir=calib_dir,
+                        calib_images=6, tolerances=LOOSE, scratch=scratch)
     runtime = TfliteRuntime(result.path)
     assert runtime.input_details["dtype"] == np.float32
     assert all(d["dtype"] == np.float32 for d in runtime.output_details.values())
@@ -157,9 +164,9 @@ def test_int8_with_float_io(tiny, converted, calib_dir, tmp_path):
 def test_int8_needs_calibration():
     # Options are checked before the checkpoint is even opened.
     with pytest.raises(ExportError, match="calib"):
-        export_tflite("missing.pth", "unused.tflite", SIZE, int8=True)
-    with pytest.raises(ExportError, match="INT8 only"):
-        export_tflite("missing.pth", "unused.tflite", SIZE, float_io=True)
+        export_row("missing.pth", "unused.tflite", "tflite-int8", imgsz=SIZE)
+    with pytest.raises(ExportError, match="not used by --format tflite .it applies to: tflite-int8"):
+        export_row("missing.pth", "unused.tflite", "tflite", imgsz=SIZE, float_io=True)
 
 
 @pytest.mark.slow

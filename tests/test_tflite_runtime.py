@@ -12,7 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("ai_edge_litert", reason="ai-edge-litert not installed (pip install .[tflite])")
+from conftest import requires_backend  # noqa: E402
+
+requires_backend("tflite")
 
 from featherface_deploy.contract import DecodeContract  # noqa: E402
 from featherface_deploy.errors import ContractError, InputError  # noqa: E402
@@ -24,12 +26,13 @@ from tflite_models import SIZE, tiny_model_and_fp32  # noqa: E402
 @pytest.fixture(scope="module")
 def tiny_file(tmp_path_factory):
     """The tiny model exported to FP32 TFLite (NHWC), with its contract embedded."""
-    pytest.importorskip("litert_torch", reason="litert-torch not installed (pip install .[tflite-export])")
-    from featherface_deploy.exporters.torch2tflite import export_tflite
+    requires_backend("tflite", "export")
+    from conftest import export_row
+    from featherface_deploy.exporters.torch2tflite import scratch_key
 
     model, converted = tiny_model_and_fp32()
     path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
-    export_tflite(model, path, SIZE, converted=converted)
+    export_row(model, path, "tflite", imgsz=SIZE, scratch={scratch_key(model, SIZE, "NHWC"): converted})
     return path, model
 
 
@@ -108,13 +111,13 @@ def test_not_a_tflite_file(tmp_path):
 def test_v1_fp32_matches_golden_and_finds_the_astronaut(v1_weights, tmp_path):
     from conftest import shared_path
 
-    pytest.importorskip("litert_torch", reason="litert-torch not installed (pip install .[tflite-export])")
+    requires_backend("tflite", "export")
     skimage_data = pytest.importorskip("skimage.data")
     from featherface_deploy import FaceDetector
-    from featherface_deploy.exporters.torch2tflite import export_tflite
+    from conftest import export_row
 
     image = skimage_data.astronaut()[..., ::-1].copy()  # RGB → BGR, 512×512
-    result = export_tflite(v1_weights, tmp_path / "v1.tflite", (512, 512), parity_images=[image])
+    result = export_row(v1_weights, tmp_path / "v1.tflite", "tflite", imgsz=(512, 512), parity_images=[image])
     faces = FaceDetector.load(result.path, threads=2)(image)
     keep = faces.scores >= 0.5
     assert keep.sum() == 1

@@ -64,14 +64,11 @@ def test_torch_cuda_matches_cpu(half: bool) -> None:
 @pytest.mark.gpu
 @needs_trt
 def test_engine_build_and_run(tmp_path) -> None:
-    from featherface_deploy.exporters.onnx2trt import EngineOptions, build_engine
-    from featherface_deploy.exporters.onnx2int8 import read_contract
-    from featherface_deploy.exporters.torch2onnx import export_onnx
+    from conftest import export_row
     from featherface_deploy.runtimes.torch_runtime import TorchRuntime
     from featherface_deploy.runtimes.trt_runtime import TrtRuntime
 
-    onnx_path = export_onnx(_tiny(), tmp_path / "tiny.onnx", imgsz=(64, 64), simplify=False).path
-    engine = build_engine(onnx_path, tmp_path / "tiny.engine", read_contract(onnx_path), EngineOptions("fp32"))
+    engine = export_row(_tiny(), tmp_path / "tiny.engine", "engine", imgsz=(64, 64), simplify=False).path
     runtime = TrtRuntime(engine)
     batch = np.random.default_rng(0).normal(scale=50, size=(1, 3, 64, 64)).astype(np.float32)
     reference = TorchRuntime(_tiny()).infer(batch)

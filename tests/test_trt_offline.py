@@ -11,8 +11,10 @@ import re
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from conftest import requires_backend  # noqa: E402
+
+requires_backend("trt-recipe", "export")
+import onnx  # noqa: E402
 
 from click.testing import CliRunner  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402

@@ -9,8 +9,10 @@ import subprocess
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from conftest import requires_backend  # noqa: E402
+
+requires_backend("trt-recipe", "export")
+import onnx  # noqa: E402
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import requires_backend
 
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import CheckpointError
@@ -131,11 +132,11 @@ def _reference(probe, inputs):
 
 @pytest.mark.slow
 def test_new_blocks_export_to_onnx_with_parity_on_photos(probe, probe_inputs):
-    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install .[export])")
-    pytest.importorskip("onnxscript", reason="onnxscript not installed (pip install .[export])")
-    from featherface_deploy.exporters.torch2onnx import OnnxExportConfig, build_onnx, simplify_onnx
+    requires_backend("onnx", "export")
+    import onnxruntime as ort
+    from featherface_deploy.exporters.torch2onnx import OnnxOptions, build_onnx, simplify_onnx
 
-    proto = simplify_onnx(build_onnx(probe, OnnxExportConfig(imgsz=PROBE_SIZE)))
+    proto = simplify_onnx(build_onnx(probe, OnnxOptions(imgsz=PROBE_SIZE)))
     ops = {node.op_type for node in proto.graph.node}
     assert {"ReduceMax", "ReduceMean", "Resize", "Gather", "Conv", "Transpose"} <= ops
     assert not ops & {"GlobalAveragePool", "GlobalMaxPool", "AveragePool", "TopK"}  # pooling = explicit reductions
@@ -147,7 +148,7 @@ def test_new_blocks_export_to_onnx_with_parity_on_photos(probe, probe_inputs):
 
 @pytest.mark.slow
 def test_new_blocks_convert_to_tflite_with_parity_on_photos(probe, probe_inputs):
-    pytest.importorskip("litert_torch", reason="litert-torch not installed (pip install .[tflite-export])")
+    requires_backend("tflite", "export")
     from ai_edge_litert.interpreter import Interpreter
 
     from featherface_deploy.exporters.torch2tflite import convert_fp32

@@ -19,7 +19,7 @@ import io
 import json
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -212,8 +212,3 @@ def _write_cache(calibration: CalibrationSet) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, inputs=calibration.inputs, meta=np.array(json.dumps(meta, sort_keys=True)))
     atomic_write_bytes(calibration.cache_path, buffer.getvalue())
-
-
-def config_dict(config: CalibrationConfig) -> dict:
-    """The config as plain JSON-ready values."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}

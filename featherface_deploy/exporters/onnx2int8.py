@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from featherface_deploy.calibration.dataset import CalibrationSet
-from featherface_deploy.contract import DecodeContract
+from featherface_deploy.contract import DecodeContract, write_sidecar
 from featherface_deploy.errors import ExportError, missing_backend
 from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair, timed
 from featherface_deploy.file_writing import atomic_write_bytes
@@ -105,6 +105,7 @@ class Int8Result:
 
     Attributes:
         path: The INT8 model.
+        sidecar: Its contract JSON.
         contract: The contract (``precision="int8"``).
         kept_float: Quantizable nodes left in float (asked for, or not quantizable by policy).
         float_fraction: Share of Conv/MatMul MACs (at the calibration size) left in float.
@@ -112,6 +113,7 @@ class Int8Result:
     """
 
     path: Path
+    sidecar: Path
     contract: DecodeContract
     kept_float: tuple[str, ...]
     float_fraction: float
@@ -158,6 +160,11 @@ class OnnxInt8Options:
             raise ExportError("calib_images must be ≥ 1 and search_budget in [0, 1]")
         self.quantization().validate()
 
+    def validate_source(self, source) -> None:
+        """Refuses a source ONNX with the native DCN: ``DeformConv`` has no INT8 kernel."""
+        if getattr(source, "dcn", "portable") != "portable":
+            raise ExportError("ONNX INT8 needs the portable DCN (DeformConv has no INT8 kernel): drop --dcn native")
+
 
 def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context: ExportContext) -> ExportResult:
     """Writes the QDQ INT8 model of an FP32 ONNX file, calibrated on ``options.calib_dir``.
@@ -198,7 +205,7 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_set: Calibr
 
     Args:
         fp32_path: The FP32 model (with its decode contract in metadata or sidecar).
-        out_path: Where to write the INT8 model (contract embedded).
+        out_path: Where to write the INT8 model (contract embedded); its sidecar goes next to it.
         calib_set: Calibration inputs (see :func:`~featherface_deploy.calibration.build_calibration_set`).
         options: Method, layers kept float, op types quantized…
         contract: The FP32 contract, if the file carries none.
@@ -238,7 +245,8 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_set: Calibr
         extra={**base_contract.extra, "int8": facts})
     write_contract(proto, result_contract)
     atomic_write_bytes(out_path, proto.SerializeToString())
-    return Int8Result(out_path, result_contract, kept, fraction, facts)
+    sidecar = write_sidecar(result_contract, out_path)
+    return Int8Result(out_path, sidecar, result_contract, kept, fraction, facts)
 
 
 def prepare_for_quantization(fp32_path: Path, out_path: Path) -> Path:

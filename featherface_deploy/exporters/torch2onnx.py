@@ -1,10 +1,10 @@
-"""PyTorch → ONNX: the dynamo exporter, two DCN lowerings, simplification, contract, parity.
+"""PyTorch → ONNX: the dynamo exporter, two DCN lowerings, simplification, contract.
 
-``export_onnx`` builds the graph with ``torch.onnx.export(..., dynamo=True)``,
+:func:`export` builds the graph with ``torch.onnx.export(..., dynamo=True)``,
 checks it (ONNX checker + strict shape inference), optionally simplifies it,
-embeds the decode contract in ``metadata_props``, runs it through
-:class:`~featherface_deploy.runtimes.ort_runtime.OrtRuntime` against the PyTorch
-model, and only then writes the file (atomically) and its sidecar JSON.
+embeds the decode contract in ``metadata_props`` and writes the file
+(atomically). The export pipeline then runs it with ONNX Runtime against the
+PyTorch model before moving it into place with its sidecar JSON.
 
 DCN lowerings (``dcn=``):
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from importlib import metadata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -212,6 +213,7 @@ def build_contract(model_name: str, config: OnnxOptions, proto) -> DecodeContrac
         precision="fp32",
         source_format="onnx",
         versions={"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
+                  "onnxruntime": _installed_version("onnxruntime"),  # what the export is verified with
                   "featherface_deploy": featherface_deploy.__version__},
         extra={"opset": _default_opset(proto), "dcn": config.dcn, "dynamic": config.dynamic,
                "simplifier": config.simplifier if config.simplify else None,
@@ -281,6 +283,13 @@ def with_native_dcn(model: nn.Module) -> nn.Module:
             if isinstance(child, ModulatedDeformConv2d):
                 setattr(module, child_name, _NativeDeformConv(child))
     return model
+
+
+def _installed_version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def _default_opset(proto) -> int:

@@ -134,7 +134,7 @@ def export(model: nn.Module, out_path: Path, row: Format, options: TfliteOptions
         BackendNotInstalledError: litert-torch / ai-edge-quantizer / ai-edge-litert missing.
     """
     timings: dict[str, float] = {}
-    key = ("tflite-fp32-conversion", id(model), options.size, options.input_layout)
+    key = scratch_key(model, options.size, options.input_layout)
     converted = context.scratch.get(key)
     if converted is None:
         context.log(f"  converting {context.model_name} with litert-torch ({options.input_layout} "
@@ -161,6 +161,11 @@ def export(model: nn.Module, out_path: Path, row: Format, options: TfliteOptions
     data = embed_contract(data, contract)
     atomic_write_bytes(out_path, data)
     return ExportResult(Path(out_path), contract, timings, {"size_bytes": len(data), **extra})
+
+
+def scratch_key(model: nn.Module, imgsz: tuple[int, int], input_layout: str) -> tuple:
+    """Where :func:`export` keeps (and looks for) the FP32 conversion of ``model`` in ``context.scratch``."""
+    return ("tflite-fp32-conversion", id(model), tuple(imgsz), input_layout)
 
 
 class _TfliteSignature(nn.Module):
@@ -293,6 +298,7 @@ __all__ = [
     "build_contract",
     "convert_fp32",
     "export",
+    "scratch_key",
     "quantize_fp16",
     "quantize_int8",
 ]

@@ -23,7 +23,7 @@ from featherface_deploy.contract import DecodeContract, sidecar_path, write_side
 from featherface_deploy.errors import BackendNotInstalledError, ExportError
 from featherface_deploy.exporters.common import ExportContext, load_source
 from featherface_deploy.formats import CHECKPOINT, Format, get_format, resolve
-from featherface_deploy.pipeline.options import check_suffix, split_options
+from featherface_deploy.pipeline.options import build_chain, check_suffix, split_options
 from featherface_deploy.verify.parity import ParityReport, check_parity
 from featherface_deploy.verify.tolerances import Tolerances
 
@@ -84,12 +84,12 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
     if row.exporter is None:
         raise ExportError(f"{row.name} is the reference format: there is nothing to export")
     out = check_suffix(row, out)
-    per_row = split_options(row, options or {})
+    prepared = prepare_options(row, split_options(row, options or {}), set(reuse or {}))
     started = time.perf_counter()
     model, model_name = load_source(source, architecture)
     build = _Build(model, _reference(model), ExportContext(model_name, log or _quiet, {} if scratch is None
                                                            else scratch),
-                   list(parity_images), per_row, dict(reuse or {}), require_faces)
+                   list(parity_images), prepared, dict(reuse or {}), require_faces)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=out.parent))
     try:
@@ -111,16 +111,12 @@ class _Build:
     reference: object
     context: ExportContext
     images: list
-    options: dict[str, dict[str, object]]
+    options: dict[str, object]
     reuse: dict[str, Path]
     require_faces: bool
 
     def link(self, row: Format, staged: Path, tolerances: Tolerances | None) -> ExportOutcome:
         """Builds ``row`` at ``staged`` (its sources first, next to it) and verifies it."""
-        for probe in (row.exports_here, row.runs_here):
-            ok, why = probe()
-            if not ok:
-                raise BackendNotInstalledError(f"--format {row.name}: {why}")
         sources: dict[str, ExportOutcome] = {}
         if row.source == CHECKPOINT:
             source = self.model
@@ -131,8 +127,7 @@ class _Build:
             sources[row.source] = self.link(source_row, staged.with_name(f"source-{source_row.name}"
                                                                           f"{source_row.suffix}"), None)
             source = sources[row.source].path
-        options = resolve(row.options_class)(**self.options.get(row.name, {}))
-        options.validate(row)
+        options = self.options[row.name]
         self.context.log(f"{row.name}: building {staged.name} from "
                          f"{'the model' if row.source == CHECKPOINT else Path(source).name}")
         result = resolve(row.exporter)(source, staged, row, options, self.context)
@@ -154,6 +149,33 @@ class _Build:
         report = check_parity(runtime, self.reference, self.images, tolerances)
         self.context.log(report.format())
         return report
+
+
+def prepare_options(row: Format, split: dict[str, dict[str, object]], reused: set[str]) -> dict[str, object]:
+    """Builds and validates every link's options before anything is built (a bad option fails in seconds).
+
+    Also checks that each link can be exported and run here, and lets a link's options veto its
+    source's (``validate_source``: e.g. INT8 ONNX refuses a native-DCN source).
+
+    Raises:
+        ExportError: An invalid option or combination.
+        BackendNotInstalledError: A link cannot be built or verified here (the message says why).
+    """
+    prepared: dict[str, object] = {}
+    for link in build_chain(row):
+        if link.name in reused:
+            break
+        for probe in (link.exports_here, link.runs_here):
+            ok, why = probe()
+            if not ok:
+                raise BackendNotInstalledError(f"--format {link.name}: {why}")
+        options = resolve(link.options_class)(**split.get(link.name, {}))
+        options.validate(link)
+        prepared[link.name] = options
+    for link in build_chain(row):
+        if link.source in prepared and hasattr(prepared.get(link.name), "validate_source"):
+            prepared[link.name].validate_source(prepared[link.source])
+    return prepared
 
 
 def _reference(model):

@@ -33,6 +33,8 @@ class TorchRuntime(Runtime):
         architecture: Architecture name when loading a path (detected if omitted).
         device: ``cpu``, or ``cuda`` / ``cuda:N`` (the GPU row; needs a CUDA build of torch and a GPU).
         half: On CUDA, run under FP16 autocast (outputs are returned as float32).
+        contract: Decode and preprocess as this contract says (e.g. an export's fixed input size, so the
+            reference sees the export's exact tensors); default: the architecture's own, any size.
 
     Raises:
         BackendNotInstalledError: CUDA asked for but unavailable (the message says why).
@@ -42,7 +44,8 @@ class TorchRuntime(Runtime):
     name = "torch"
 
     def __init__(self, model: str | Path | torch.nn.Module, threads: int | None = None,
-                 architecture: str | None = None, device: str = "cpu", half: bool = False) -> None:
+                 architecture: str | None = None, device: str = "cpu", half: bool = False,
+                 contract: DecodeContract | None = None) -> None:
         self.device = _checked_device(device, half)
         self.half = half
         from featherface_deploy.models import load_model
@@ -59,7 +62,8 @@ class TorchRuntime(Runtime):
         if self.device.type == "cuda":
             self.name = "torch-cuda-fp16" if half else "torch-cuda"
         precision = "fp16" if half else "fp32"
-        super().__init__(contract_for_model(model_name).replace(precision=precision))
+        super().__init__((contract or contract_for_model(model_name)).replace(precision=precision,
+                                                                              source_format="torch"))
 
     def _infer(self, batch: np.ndarray) -> Mapping[str, np.ndarray]:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
