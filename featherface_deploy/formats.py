@@ -163,7 +163,7 @@ def _recipe_row(name, precision, options):
                   description=f"folder to build a {precision} TensorRT engine on the device (no TensorRT here)")
 
 
-_ONNX_INT8 = "featherface_deploy.exporters.onnx2int8"
+_ONNX_INT8 = "featherface_deploy.exporters.onnx2int8_export"
 FORMATS: tuple[Format, ...] = (
     Format("torch", "torch", "fp32", None, None, None, (), "featherface_deploy.runtimes.torch_runtime:TorchRuntime",
            (".pth", ".pt"), "torch", None, Probe(("torch",)), description="PyTorch checkpoint (the reference)"),
