@@ -37,7 +37,7 @@ from featherface_deploy.harness.latency import (
 )
 from featherface_deploy.harness.report import Column, machine_facts
 from featherface_deploy.contract import DecodeContract
-from featherface_deploy.evaluation import SETTINGS, evaluate, list_images, load_ground_truth
+from featherface_deploy.evaluation import SETTINGS, evaluate, list_images, load_ground_truth, subset_ground_truth
 from featherface_deploy.errors import FeatherFaceError
 from featherface_deploy.exporters.parity import Tolerances, check_parity
 from featherface_deploy.postprocess import PostprocessConfig, decode_image, load_image, preprocess
@@ -201,8 +201,6 @@ def _add_accuracy(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, 
                   progress: Progress) -> None:
     ground_truth = load_ground_truth(config.widerface)
     if config.limit is not None:
-        from featherface_deploy.evaluation.runner import subset_ground_truth
-
         ground_truth = subset_ground_truth(ground_truth, set(inputs.keys))
     for name, runtime in runtimes.items():
         prepared = inputs.prepared(runtime.contract, config.imgsz)
