@@ -29,6 +29,10 @@ class EvaluationError(FeatherFaceError, ValueError):
     """
 
 
+class OptionError(FeatherFaceError, ValueError):
+    """An option or setting has a value that cannot be used (out of range, NaN); the message names it."""
+
+
 class BackendNotInstalledError(FeatherFaceError):
     """An optional backend is needed but its package is not installed."""
 
