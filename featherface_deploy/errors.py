@@ -22,6 +22,17 @@ class DatasetError(FeatherFaceError):
     """A dataset folder does not have the expected layout."""
 
 
+class EvaluationError(FeatherFaceError, ValueError):
+    """Detections handed to the evaluator are malformed (shape, NaN/inf, an unsafe image name).
+
+    Also a ``ValueError``, which is what these checks raised before they had a project class.
+    """
+
+
+class OptionError(FeatherFaceError, ValueError):
+    """An option or setting has a value that cannot be used (out of range, NaN); the message names it."""
+
+
 class BackendNotInstalledError(FeatherFaceError):
     """An optional backend is needed but its package is not installed."""
 

@@ -1,6 +1,7 @@
 """The command line, end to end through click's runner."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +83,41 @@ def test_unknown_suffix_is_refused(tmp_path, astronaut):
 def test_bad_size_option():
     result = CliRunner().invoke(cli, ["info", "setup.cfg", "--imgsz", "axb"])
     assert result.exit_code != 0
+
+
+def test_evaluate_reads_the_ground_truth_once(tiny_checkpoint, widerface_root, monkeypatch):
+    import scipy.io
+
+    read = []
+    loadmat = scipy.io.loadmat
+    monkeypatch.setattr(scipy.io, "loadmat", lambda path, *args, **kwargs: read.append(path) or loadmat(path))
+    result = CliRunner().invoke(cli, ["evaluate", "--weights", str(tiny_checkpoint), "--widerface",
+                                      str(widerface_root), "--limit", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert sorted(Path(name).name for name in read) == [
+        "wider_easy_val.mat", "wider_face_val.mat", "wider_hard_val.mat", "wider_medium_val.mat"]
+
+
+def test_evaluate_with_non_finite_detections_is_one_line_error(tiny_checkpoint, widerface_root, monkeypatch):
+    from featherface_deploy.cli import evaluate_cmd
+    from featherface_deploy.postprocess.detections import Detections
+
+    def nan_detector(path):  # a detector whose decoder let a NaN box through
+        return Detections(np.array([[np.nan, 0, 10, 10]], np.float32), np.array([0.9], np.float32),
+                          np.zeros((1, 5, 2), np.float32))
+
+    monkeypatch.setattr(evaluate_cmd, "build_detector", lambda *args: nan_detector)
+    result = CliRunner().invoke(cli, ["evaluate", "--weights", str(tiny_checkpoint), "--widerface",
+                                      str(widerface_root), "--limit", "1"])
+    assert result.exit_code == 1
+    assert "Error: predictions for" in result.output and "NaN or infinite" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("budget", [["--min-match-rate", "nan"], ["--max-ap-drop", "nan"]])
+def test_compare_refuses_a_nan_budget_before_building(tiny_checkpoint, astronaut, tmp_path, budget):
+    result = CliRunner().invoke(cli, ["compare", str(tiny_checkpoint), "--formats", "torch", "--images",
+                                      str(astronaut.parent), "--out", str(tmp_path / "report"), *budget])
+    assert result.exit_code == 1
+    assert f"Error: budget {budget[0][2:].replace('-', '_')} ({budget[0]}) must be" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "report").exists()

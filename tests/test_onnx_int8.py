@@ -144,3 +144,14 @@ def test_bad_method(workdir: Path, calib_set) -> None:
 
     with pytest.raises(ExportError, match="unknown calibration method"):
         quantize_onnx(workdir / "tiny.onnx", workdir / "x.onnx", calib_set, Int8Options(method="kl"))
+
+
+def test_detection_agreement_is_one_against_itself_and_at_most_one_for_int8(workdir: Path, int8, calib_set) -> None:
+    from featherface_deploy.exporters.int8_sensitivity import detection_agreement
+    from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization
+    from featherface_deploy.metadata.onnx import read_contract
+
+    contract = read_contract(workdir / "tiny.onnx")
+    prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared-agreement.onnx")
+    assert detection_agreement(prepared, prepared, calib_set, contract) == pytest.approx(1.0, abs=1e-12)
+    assert 0.0 <= detection_agreement(prepared, int8.path, calib_set, contract) <= 1.0

@@ -1,4 +1,4 @@
-"""Tests of featherface_deploy.evaluation.widerface (official WIDER FACE protocol).
+"""Tests of featherface_deploy.evaluation (official WIDER FACE protocol: ground truth, protocol, submission).
 
 The core check compares :func:`evaluate` with a deliberately naive, loop-based
 re-implementation of the official Python port (``widerface_evaluate/
@@ -535,3 +535,19 @@ def test_real_gt_boxes_as_predictions(real_gt):
                for k in real_gt.images}
     assert sum(len(v) for v in ignored.values()) == 4372 - 3477
     assert evaluate(_gt_as_predictions(real_gt, subset=ignored), real_gt) == WiderFaceAP(0, 0, 0)
+
+
+def test_invalid_predictions_are_project_errors(tmp_path):
+    from featherface_deploy.errors import EvaluationError, FeatherFaceError
+
+    rng = np.random.default_rng(9)
+    make_synthetic(rng, tmp_path / "wider")
+    gt = load_ground_truth(tmp_path / "wider")
+    with pytest.raises(EvaluationError, match="shape") as caught:
+        evaluate({gt.images[0]: np.zeros((3, 4))}, gt)
+    assert isinstance(caught.value, FeatherFaceError)
+    with pytest.raises(EvaluationError, match="invalid event or image name"):
+        write_predictions({("..", "x"): np.zeros((0, 5))}, tmp_path / "sub")
+    with pytest.raises(EvaluationError, match="NaN"):
+        write_predictions({("e", "x"): np.array([[0, 0, 5, np.inf, 0.5]])}, tmp_path / "sub")
+    assert not (tmp_path / "sub").exists()

@@ -9,7 +9,7 @@ import time
 import click
 
 from featherface_deploy.cli.options import build_detector, friendly_errors, model_options
-from featherface_deploy.evaluation import evaluate_widerface, list_images, write_predictions
+from featherface_deploy.evaluation import evaluate_widerface, list_images, load_ground_truth, write_predictions
 
 
 @click.command()
@@ -24,10 +24,12 @@ from featherface_deploy.evaluation import evaluate_widerface, list_images, write
 def evaluate(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface, pred_dir, limit, as_json):
     """Run a model on WIDER FACE val and print Easy / Medium / Hard AP (official protocol, IoU 0.5)."""
     detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels)
-    total = len(list_images(widerface)[:limit])
+    ground_truth = load_ground_truth(widerface)  # read once: the progress bar and the evaluation share it
+    total = len(list_images(widerface, ground_truth)[:limit])
     start = time.perf_counter()
     with click.progressbar(length=total, label="evaluating", file=sys.stderr) as bar:
-        result = evaluate_widerface(detector, widerface, limit, on_image=lambda: bar.update(1))
+        result = evaluate_widerface(detector, widerface, limit, on_image=lambda: bar.update(1),
+                                    ground_truth=ground_truth)
     elapsed = time.perf_counter() - start
     if pred_dir is not None:
         write_predictions(result.predictions, pred_dir)

@@ -1,33 +1,36 @@
 """Accuracy evaluation of face detectors.
 
 Currently the official WIDER FACE validation protocol (Easy / Medium / Hard
-AP), in numpy + scipy only; see :mod:`featherface_deploy.evaluation.widerface`.
+AP), in numpy + scipy only, in three modules: the ground truth
+(:mod:`~featherface_deploy.evaluation.ground_truth`), the official evaluation
+(:mod:`~featherface_deploy.evaluation.protocol`) and the submission files
+(:mod:`~featherface_deploy.evaluation.submission`); :mod:`~featherface_deploy.evaluation.runner`
+runs a detector over the dataset and scores it.
 """
 
-from featherface_deploy.evaluation.widerface import (
+from featherface_deploy.evaluation.ground_truth import (
     SETTINGS,
-    THRESH_NUM,
-    WiderFaceAP,
     WiderGroundTruth,
-    evaluate,
     list_images,
     load_ground_truth,
-    read_predictions,
-    write_predictions,
+    subset_ground_truth,
 )
+from featherface_deploy.evaluation.protocol import THRESH_NUM, WiderFaceAP, evaluate
+from featherface_deploy.evaluation.runner import WiderFaceResult, evaluate_widerface, predict_widerface
+from featherface_deploy.evaluation.submission import read_predictions, write_predictions
 
 __all__ = [
     "SETTINGS",
     "THRESH_NUM",
     "WiderFaceAP",
+    "WiderFaceResult",
     "WiderGroundTruth",
     "evaluate",
+    "evaluate_widerface",
     "list_images",
     "load_ground_truth",
+    "predict_widerface",
     "read_predictions",
+    "subset_ground_truth",
     "write_predictions",
 ]
-
-from featherface_deploy.evaluation.runner import WiderFaceResult, evaluate_widerface, predict_widerface  # noqa: E402
-
-__all__ += ["WiderFaceResult", "evaluate_widerface", "predict_widerface"]

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from featherface_deploy.detector import FaceDetector
-from featherface_deploy.evaluation.widerface import (
-    WiderFaceAP,
+from featherface_deploy.evaluation.ground_truth import (
     WiderGroundTruth,
-    evaluate,
     list_images,
     load_ground_truth,
+    subset_ground_truth,
 )
+from featherface_deploy.evaluation.protocol import WiderFaceAP, evaluate
 
 Predictions = dict[tuple[str, str], np.ndarray]
 
@@ -60,23 +60,29 @@ def predict_widerface(detector: FaceDetector, widerface_root: str | Path, limit:
 
 
 def evaluate_widerface(detector: FaceDetector, widerface_root: str | Path, limit: int | None = None,
-                       on_image: Callable[[], None] | None = None) -> WiderFaceResult:
+                       on_image: Callable[[], None] | None = None,
+                       ground_truth: WiderGroundTruth | None = None) -> WiderFaceResult:
     """Runs the detector on a WIDER FACE folder and computes Easy / Medium / Hard AP.
 
     With ``limit``, AP is computed over those images only (missing images would count as misses).
+
+    Args:
+        detector: Any :class:`FaceDetector`.
+        widerface_root: Folder with ``WIDER_val/images`` and ``eval_tools/ground_truth``.
+        limit: Run and score only the first ``limit`` images.
+        on_image: Called after each image (progress reporting).
+        ground_truth: The folder's ground truth if already loaded (read from its ``.mat`` files otherwise).
+
+    Returns:
+        The predictions, their AP and the number of images run.
+
+    Raises:
+        DatasetError: The folder does not have the official layout.
     """
-    ground_truth = load_ground_truth(widerface_root)
+    if ground_truth is None:
+        ground_truth = load_ground_truth(widerface_root)
     predictions = predict_widerface(detector, widerface_root, limit, on_image, ground_truth)
     if limit is not None:
         ground_truth = subset_ground_truth(ground_truth, set(predictions))
     return WiderFaceResult(predictions, evaluate(predictions, ground_truth), len(predictions))
 
-
-def subset_ground_truth(ground_truth: WiderGroundTruth, keys: set[tuple[str, str]]) -> WiderGroundTruth:
-    """Restricts the ground truth to the given (event, image name) keys, in the official order."""
-    images = tuple(key for key in ground_truth.images if key in keys)
-    return WiderGroundTruth(
-        images=images,
-        boxes={key: ground_truth.boxes[key] for key in images},
-        keep={setting: {key: kept[key] for key in images} for setting, kept in ground_truth.keep.items()},
-    )

@@ -28,7 +28,9 @@ from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import missing_backend
 from featherface_deploy.exporters.onnx2int8 import MAC_OP_TYPES, Int8Options, Int8Result, quantize_onnx
 from featherface_deploy.postprocess import PostprocessConfig, decode_image
+from featherface_deploy.postprocess.nms import iou_matrix
 from featherface_deploy.postprocess.preprocess import Transform
+from featherface_deploy.verify.metrics import ranked_average_precision
 
 try:
     import onnx
@@ -145,40 +147,19 @@ def detection_agreement(fp32_path: str | Path, int8_path: str | Path, calib_set:
         total += len(truth)
         used = np.zeros(len(truth), dtype=bool)
         for box, score in zip(test.boxes, test.scores):
-            overlaps = _iou(box, truth)
+            overlaps = iou_matrix(box[None], truth)[0]
             best = int(np.argmax(overlaps)) if len(truth) else -1
             hit = best >= 0 and overlaps[best] >= iou and not used[best]
             if hit:
                 used[best] = True
             scores.append(float(score))
             hits.append(hit)
-    return _average_precision(np.array(scores), np.array(hits, dtype=bool), total)
+    return ranked_average_precision(np.array(scores), np.array(hits, dtype=bool), total)
 
 
 def _session(path: str | Path) -> "onnxruntime.InferenceSession":
     options = onnxruntime.SessionOptions()
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    if len(boxes) == 0:
-        return np.zeros(0)
-    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
-    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area - inter, 1e-9)
-
-
-def _average_precision(scores: np.ndarray, hits: np.ndarray, total: int) -> float:
-    if total == 0:
-        return 1.0 if not len(scores) else 0.0
-    order = np.argsort(-scores, kind="stable")
-    tp = np.cumsum(hits[order])
-    recall = np.concatenate(([0.0], tp / total, [1.0]))
-    precision = np.concatenate(([1.0], tp / np.arange(1, len(order) + 1), [0.0]))
-    precision = np.maximum.accumulate(precision[::-1])[::-1]
-    return float(np.sum(np.diff(recall) * precision[1:]))
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from featherface_deploy.harness.latency import (
 from featherface_deploy.harness.report import Column, machine_facts
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.evaluation import SETTINGS, evaluate, list_images, load_ground_truth
-from featherface_deploy.errors import FeatherFaceError
+from featherface_deploy.errors import DatasetError, FeatherFaceError, OptionError
 from featherface_deploy.verify.parity import check_parity
 from featherface_deploy.verify.tolerances import Tolerances
 from featherface_deploy.postprocess import PostprocessConfig, decode_image, load_image, preprocess
@@ -178,7 +178,7 @@ def _load_inputs(config: CompareConfig) -> _Inputs:
         listed = list_images(config.widerface)[:config.limit]
         return _Inputs([load_image(path) for _, _, path in listed], [(event, name) for event, name, _ in listed])
     if config.images is None:
-        raise ValueError("compare needs images: a WIDER FACE folder or an image folder")
+        raise DatasetError("compare needs images: a WIDER FACE folder or an image folder")
     from featherface_deploy.calibration import list_image_files
 
     return _Inputs([load_image(path) for path in list_image_files(config.images)[:config.limit]], None)
@@ -316,6 +316,18 @@ class Budgets:
     min_match_rate: float | None = None
     max_ap_drop: float | None = None
     parity: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuses limits out of range, and NaN, which compares false with everything and so would never break.
+
+        Raises:
+            OptionError: ``min_match_rate`` is not in [0, 1] or ``max_ap_drop`` is not >= 0.
+        """
+        rate, drop = self.min_match_rate, self.max_ap_drop
+        if rate is not None and not 0.0 <= rate <= 1.0:
+            raise OptionError(f"budget min_match_rate (--min-match-rate) must be a number in [0, 1], got {rate}")
+        if drop is not None and not drop >= 0.0:
+            raise OptionError(f"budget max_ap_drop (--max-ap-drop) must be a number of AP points >= 0, got {drop}")
 
     def broken(self, rows: Sequence[dict]) -> list[str]:
         """Lines naming each broken budget and each artifact that could not be built (empty when all hold)."""
