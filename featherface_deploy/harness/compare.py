@@ -38,7 +38,7 @@ from featherface_deploy.harness.latency import (
 )
 from featherface_deploy.harness.report import Column, machine_facts
 from featherface_deploy.contract import DecodeContract
-from featherface_deploy.evaluation import SETTINGS, evaluate, list_images, load_ground_truth
+from featherface_deploy.evaluation import SETTINGS, evaluate, list_images, load_ground_truth, subset_ground_truth
 from featherface_deploy.errors import DatasetError, FeatherFaceError, OptionError
 from featherface_deploy.verify.parity import check_parity
 from featherface_deploy.verify.tolerances import Tolerances
@@ -119,6 +119,8 @@ class _Inputs:
 
     images: list[np.ndarray]
     keys: list[tuple[str, str]] | None
+    paths: list[Path]
+    ground_truth: object | None = None
     tensors: dict[tuple, list] = field(default_factory=dict)
 
     def prepared(self, contract: DecodeContract, imgsz: tuple[int, int]) -> list:
@@ -149,7 +151,8 @@ def run_compare(checkpoint: str | Path, cache_dir: str | Path, config: CompareCo
     """
     inputs = _load_inputs(config)
     names = list(dict.fromkeys([REFERENCE, *config.formats]))
-    settings = BuildSettings(config.imgsz, config.calibration_dir, _parity_paths(config), progress.log)
+    settings = BuildSettings(config.imgsz, config.calibration_dir, inputs.paths[:min(config.parity_images, 8)],
+                             progress.log)
     built, failed = build_all(checkpoint, names, cache_dir, settings)
     if REFERENCE not in built:
         raise failed_reference(failed[REFERENCE])
@@ -174,22 +177,18 @@ def run_compare(checkpoint: str | Path, cache_dir: str | Path, config: CompareCo
 
 
 def _load_inputs(config: CompareConfig) -> _Inputs:
+    """The images (and, with ``--widerface``, their keys and the ground truth, read once)."""
     if config.widerface is not None:
-        listed = list_images(config.widerface)[:config.limit]
-        return _Inputs([load_image(path) for _, _, path in listed], [(event, name) for event, name, _ in listed])
+        ground_truth = load_ground_truth(config.widerface)
+        listed = list_images(config.widerface, ground_truth)[:config.limit]
+        return _Inputs([load_image(path) for _, _, path in listed], [(event, name) for event, name, _ in listed],
+                       [path for _, _, path in listed], ground_truth)
     if config.images is None:
         raise DatasetError("compare needs images: a WIDER FACE folder or an image folder")
     from featherface_deploy.calibration import list_image_files
 
-    return _Inputs([load_image(path) for path in list_image_files(config.images)[:config.limit]], None)
-
-
-def _parity_paths(config: CompareConfig) -> list[Path]:
-    if config.widerface is not None:
-        return [path for _, _, path in list_images(config.widerface)[:min(config.parity_images, 8)]]
-    from featherface_deploy.calibration import list_image_files
-
-    return list_image_files(config.images)[:min(config.parity_images, 8)]
+    paths = list_image_files(config.images)[:config.limit]
+    return _Inputs([load_image(path) for path in paths], None, paths)
 
 
 def _artifact_row(artifact: BuiltArtifact, runtime: Runtime, config: CompareConfig) -> dict:
@@ -200,10 +199,8 @@ def _artifact_row(artifact: BuiltArtifact, runtime: Runtime, config: CompareConf
 
 def _add_accuracy(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, config: CompareConfig,
                   progress: Progress) -> None:
-    ground_truth = load_ground_truth(config.widerface)
+    ground_truth = inputs.ground_truth
     if config.limit is not None:
-        from featherface_deploy.evaluation.runner import subset_ground_truth
-
         ground_truth = subset_ground_truth(ground_truth, set(inputs.keys))
     for name, runtime in runtimes.items():
         prepared = inputs.prepared(runtime.contract, config.imgsz)
