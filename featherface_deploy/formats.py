@@ -126,7 +126,7 @@ _RUN_ONNX = Probe(("onnxruntime",))
 _RUN_TFLITE = Probe(("ai_edge_litert",)) if platform.machine() != "armv7l" else Probe(("tflite_runtime",))
 _EXPORT_TFLITE = Probe(("torch", "litert_torch", "ai_edge_quantizer", "ai_edge_litert"))
 _RUN_COREML = Probe(("coremltools",), note="" if platform.system() == "Darwin" else
-                    "through the numpy reference interpreter (Core ML itself runs only on macOS)")
+                    "numpy reference interpreter; Core ML itself runs only on macOS")
 _EXPORT_COREML = Probe(("torch", "coremltools"))
 _RUN_TRT = Probe(("tensorrt",), ("Linux", "Windows"), note="needs an NVIDIA GPU")
 
