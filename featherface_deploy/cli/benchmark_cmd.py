@@ -8,7 +8,7 @@ import sys
 import click
 
 from featherface_deploy.cli.options import friendly_errors, parse_size
-from featherface_deploy.cli.remote_options import device_line, open_remote, remote_options
+from featherface_deploy.cli.remote_options import adb_options, device_line, open_remote, remote_options
 from featherface_deploy.file_writing import atomic_write_text
 from featherface_deploy.harness.report import Column, facts_line, machine_facts, markdown_table
 
@@ -41,6 +41,7 @@ def _int_list(value: str) -> list[int]:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the rows and machine facts to this JSON file (atomically).")
 @remote_options
+@adb_options
 @friendly_errors
 def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, **remote):
     """Time MODEL (.pth, .onnx, .tflite…): p50/p90/p99, mean, std, throughput, pre/infer/post, memory, size.

@@ -26,31 +26,56 @@ def remote_options(command):
     return command
 
 
+def adb_options(command):
+    """Adds the ``benchmark_model`` options of ``--remote adb``."""
+    decorators = [
+        click.option("--benchmark-binary", default=None, metavar="PATH",
+                     help="adb: TFLite's benchmark_model, a host file (pushed) or a path on the device."),
+        click.option("--use-xnnpack/--no-xnnpack", default=None, help="adb: benchmark_model --use_xnnpack "
+                     "(default: the tool's own)."),
+        click.option("--use-gpu", is_flag=True, help="adb: benchmark_model --use_gpu=true."),
+        click.option("--use-nnapi", is_flag=True, help="adb: benchmark_model --use_nnapi=true."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
 def open_remote(remote: str, identity, remote_python: str, known_hosts, accept_new_host_key: bool,
-                remote_timeout: float):
-    """The device of the ``--remote`` options (see :func:`remote_options`)."""
+                remote_timeout: float, benchmark_binary: str | None = None, use_xnnpack: bool | None = None,
+                use_gpu: bool = False, use_nnapi: bool = False):
+    """The device of the ``--remote`` options (see :func:`remote_options` and :func:`adb_options`)."""
     from featherface_deploy.remote.targets import RemoteOptions, open_device
 
     return open_device(remote, RemoteOptions(identity, remote_python, known_hosts, accept_new_host_key,
-                                             remote_timeout))
+                                             remote_timeout, benchmark_binary, use_xnnpack, use_gpu, use_nnapi))
 
 
-def device_line(report_facts: dict, device: str, facts_after: dict | None = None) -> str:
-    """One line naming the device and what it is: CPU, cores, OS, Python, runtimes, governor, temperatures."""
-    facts = report_facts or {}
-    versions = ", ".join(f"{name} {version}" for name, version in facts.get("versions", {}).items())
-    parts = [f"{facts.get('cpu', '?')} ({facts.get('machine', '?')}, {facts.get('usable_cores', '?')} usable "
-             f"cores)", facts.get("os", "?"), f"Python {facts.get('python', '?')}"]
-    parts += [versions] if versions else []
-    for key, label in (("model", "board"), ("governor", "governor"), ("nvpmodel", "nvpmodel"),
-                       ("jetson_clocks", "jetson_clocks")):
+def device_line(facts: dict, device: str, facts_after: dict | None = None) -> str:
+    """One line naming the device and what it is (CPU, cores, OS, Python, runtimes, governor, temperatures).
+
+    Facts the device did not give are left out (an Android device gives its model, Android version and SoC).
+    """
+    facts = facts or {}
+    parts = []
+    if facts.get("cpu"):
+        parts.append(f"{facts['cpu']} ({facts.get('machine', '?')}, {facts.get('usable_cores', '?')} usable cores)")
+    for key, label in (("manufacturer", ""), ("model", ""), ("os", ""), ("android", "Android "), ("soc", "SoC "),
+                       ("abi", ""), ("python", "Python ")):
         if facts.get(key):
-            parts.append(f"{label} {' '.join(str(facts[key]).split())}")
+            parts.append(f"{label}{facts[key]}")
+    if facts.get("cores") and not facts.get("cpu"):
+        parts.append(f"{facts['cores']} cores")
+    versions = ", ".join(f"{name} {version}" for name, version in facts.get("versions", {}).items())
+    parts += [versions] if versions else []
+    for key in ("governor", "nvpmodel", "jetson_clocks"):
+        if facts.get(key):
+            parts.append(f"{key} {' '.join(str(facts[key]).split())}")
     before, after = facts.get("temperatures_c"), (facts_after or {}).get("temperatures_c")
     if before:
         parts.append("temperature °C before " + _temperatures(before)
                      + (f", after {_temperatures(after)}" if after else ""))
-    return f"_Device {device}: " + "; ".join(parts) + "._"
+    return f"_Device {device}: " + ("; ".join(parts) or "no facts") + "._"
 
 
 def _temperatures(readings: dict) -> str:
