@@ -79,3 +79,19 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
     torch.save(create_model("featherface-tiny").state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    """A seeded ``featherface-tiny`` exported to ONNX (dynamic batch, height, width) with its sidecar."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    from featherface_deploy.exporters.torch2onnx import export_onnx
+    from featherface_deploy.models import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-onnx") / "tiny.onnx"
+    export_onnx(create_model("featherface-tiny"), path, imgsz=(64, 64), dynamic=True, simplify=False)
+    return path

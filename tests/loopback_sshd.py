@@ -133,6 +133,11 @@ def _wait_until_it_answers(server: LoopbackSshd, timeout_s: float = 20.0) -> Non
                 f"{server.log.read_text()[-2000:]}")
 
 
+def device_environment() -> dict:
+    """This environment without the variables that would let the device Python see this one's packages."""
+    return {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 def make_device_python(folder: Path) -> Path:
     """A venv whose only packages are numpy and onnxruntime (see the module docstring); returns its python."""
     pytest.importorskip("onnxruntime")

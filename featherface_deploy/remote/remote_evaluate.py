@@ -40,6 +40,9 @@ def evaluate_on_device(device, model: str | Path, widerface_root: str | Path, li
     Raises:
         DeviceError: A step on the device failed, or its predictions do not match the images sent.
     """
+    if device.runner != "ssh":
+        raise DeviceError(f"{device.name}: evaluate runs over ssh only (adb runs benchmark_model, which cannot "
+                          "decode detections)")
     ground_truth = load_ground_truth(widerface_root)
     listed = list_images(widerface_root, ground_truth)[:limit]
     entries = pack_images([([event, name], path) for event, name, path in listed], model_contract(model), size)

@@ -185,8 +185,13 @@ def _failure(where: str, status: int, stderr: str) -> DeviceError:
         return ConnectionLostError(f"{where}: connection failed or dropped ({last})")
     if status > 128 and status - 128 in signal.valid_signals():
         name = signal.Signals(status - 128).name
+        if name == "SIGALRM":
+            return DeviceError(f"{where}: ran past its time limit on the device (raise --remote-timeout)")
         hint = " (the device may have run out of memory)" if name == "SIGKILL" else ""
         return DeviceError(f"{where}: the remote process was killed by {name}{hint}")
+    if status == 127:
+        return DeviceError(f"{where}: a program was not found on the device ({last}); pass the device's "
+                           "Python with --python PATH")
     if errors:
         return DeviceError(f"{where}: {errors[-1][len('error: '):]}")
     return DeviceError(f"{where}: exit status {status} ({last})")

@@ -24,6 +24,7 @@ from featherface_deploy.remote.ssh import SshClient
 
 RESULT_SCHEMA = "featherface-deploy/device-result/1"
 SMALL_STEP_TIMEOUT_S = 60.0
+HOST_GRACE_S = 30.0  # the host waits this much longer than the device's own limit, to hear why a run stopped
 _PROBE = ("import json, os, sys\n"
           "print(json.dumps({'python': sys.version.split()[0], 'exists': [os.path.exists(p) for p in sys.argv[1:]]}))")
 _UNPACK = ("import os, shutil, sys, zipfile\n"
@@ -103,7 +104,9 @@ class SshDevice:
         Raises:
             DeviceError: The run failed, was killed, timed out, or printed no result.
         """
-        output = self.client.run(step, [self.python, "run.py", command, *arguments], self.timeout_s, folder=folder)
+        limit = ["--time-limit", str(max(1, int(self.timeout_s)))]
+        output = self.client.run(step, [self.python, "run.py", command, *arguments, *limit],
+                                 self.timeout_s + HOST_GRACE_S, folder=folder)
         lines = [line for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
         try:
             result = json.loads(lines[-1])
