@@ -9,6 +9,7 @@ while it runs.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -188,3 +189,41 @@ def test_remote_process_killed_mid_run_leaves_an_error_row_and_the_rows_before_i
     assert rows[1]["batch"] == 3 and "benchmark threads 1 batch 3" in rows[1]["error"]
     assert "killed by SIGKILL" in rows[1]["error"] and "p50_ms" not in rows[1]
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # nothing half-written beside it
+
+
+def test_fleet_runs_every_device_and_keeps_failures_as_rows(sshd, device_python, tiny_onnx, tmp_path):
+    from featherface_deploy.remote.fleet import read_devices
+    from featherface_deploy.remote.fleet_report import fleet_report
+    from featherface_deploy.remote.runs import BenchmarkSettings
+
+    devices_toml = tmp_path / "devices.toml"
+    entries = [f'[[device]]\nname = "{name}"\nremote = "{sshd.url}/{name}"\nidentity = "{sshd.identity}"\n'
+               f'known_hosts = "{sshd.known_hosts}"\npython = "{device_python}"\n' for name in ("board-a", "board-b")]
+    entries.append('[[device]]\nname = "phone"\nremote = "adb:R58M123"\n')  # no --benchmark-binary: an error row
+    devices_toml.write_text("\n".join(entries))
+    fleet = read_devices(devices_toml)
+    assert [device.name for device in fleet] == ["board-a", "board-b", "phone"]
+    rows, paths = fleet_report({"onnx": tiny_onnx}, fleet, BenchmarkSettings((64, 64), (1,), (1,), 1, 3),
+                               tmp_path / "report", "compare", {})
+    measured = {row["device"]: row for row in rows if "p50_ms" in row}
+    assert set(measured) == {"board-a", "board-b"} and all(row["artifact"] == "onnx" for row in measured.values())
+    assert [row["device"] for row in rows if row.get("error")] == ["phone"]
+    assert "--benchmark-binary" in next(row["error"] for row in rows if row.get("error"))
+    table = paths["markdown"].read_text()
+    assert "| Device | Artifact |" in table and "board-b" in table and "phone" in table
+    assert {"markdown", "csv", "json"} <= set(paths)
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert paths["png"].stat().st_size > 0  # the latency-by-device plot
+
+
+def test_devices_file_errors_are_named(tmp_path):
+    from featherface_deploy.errors import DeviceError
+    from featherface_deploy.remote.fleet import read_devices
+
+    bad = tmp_path / "devices.toml"
+    bad.write_text('[[device]]\nname = "a"\nremote = "ssh://a"\nidentiy = "typo"\n')
+    with pytest.raises(DeviceError, match="unknown keys: identiy"):
+        read_devices(bad)
+    bad.write_text("title = 'no devices'\n")
+    with pytest.raises(DeviceError, match=r"no devices; add \[\[device\]\]"):
+        read_devices(bad)
