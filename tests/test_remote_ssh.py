@@ -227,3 +227,48 @@ def test_devices_file_errors_are_named(tmp_path):
     bad.write_text("title = 'no devices'\n")
     with pytest.raises(DeviceError, match=r"no devices; add \[\[device\]\]"):
         read_devices(bad)
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_dropped_connection_names_device_and_step_and_skips_the_rest(sshd, device_python, tiny_onnx, tmp_path):
+    if not Path("/proc/self/stat").is_file():
+        pytest.skip("needs /proc to find the server's session processes (Linux)")
+    report = tmp_path / "report.json"
+    dropped = []
+
+    def drop_connection_during_second_configuration():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not dropped:
+            if _runner_pids("3"):
+                for pid in _children(sshd.process.pid):  # the sessions of the sshd this module started
+                    os.kill(pid, signal.SIGKILL)
+                    dropped.append(pid)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=drop_connection_during_second_configuration)
+    watcher.start()
+    done = _cli("benchmark", tiny_onnx, "--imgsz", "64", "--warmup", "0", "--iters", "200", "--batch", "1,3,5",
+                "--json", report, *_remote(sshd, device_python))
+    watcher.join()
+    for pid in _runner_pids("3"):  # the orphaned runner: end it rather than wait for its time limit
+        os.kill(pid, signal.SIGKILL)
+    assert dropped, "the second configuration's session was never seen"
+    assert done.returncode == 1
+    rows = json.loads(report.read_text())["rows"]
+    assert rows[0]["batch"] == 1 and rows[0]["p50_ms"] > 0
+    assert "benchmark threads 1 batch 3: connection failed or dropped" in rows[1]["error"]
+    assert rows[1]["error"].startswith(sshd.url.split("//")[1].split("/")[0])
+    assert rows[2]["batch"] == 5 and rows[2]["error"].startswith("not run: ")
