@@ -147,18 +147,41 @@ def test_missing_device_python_is_named(sshd, tiny_onnx):
     assert done.returncode == 1 and "--python" in done.stderr and "not found" in done.stderr
 
 
-def _runner_pids(marker: str) -> list[int]:
-    """Pids of the bundle runners whose command line holds ``marker`` (read from /proc, by pid)."""
-    pids = []
+def _processes():
+    """(pid, parent pid, arguments) of every process readable in /proc."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 arguments = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            if b"run.py" in arguments and marker.encode() in arguments:
-                pids.append(int(entry.name))
-    return pids
+            yield int(entry.name), parent, arguments
+
+
+def _runner_pids(marker: str) -> list[int]:
+    """Pids of the bundle runners whose command line holds ``marker``."""
+    return [pid for pid, _, arguments in _processes() if b"run.py" in arguments and marker.encode() in arguments]
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid``."""
+    return [child for child, parent, _ in _processes() if parent == pid]
+
+
+def _when_batch_3_runs(action) -> threading.Thread:
+    """A started thread that calls ``action()`` once, as soon as the runner of batch 3 is seen (2 min at most)."""
+    def watch():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if _runner_pids("3"):  # "--batch 3": the second configuration
+                action()
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    return thread
 
 
 def test_remote_process_killed_mid_run_leaves_an_error_row_and_the_rows_before_it(sshd, device_python,
@@ -168,16 +191,12 @@ def test_remote_process_killed_mid_run_leaves_an_error_row_and_the_rows_before_i
     report = tmp_path / "report.json"
     killed = []
 
-    def kill_second_configuration():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
-            for pid in _runner_pids("3"):  # batch 3 is the second configuration
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            time.sleep(0.02)
+    def kill_the_runner():
+        for pid in _runner_pids("3"):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
 
-    watcher = threading.Thread(target=kill_second_configuration)
-    watcher.start()
+    watcher = _when_batch_3_runs(kill_the_runner)
     done = _cli("benchmark", tiny_onnx, "--imgsz", "64", "--warmup", "0", "--iters", "200", "--batch", "1,3",
                 "--json", report, *_remote(sshd, device_python))
     watcher.join()
@@ -229,37 +248,18 @@ def test_devices_file_errors_are_named(tmp_path):
         read_devices(bad)
 
 
-def _children(pid: int) -> list[int]:
-    """Pids whose parent is ``pid`` (read from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def test_dropped_connection_names_device_and_step_and_skips_the_rest(sshd, device_python, tiny_onnx, tmp_path):
     if not Path("/proc/self/stat").is_file():
         pytest.skip("needs /proc to find the server's session processes (Linux)")
     report = tmp_path / "report.json"
     dropped = []
 
-    def drop_connection_during_second_configuration():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not dropped:
-            if _runner_pids("3"):
-                for pid in _children(sshd.process.pid):  # the sessions of the sshd this module started
-                    os.kill(pid, signal.SIGKILL)
-                    dropped.append(pid)
-            time.sleep(0.02)
+    def drop_the_connection():
+        for pid in _children(sshd.process.pid):  # the sessions of the sshd this module started
+            os.kill(pid, signal.SIGKILL)
+            dropped.append(pid)
 
-    watcher = threading.Thread(target=drop_connection_during_second_configuration)
-    watcher.start()
+    watcher = _when_batch_3_runs(drop_the_connection)
     done = _cli("benchmark", tiny_onnx, "--imgsz", "64", "--warmup", "0", "--iters", "200", "--batch", "1,3,5",
                 "--json", report, *_remote(sshd, device_python))
     watcher.join()
