@@ -13,7 +13,8 @@ Each command prints one JSON document (or writes it atomically with ``--output``
 plus, per command: ``rows`` (benchmark: the rows of the local ``benchmark``), ``predictions`` (evaluate:
 ``[{"key": [event, image], "boxes": [[x1, y1, x2, y2, score], ...]}]``), ``detections`` (detect:
 ``[{"key": [...], "faces": [{"box", "score", "landmarks"}]}]``). Errors exit with status 2 and one line
-``error: ...`` on stderr; nothing is written to ``--output`` then.
+``error: ...`` on stderr; nothing is written to ``--output`` then. ``--time-limit S`` ends a run that takes
+longer than S seconds (exit status 128 + SIGALRM), so a run whose host has gone away still stops.
 """
 
 from __future__ import annotations
