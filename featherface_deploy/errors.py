@@ -57,6 +57,10 @@ class DeviceError(FeatherFaceError):
     """A step on a remote device failed (connect, copy, run, fetch); the message names the device and the step."""
 
 
+class ConnectionLostError(DeviceError):
+    """The connection to a remote device could not be made or dropped; later steps there would fail too."""
+
+
 class OutputError(FeatherFaceError):
     """An output file cannot or must not be written (it is an input, exists, or its folder is read-only)."""
 

@@ -101,3 +101,18 @@ def requires_backend(row: str, action: str = "run") -> None:
     ok, why = fmt.exports_here() if action == "export" else fmt.runs_here()
     if not ok:
         pytest.skip(f"{row} cannot {action} here: {why}", allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    """A seeded ``featherface-tiny`` exported to ONNX (dynamic batch, height, width) with its sidecar."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    from featherface_deploy.models import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-onnx") / "tiny.onnx"
+    export_row(create_model("featherface-tiny"), path, "onnx", imgsz=(64, 64), dynamic=True, simplify=False)
+    return path

@@ -8,6 +8,15 @@ import sys
 import click
 
 from featherface_deploy.cli.options import friendly_errors, parse_size
+from featherface_deploy.cli.remote_options import adb_options, device_line, open_remote, remote_options
+from featherface_deploy.file_writing import atomic_write_text
+from featherface_deploy.harness.report import Column, facts_line, machine_facts, markdown_table
+
+COLUMNS = [Column("threads", "Threads"), Column("batch", "Batch"), Column("p50_ms", "p50 ms", 2),
+           Column("p90_ms", "p90 ms", 2), Column("p99_ms", "p99 ms", 2), Column("mean_ms", "mean ms", 2),
+           Column("std_ms", "std ms", 2), Column("throughput", "img/s", 1), Column("pre_ms", "pre ms", 2),
+           Column("infer_ms", "infer ms", 2), Column("post_ms", "post ms", 2),
+           Column("peak_rss_mb", "peak RSS MB", 0), Column("file_mb", "Size MB", 2), Column("skipped", "note")]
 
 
 def _int_list(value: str) -> list[int]:
@@ -30,27 +39,58 @@ def _int_list(value: str) -> list[int]:
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of images to cycle through (default: 4 synthetic noise images).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write the rows and machine facts to this JSON file.")
+              help="Also write the rows and machine facts to this JSON file (atomically).")
+@remote_options
+@adb_options
 @friendly_errors
-def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path):
-    """Time MODEL (.pth, .onnx, .tflite…): p50/p90/p99, mean, std, throughput, pre/infer/post, memory, size."""
-    from featherface_deploy.harness.report import Column, facts_line, machine_facts, markdown_table
+def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, **remote):
+    """Time MODEL (.pth, .onnx, .tflite…): p50/p90/p99, mean, std, throughput, pre/infer/post, memory, size.
+
+    With --remote, MODEL (.onnx, .tflite) runs on the device in a bundle (copied once, cached by content hash)
+    and the device's rows and facts are printed and recorded like a local run's.
+    """
+    size = parse_size(imgsz)
+    if remote["remote"] is not None:
+        return _remote_benchmark(model, size, _int_list(batch), _int_list(threads), warmup, iters, images,
+                                 json_path, remote)
     from featherface_deploy.harness.latency import benchmark_model
 
-    size = parse_size(imgsz)
     rows = benchmark_model(model, _load_images(images, size), size, _int_list(batch), _int_list(threads),
                            warmup, iters, _bar)
-    columns = [Column("threads", "Threads"), Column("batch", "Batch"), Column("p50_ms", "p50 ms", 2),
-               Column("p90_ms", "p90 ms", 2), Column("p99_ms", "p99 ms", 2), Column("mean_ms", "mean ms", 2),
-               Column("std_ms", "std ms", 2), Column("throughput", "img/s", 1), Column("pre_ms", "pre ms", 2),
-               Column("infer_ms", "infer ms", 2), Column("post_ms", "post ms", 2),
-               Column("peak_rss_mb", "peak RSS MB", 0), Column("file_mb", "Size MB", 2), Column("skipped", "note")]
     facts = machine_facts(model=str(model), imgsz=list(size))
-    click.echo(markdown_table(rows, columns))
+    click.echo(markdown_table(rows, COLUMNS))
     click.echo(facts_line(facts))
     if json_path is not None:
-        with open(json_path, "w") as stream:
-            json.dump({"facts": facts, "rows": rows}, stream, indent=2)
+        atomic_write_text(json_path, json.dumps({"facts": facts, "rows": rows}, indent=2))
+
+
+def _remote_benchmark(model, size, batches, threads, warmup, iters, images, json_path, remote) -> None:
+    """``benchmark --remote``: the device's rows, printed and written like a local run's, errors included."""
+    from featherface_deploy.remote.runs import BenchmarkSettings
+
+    device = open_remote(**remote)
+    packed = _pack_folder(model, images, size) if images is not None else None
+    report = device.benchmark(model, BenchmarkSettings(size, tuple(batches), tuple(threads), warmup, iters), packed)
+    click.echo(markdown_table(report.rows, COLUMNS))
+    click.echo(device_line(report.facts, report.device, report.facts_after))
+    for note in report.notes:
+        click.echo(f"Note: {note}")
+    if json_path is not None:
+        facts = machine_facts(model=str(model), imgsz=list(size), remote=remote["remote"])
+        atomic_write_text(json_path, json.dumps({"facts": facts, "device": report.to_dict(), "rows": report.rows},
+                                                indent=2))
+    if report.errors:
+        raise click.ClickException(f"{len(report.errors)} of {len(report.rows)} configurations failed on "
+                                   f"{report.device}; the first: {report.errors[0]}")
+
+
+def _pack_folder(model, folder: str, size: tuple[int, int]) -> list:
+    """The images of a folder (the first 16, as locally), fitted for the model and packed for the device."""
+    from featherface_deploy.calibration import list_image_files
+    from featherface_deploy.remote.packing import model_contract, pack_images
+
+    paths = list_image_files(folder)[:16]
+    return pack_images([([path.name], path) for path in paths], model_contract(model), size)
 
 
 def _bar(label: str, total: int):

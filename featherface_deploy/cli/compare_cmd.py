@@ -53,9 +53,12 @@ class ClickProgress:
               help=f"Budget: exit {BUDGET_EXIT_CODE} if any AP (points) drops more than this vs the reference.")
 @click.option("--strict-parity", is_flag=True,
               help=f"Budget: exit {BUDGET_EXIT_CODE} if any artifact fails its precision's parity tolerances.")
+@click.option("--devices", "devices_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="devices.toml: also time the built artifacts on each listed device (ssh:// or adb), in parallel "
+                   "across devices; writes OUT/NAME-devices.{md,csv,json,png}.")
 @friendly_errors
 def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name, imgsz, threads, warmup, iters, limit,
-            parity_images, min_match_rate, max_ap_drop, strict_parity):
+            parity_images, min_match_rate, max_ap_drop, strict_parity, devices_file):
     """Export CHECKPOINT to every format asked for, run all on the same inputs, and report side by side.
 
     Writes OUT/NAME.{md,csv,json,png} and prints the Markdown table. Exits with status 3 when a
@@ -70,6 +73,7 @@ def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name,
         raise click.UsageError("give --widerface DIR (accuracy + images) or --images DIR")
     budgets = Budgets(min_match_rate, max_ap_drop, strict_parity)  # checked before the long run
     requested = formats.split(",") if formats else default_rows()
+    fleet = _read_fleet(devices_file)  # a bad devices.toml fails now, not after the builds
     names = tuple(dict.fromkeys(part.strip() for part in requested if part.strip()))
     for row_name in names:
         get_format(row_name)
@@ -81,11 +85,35 @@ def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name,
     click.echo(render_markdown({"columns": [c.to_dict() for c in COLUMNS], "rows": result.rows,
                                 "notes": result.notes, "facts": result.facts}))
     click.echo(f"report: {', '.join(str(p) for p in paths.values())}", err=True)
+    if fleet:
+        _compare_on_devices(fleet, result, out, name, parse_size(imgsz), threads, warmup, iters)
     broken = budgets.broken(result.rows)
     for line in broken:
         click.echo(f"budget broken: {line}", err=True)
     if broken:
         sys.exit(BUDGET_EXIT_CODE)
+
+
+def _read_fleet(devices_file: str | None) -> list:
+    if devices_file is None:
+        return []
+    from featherface_deploy.remote.fleet import read_devices
+
+    return read_devices(devices_file)
+
+
+def _compare_on_devices(fleet: list, result, out, name, size, threads, warmup, iters) -> None:
+    """``--devices``: the built artifacts (those a device can run) timed on every device of the fleet."""
+    from featherface_deploy.remote.fleet_report import COLUMNS, fleet_report
+    from featherface_deploy.remote.runs import BenchmarkSettings
+    from featherface_deploy.harness.report import markdown_table
+
+    artifacts = {row["label"]: Path(row["path"]) for row in result.rows
+                 if row.get("path") and Path(row["path"]).suffix in (".onnx", ".tflite")}
+    rows, paths = fleet_report(artifacts, fleet, BenchmarkSettings(size, (1,), (threads,),
+                               warmup, iters), out, name, result.facts)
+    click.echo(markdown_table(rows, COLUMNS))
+    click.echo(f"device report: {', '.join(str(p) for p in paths.values())}", err=True)
 
 
 def _path(value: str | None) -> Path | None:

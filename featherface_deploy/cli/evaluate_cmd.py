@@ -8,7 +8,8 @@ import time
 
 import click
 
-from featherface_deploy.cli.options import build_detector, friendly_errors, model_options
+from featherface_deploy.cli.options import build_detector, friendly_errors, model_options, parse_size
+from featherface_deploy.cli.remote_options import device_line, open_remote, remote_options
 from featherface_deploy.evaluation import evaluate_widerface, list_images, load_ground_truth, write_predictions
 
 
@@ -20,16 +21,29 @@ from featherface_deploy.evaluation import evaluate_widerface, list_images, load_
               help="Write predictions here in the official submission layout (<event>/<image>.txt).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate only the first N images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@remote_options
 @friendly_errors
-def evaluate(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface, pred_dir, limit, as_json):
-    """Run a model on WIDER FACE val and print Easy / Medium / Hard AP (official protocol, IoU 0.5)."""
-    detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels)
-    ground_truth = load_ground_truth(widerface)  # read once: the progress bar and the evaluation share it
-    total = len(list_images(widerface, ground_truth)[:limit])
+def evaluate(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface, pred_dir, limit, as_json,
+             **remote):
+    """Run a model on WIDER FACE val and print Easy / Medium / Hard AP (official protocol, IoU 0.5).
+
+    With --remote, the model runs on the device (images pushed once) and AP is computed here.
+    """
     start = time.perf_counter()
-    with click.progressbar(length=total, label="evaluating", file=sys.stderr) as bar:
-        result = evaluate_widerface(detector, widerface, limit, on_image=lambda: bar.update(1),
-                                    ground_truth=ground_truth)
+    if remote["remote"] is not None:
+        from featherface_deploy.remote.remote_evaluate import evaluate_on_device
+
+        device = open_remote(**remote)
+        result, facts = evaluate_on_device(device, model, widerface, limit, conf_threshold, nms_iou,
+                                           parse_size(imgsz), threads)
+        click.echo(device_line(facts, device.name), err=as_json)
+    else:
+        detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels)
+        ground_truth = load_ground_truth(widerface)  # read once: the progress bar and the evaluation share it
+        total = len(list_images(widerface, ground_truth)[:limit])
+        with click.progressbar(length=total, label="evaluating", file=sys.stderr) as bar:
+            result = evaluate_widerface(detector, widerface, limit, on_image=lambda: bar.update(1),
+                                        ground_truth=ground_truth)
     elapsed = time.perf_counter() - start
     if pred_dir is not None:
         write_predictions(result.predictions, pred_dir)

@@ -6,6 +6,7 @@ import click
 
 from featherface_deploy import __version__
 from featherface_deploy.cli.benchmark_cmd import benchmark
+from featherface_deploy.cli.bundle_cmd import bundle
 from featherface_deploy.cli.check_trt_cmd import check_trt
 from featherface_deploy.cli.compare_cmd import compare
 from featherface_deploy.cli.detect_cmd import detect
@@ -22,6 +23,7 @@ def cli() -> None:
 
 
 cli.add_command(benchmark)
+cli.add_command(bundle)
 cli.add_command(check_trt)
 cli.add_command(compare)
 cli.add_command(detect)

@@ -13,7 +13,8 @@ Each command prints one JSON document (or writes it atomically with ``--output``
 plus, per command: ``rows`` (benchmark: the rows of the local ``benchmark``), ``predictions`` (evaluate:
 ``[{"key": [event, image], "boxes": [[x1, y1, x2, y2, score], ...]}]``), ``detections`` (detect:
 ``[{"key": [...], "faces": [{"box", "score", "landmarks"}]}]``). Errors exit with status 2 and one line
-``error: ...`` on stderr; nothing is written to ``--output`` then.
+``error: ...`` on stderr; nothing is written to ``--output`` then. ``--time-limit S`` ends a run that takes
+longer than S seconds (exit status 128 + SIGALRM), so a run whose host has gone away still stops.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -51,6 +53,10 @@ def main(argv=None, default_model=None) -> int:
         The exit status (0, or :data:`EXIT_ERROR` after a one-line error on stderr).
     """
     args = _parser(default_model).parse_args(argv)
+    if args.time_limit and hasattr(signal, "alarm"):  # POSIX devices; Windows has no SIGALRM
+        # The default SIGALRM action ends the process: a run that hangs on the device stops by itself even
+        # when the host that started it is gone (the host reads exit status 128 + SIGALRM).
+        signal.alarm(args.time_limit)
     try:
         if args.model is None:
             raise FeatherFaceError("no model: pass --model PATH")
@@ -78,6 +84,7 @@ def _parser(default_model) -> argparse.ArgumentParser:
         sub.add_argument("--output", default=None, help="Write the JSON here (atomically) instead of stdout.")
         sub.add_argument("--threads", default="1", help="Threads, comma-separated for benchmark (e.g. 1,2).")
         sub.add_argument("--images", default=None, help="Image pack (.npz) made by the host.")
+        sub.add_argument("--time-limit", type=int, default=0, help="End the run after this many seconds (0: none).")
         if name == "benchmark":
             sub.add_argument("--imgsz", default="640", help="Image box N or HxW (fixed-size models: their own).")
             sub.add_argument("--batch", default="1", help="Batch sizes, comma-separated.")
