@@ -9,7 +9,8 @@ and "missing backend" messages are all derived from :data:`FORMATS`: adding a
 backend means one row here, one exporter module, one runtime module and their
 tests. ``featherface-deploy formats`` prints the table.
 
-No backend is imported here; probes look packages up with ``importlib.util.find_spec``.
+No backend is imported here; probes look packages up with ``importlib.util.find_spec``
+(a GPU row's probe imports torch when it is checked, never at import).
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ class Probe:
         modules: Python modules that must be importable.
         systems: ``platform.system()`` values it works on (empty: any).
         note: Said when it runs here only in part (e.g. Core ML through the reference interpreter).
+        cuda: Needs an NVIDIA GPU that torch sees (checked by importing torch, only when probed).
     """
 
     modules: tuple[str, ...] = ()
     systems: tuple[str, ...] = ()
     note: str = ""
+    cuda: bool = False
 
     def check(self, extra: str) -> tuple[bool, str]:
         """(ok, why): ``why`` names the missing module and the extra that installs it, or the platform."""
@@ -55,6 +58,8 @@ class Probe:
         missing = [m for m in self.modules if not _importable(m)]
         if missing:
             return False, f"{', '.join(missing)} not installed: pip install 'featherface-deploy[{extra}]'"
+        if self.cuda and not _cuda_available():
+            return False, "needs an NVIDIA GPU (torch.cuda.is_available() is False)"
         return True, self.note
 
 
@@ -80,6 +85,8 @@ class Format:
         directory: The artifact is a folder (``.mlpackage``, a recipe).
         verify_entry: For folders the runtime does not open itself: the file inside that is verified.
         source_overrides: Options forced on the source row (``engine-int8`` wants TensorRT-style Q/DQ).
+        runtime_options: Keywords for the runtime's constructor wherever the row is opened
+            (``torch-cuda``: ``device="cuda"``).
         description: One line for help texts.
     """
 
@@ -99,6 +106,7 @@ class Format:
     directory: bool = False
     verify_entry: str | None = None
     source_overrides: tuple[tuple[str, object], ...] = ()
+    runtime_options: tuple[tuple[str, object], ...] = ()
     description: str = ""
 
     @property
@@ -117,6 +125,7 @@ class Format:
         return self.export_probe.check(self.export_extra or self.extra)
 
 
+_TORCH = "featherface_deploy.runtimes.torch_runtime:TorchRuntime"
 _ORT = "featherface_deploy.runtimes.ort_runtime:OrtRuntime"
 _TFLITE = "featherface_deploy.runtimes.tflite_runtime:TfliteRuntime"
 _COREML = "featherface_deploy.runtimes.coreml_runtime:CoremlRuntime"
@@ -129,6 +138,12 @@ _RUN_COREML = Probe(("coremltools",), note="" if platform.system() == "Darwin" e
                     "numpy reference interpreter; Core ML itself runs only on macOS")
 _EXPORT_COREML = Probe(("torch", "coremltools"))
 _RUN_TRT = Probe(("tensorrt",), ("Linux", "Windows"), note="needs an NVIDIA GPU")
+_RUN_TORCH_CUDA = Probe(("torch",), cuda=True)
+
+
+def _torch_row(name, precision, runtime_options, probe, description):
+    return Format(name, "torch", precision, None, None, None, (), _TORCH, (".pth", ".pt"), "torch", None, probe,
+                  runtime_options=runtime_options, description=description)
 
 
 def _onnx_row(name, precision, source, exporter, options_class, options, description):
@@ -165,8 +180,10 @@ def _recipe_row(name, precision, options):
 
 _ONNX_INT8 = "featherface_deploy.exporters.onnx2int8_export"
 FORMATS: tuple[Format, ...] = (
-    Format("torch", "torch", "fp32", None, None, None, (), "featherface_deploy.runtimes.torch_runtime:TorchRuntime",
-           (".pth", ".pt"), "torch", None, Probe(("torch",)), description="PyTorch checkpoint (the reference)"),
+    _torch_row("torch", "fp32", (), Probe(("torch",)), "PyTorch checkpoint (the reference)"),
+    _torch_row("torch-cuda", "fp32", (("device", "cuda"),), _RUN_TORCH_CUDA, "PyTorch on an NVIDIA GPU (the GPU row)"),
+    _torch_row("torch-cuda-fp16", "fp16", (("device", "cuda"), ("half", True)), _RUN_TORCH_CUDA,
+               "PyTorch on an NVIDIA GPU under FP16 autocast"),
     _onnx_row("onnx", "fp32", CHECKPOINT, "featherface_deploy.exporters.torch2onnx:export",
               "featherface_deploy.exporters.torch2onnx:OnnxOptions", _ONNX_OPTIONS, "ONNX (ONNX Runtime)"),
     _onnx_row("onnx-int8", "int8", "onnx", f"{_ONNX_INT8}:export", f"{_ONNX_INT8}:OnnxInt8Options",
@@ -242,6 +259,12 @@ def resolve(reference: str):
     """Imports ``module:attribute`` and returns the attribute."""
     module_name, attribute = reference.split(":")
     return getattr(importlib.import_module(module_name), attribute)
+
+
+def _cuda_available() -> bool:
+    import torch  # only a GPU row's probe pays for this import, when it is checked
+
+    return torch.cuda.is_available()
 
 
 def _importable(module: str) -> bool:

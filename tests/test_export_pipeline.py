@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -191,3 +192,32 @@ def test_compare_builds_int8_through_the_gated_pipeline(tiny_checkpoint, tmp_pat
     assert calls[1][1] == {"imgsz": (64, 64), "calib_dir": str(tmp_path)}
     reused = calls[1][2]["onnx"]  # the INT8 build starts from the cached FP32 file, not a second export
     assert reused.startswith(f"{tiny_checkpoint.stem}-onnx-") and reused.endswith(".onnx")
+
+
+@pytest.mark.parametrize("text, mib", [("2G", 2048), ("512M", 512), ("1536", 1536), ("1.5GiB", 1536), ("64mb", 64)])
+def test_workspace_takes_units_and_plain_mib(tmp_path, monkeypatch, text, mib):
+    import featherface_deploy.pipeline as pipeline
+
+    calls = []
+
+    def recording_export(source, out, row, options, **kwargs):
+        calls.append((row.name, options))
+        return SimpleNamespace(path=out, timings={})
+
+    monkeypatch.setattr(pipeline, "export_model", recording_export)
+    checkpoint = tmp_path / "never-read.pth"
+    checkpoint.write_bytes(b"the recording export_model never opens it")
+    result = CliRunner().invoke(cli, ["export", str(checkpoint), "--format", "engine", "--half", "--workspace", text])
+    assert result.exit_code == 0, result.output
+    assert calls == [("engine-fp16", {"workspace": mib})]
+
+
+@pytest.mark.parametrize("text, message", [("2T", "expected a size like 2G, 512M or 2048 (MiB), got '2T'"),
+                                           ("big", "got 'big'"), ("0", "'0' is 0 MiB; give a whole number"),
+                                           ("0.5M", "is 0.5 MiB")])
+def test_a_bad_workspace_is_refused_with_the_option_named(tmp_path, text, message):
+    checkpoint = tmp_path / "never-read.pth"
+    checkpoint.write_bytes(b"refused before it is opened")
+    result = CliRunner().invoke(cli, ["export", str(checkpoint), "--format", "trt-recipe", "--workspace", text])
+    assert result.exit_code == 2 and "Invalid value for '--workspace'" in result.output and message in result.output
+    assert "Traceback" not in result.output

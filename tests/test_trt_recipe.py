@@ -115,3 +115,135 @@ def test_recipe_options_refused() -> None:
     assert "--stronglyTyped" in trtexec_args(RecipeOptions(get_version("11.x"), "int8"), False)
     assert trtexec_args(RecipeOptions(get_version("10.3"), "int8", dla_core=0), False)[-3:] == \
         ["--int8", "--useDLACore=0", "--allowGPUFallback"]
+
+
+# ``export --format trt-recipe`` through the CLI and the pipeline, on the tiny model: one ONNX export per
+# precision (tens of seconds each, hence ``slow``); everything else reuses those two folders.
+
+RECIPE_FILES = {"model.onnx", "model.onnx.json", "build.sh", "README.md"}
+
+
+def _export_recipe(checkpoint, out, *flags):
+    from click.testing import CliRunner
+
+    from featherface_deploy.cli.main import cli
+
+    return CliRunner().invoke(cli, ["export", str(checkpoint), "--format", "trt-recipe", "--imgsz", "64",
+                                    "-o", str(out), *flags])
+
+
+def _check_trt(path, version):
+    from click.testing import CliRunner
+
+    from featherface_deploy.cli.main import cli
+
+    return CliRunner().invoke(cli, ["check-trt", str(path), "--trt-version", version])
+
+
+def _check_exported_folder(folder, version, precision):
+    """The recipe's own checks, plus: the sidecar is the contract embedded in model.onnx, ``check-trt`` passes."""
+    from featherface_deploy.metadata.onnx import read_contract
+
+    script = _check_folder(folder, version)
+    sidecar = read_sidecar(folder / "model.onnx")
+    assert sidecar.to_json() == read_contract(folder / "model.onnx").to_json()
+    assert sidecar.precision == precision and sidecar.input_size == (64, 64)
+    result = _check_trt(folder / "model.onnx", version)
+    assert result.exit_code == 0 and f"fits TensorRT {version}'s ONNX parser" in result.output, result.output
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging folder left behind
+    return script
+
+
+def _int32_dequantize(model) -> list[str]:
+    weights = {init.name: init.data_type for init in model.graph.initializer}
+    return [node.name for node in model.graph.node if node.op_type == "DequantizeLinear"
+            and weights.get(node.input[0]) == TensorProto.INT32]
+
+
+@pytest.fixture(scope="module")
+def fp16_recipe_10_3(tiny_checkpoint, tmp_path_factory):
+    """``export --format trt-recipe --half --trt-version 10.3 --workspace 512M`` of the tiny model."""
+    out = tmp_path_factory.mktemp("fp16-10.3") / "recipe"
+    result = _export_recipe(tiny_checkpoint, out, "--half", "--trt-version", "10.3", "--workspace", "512M")
+    assert result.exit_code == 0, result.output
+    assert "parity onnxruntime vs torch" in result.output and "PASS" in result.output
+    return out
+
+
+@pytest.mark.slow
+def test_export_fp16_recipe_for_10_3_builds_native_deform_conv(fp16_recipe_10_3) -> None:
+    folder = fp16_recipe_10_3
+    assert {p.name for p in folder.iterdir()} == RECIPE_FILES
+    script = _check_exported_folder(folder, "10.3", "fp16")
+    assert "--fp16" in script and "--memPoolSize=workspace:512" in script and "--calib" not in script
+    model = onnx.load(str(folder / "model.onnx"))
+    assert default_opset(model) == 19 and any(n.op_type == "DeformConv" for n in model.graph.node)
+    assert read_sidecar(folder / "model.onnx").extra["tensorrt"]["dcn"] == "native"
+    older = _check_trt(folder / "model.onnx", "8.6")  # the native DCN graph is 10.1+ only
+    assert older.exit_code == 1 and "DeformConv parses only from TensorRT 10.1" in older.output
+
+
+@pytest.mark.slow
+def test_a_recipe_that_fails_verification_leaves_no_folder(fp16_recipe_10_3, tiny_checkpoint, tmp_path,
+                                                           monkeypatch) -> None:
+    """An ONNX that no longer matches the model (weights scaled) fails the parity gate: nothing is written."""
+    import featherface_deploy.exporters.torch2trt_recipe as recipe_exporter
+    from featherface_deploy.exporters.common import ExportResult
+    from featherface_deploy.metadata.onnx import read_contract
+
+    def drifted_export(model, out_path, row, options, context):
+        graph = onnx.load(str(fp16_recipe_10_3 / "model.onnx"))
+        for init in graph.graph.initializer:
+            if init.data_type == TensorProto.FLOAT:
+                init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.5, init.name))
+        onnx.save(graph, str(out_path))
+        return ExportResult(out_path, read_contract(fp16_recipe_10_3 / "model.onnx"))
+
+    monkeypatch.setattr(recipe_exporter, "export_onnx", drifted_export)
+    out = tmp_path / "recipe"
+    result = _export_recipe(tiny_checkpoint, out, "--half", "--trt-version", "10.3")
+    assert result.exit_code == 1 and "Error: parity onnxruntime vs torch on 1 image(s): FAIL" in result.output
+    assert "the exported model was not written" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
+
+
+@pytest.mark.slow
+def test_export_int8_recipe_for_8_6_and_its_qdq_flavour_for_10_3(tiny_checkpoint, calibration_dir,
+                                                                  tmp_path) -> None:
+    from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
+    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+    from featherface_deploy.exporters.onnx2trt_int8 import activation_scales, tensorrt_int8_options
+    from featherface_deploy.exporters.onnx2trt_recipe import RecipeOptions, write_recipe
+    from featherface_deploy.metadata.onnx import read_contract
+
+    folder = tmp_path / "int8-8.6" / "recipe"
+    result = _export_recipe(tiny_checkpoint, folder, "--int8", "--calib-dir", str(calibration_dir),
+                            "--calib-images", "4", "--trt-version", "8.6", "--workspace", "1G")
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in folder.iterdir()} == RECIPE_FILES | {"calib.cache"}
+    script = _check_exported_folder(folder, "8.6", "int8")
+    assert "--int8 --calib=calib.cache" in script and "--memPoolSize=workspace:1024" in script
+    model = onnx.load(str(folder / "model.onnx"))  # 8.x: the float graph; TensorRT quantizes it from the cache
+    assert default_opset(model) == 17 and _int32_dequantize(model) == []
+    assert not {"DeformConv", "QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in model.graph.node}
+    assert (folder / "calib.cache").read_text().splitlines()[0] == "TRT-8600-EntropyCalibration2"
+    code, calibrator, scales = read_cache(folder / "calib.cache")
+    tensors = {name for node in model.graph.node for name in node.output} | {i.name for i in model.graph.input}
+    assert (code, calibrator) == (8600, "EntropyCalibration2") and scales and set(scales) <= tensors
+    assert all(np.isfinite(s) and s > 0 for s in scales.values())
+
+    # The same graph quantized in the TensorRT flavour (what the recipe builds on 10.x) has exactly the
+    # cache's scales, no int32 bias DQ, and fits 10.3; ONNX Runtime's default flavour does not.
+    contract = read_contract(folder / "model.onnx")
+    calib = build_calibration_set(calibration_dir, contract, CalibrationConfig(num_images=4, input_size=(64, 64)))
+    qdq = quantize_onnx(folder / "model.onnx", tmp_path / "qdq.onnx", calib, tensorrt_int8_options()).path
+    qdq_model = onnx.load(str(qdq))
+    assert activation_scales(qdq_model) == pytest.approx(scales, rel=1e-6)
+    assert _int32_dequantize(qdq_model) == [] and check_onnx_file(qdq, get_version("10.3")) == []
+    default = quantize_onnx(folder / "model.onnx", tmp_path / "default.onnx", calib, Int8Options()).path
+    assert _int32_dequantize(onnx.load(str(default)))
+    assert {p.rule for p in check_onnx_file(default, get_version("10.3"))} == {"qdq-bias"}
+    recipe_10 = write_recipe(qdq, tmp_path / "int8-10.3" / "recipe", RecipeOptions(get_version("10.3"), "int8"),
+                             read_contract(qdq))
+    script_10 = _check_exported_folder(recipe_10, "10.3", "int8")
+    assert "--int8" in script_10 and "--calib" not in script_10 and not (recipe_10 / "calib.cache").exists()

@@ -17,6 +17,10 @@ COLUMNS = [Column("threads", "Threads"), Column("batch", "Batch"), Column("p50_m
            Column("std_ms", "std ms", 2), Column("throughput", "img/s", 1), Column("pre_ms", "pre ms", 2),
            Column("infer_ms", "infer ms", 2), Column("post_ms", "post ms", 2),
            Column("peak_rss_mb", "peak RSS MB", 0), Column("file_mb", "Size MB", 2), Column("skipped", "note")]
+from featherface_deploy.errors import BackendNotInstalledError
+from featherface_deploy.formats import FORMATS, Format, format_for_path
+
+DEVICES = ("cpu", "cuda")
 
 
 def _int_list(value: str) -> list[int]:
@@ -40,10 +44,13 @@ def _int_list(value: str) -> list[int]:
               help="Folder of images to cycle through (default: 4 synthetic noise images).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the rows and machine facts to this JSON file (atomically).")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(DEVICES),
+              help="cuda: run a checkpoint on an NVIDIA GPU (the torch-cuda row).")
+@click.option("--half", is_flag=True, help="With --device cuda: FP16 autocast (the torch-cuda-fp16 row).")
 @remote_options
 @adb_options
 @friendly_errors
-def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, **remote):
+def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, device, half, **remote):
     """Time MODEL (.pth, .onnx, .tflite…): p50/p90/p99, mean, std, throughput, pre/infer/post, memory, size.
 
     With --remote, MODEL (.onnx, .tflite) runs on the device in a bundle (copied once, cached by content hash)
@@ -51,13 +58,16 @@ def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, **
     """
     size = parse_size(imgsz)
     if remote["remote"] is not None:
+        if device != "cpu" or half:
+            raise click.UsageError("--device/--half choose a local row; with --remote the device runs the file")
         return _remote_benchmark(model, size, _int_list(batch), _int_list(threads), warmup, iters, images,
                                  json_path, remote)
     from featherface_deploy.harness.latency import benchmark_model
 
+    row = device_row(format_for_path(model), device, half)
     rows = benchmark_model(model, _load_images(images, size), size, _int_list(batch), _int_list(threads),
-                           warmup, iters, _bar)
-    facts = machine_facts(model=str(model), imgsz=list(size))
+                           warmup, iters, _bar, row=row)
+    facts = machine_facts(model=str(model), imgsz=list(size), format=row.name)
     click.echo(markdown_table(rows, COLUMNS))
     click.echo(facts_line(facts))
     if json_path is not None:
@@ -91,6 +101,31 @@ def _pack_folder(model, folder: str, size: tuple[int, int]) -> list:
 
     paths = list_image_files(folder)[:16]
     return pack_images([([path.name], path) for path in paths], model_contract(model), size)
+
+
+def device_row(row: Format, device: str, half: bool) -> Format:
+    """The row of ``row``'s file format that runs on ``device`` (``--half``: its FP16 variant), if it can run here.
+
+    Raises:
+        click.UsageError: ``--half`` without ``--device cuda``, or no row runs that file format on that device
+            (``--device cuda`` for a ``.tflite``).
+        BackendNotInstalledError: The row cannot run here (``torch-cuda`` without a GPU: the table's probe says why).
+    """
+    if device == "cpu":
+        if half:
+            raise click.UsageError("--half is FP16 autocast on an NVIDIA GPU: add --device cuda")
+        return row
+    wanted = (device, "fp16" if half else "fp32")
+    flags = f"--device {device}{' --half' if half else ''}"
+    for candidate in FORMATS:
+        options = dict(candidate.runtime_options)
+        if candidate.family == row.family and (options.get("device"), candidate.precision) == wanted:
+            ok, why = candidate.runs_here()
+            if not ok:
+                raise BackendNotInstalledError(f"{flags} is the {candidate.name} row, which cannot run here: {why}")
+            return candidate
+    raise click.UsageError(f"{flags} has no row for {row.family} files: it applies to PyTorch checkpoints "
+                           "(.pth, .pt); TensorRT engines run on the GPU without it")
 
 
 def _bar(label: str, total: int):

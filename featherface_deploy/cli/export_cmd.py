@@ -8,6 +8,7 @@ that do (:func:`~featherface_deploy.pipeline.options.split_options`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -20,13 +21,36 @@ from featherface_deploy.formats import FORMATS, Format, family_names, get_format
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 MAX_PARITY_IMAGES = 8
 INT8_MODES = ("default", "weights", "activations")
+_MIB_PER_UNIT = {"": 1, "m": 1, "mb": 1, "mib": 1, "g": 1024, "gb": 1024, "gib": 1024}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+
+
+def parse_mebibytes(text: str) -> int:
+    """Reads a memory size as whole MiB: ``2G`` → 2048, ``512M`` → 512, ``1536`` (plain MiB) → 1536.
+
+    ``G``/``GB``/``GiB`` and ``M``/``MB``/``MiB`` are all binary units (TensorRT's pools are in MiB).
+
+    Raises:
+        click.BadParameter: Not a size, an unknown unit, or not a positive whole number of MiB.
+    """
+    match = _SIZE.match(text)
+    unit = match.group(2).lower() if match else None
+    if unit not in _MIB_PER_UNIT:
+        raise click.BadParameter(f"expected a size like 2G, 512M or 2048 (MiB), got {text!r}",
+                                 param_hint="'--workspace'")
+    mib = float(match.group(1)) * _MIB_PER_UNIT[unit]
+    if mib < 1 or not mib.is_integer():
+        raise click.BadParameter(f"{text!r} is {mib:g} MiB; give a whole number of MiB, at least 1",
+                                 param_hint="'--workspace'")
+    return int(mib)
+
 # Command-line parameters that are format options (passed on only when given), and how to read them.
 _OPTION_PARSERS = {
     "imgsz": parse_size, "dynamic": bool, "opset": int, "simplify": bool, "simplifier": str, "dcn": str,
     "calib_dir": str, "calib_images": int, "calib_method": str, "keep_float": tuple, "quantize_depthwise": bool,
     "search": bool, "search_budget": float, "float_io": bool, "input_layout": str, "target": str,
     "image_input": bool, "flexible": str, "sizes": lambda text: tuple(parse_size(s) for s in text.split(",")),
-    "io_dtype": str, "trt_version": str, "workspace": int, "dla": int,
+    "io_dtype": str, "trt_version": str, "workspace": parse_mebibytes, "dla": int,
 }
 
 
@@ -69,7 +93,8 @@ _OPTION_PARSERS = {
 @click.option("--sizes", default=None, help="coreml: only these sizes, e.g. 480x640,640x640.")
 @click.option("--io-dtype", default=None, type=click.Choice(["fp32", "fp16"]), help="coreml-fp16: tensor I/O dtype.")
 @click.option("--trt-version", default=None, help="trt-recipe: the device's TensorRT (8.2, 8.5, 8.6, 10.3…) [10.3].")
-@click.option("--workspace", default=None, type=click.IntRange(1), help="engine, trt-recipe: workspace, MiB [2048].")
+@click.option("--workspace", default=None,
+              help="engine, trt-recipe: builder workspace: 2G, 512M or plain MiB [2048].")
 @click.option("--dla", default=None, type=click.IntRange(0), help="engine, trt-recipe: Jetson DLA core.")
 @click.option("--parity-images", default=None, type=click.Path(exists=True, file_okay=False),
               help=f"Folder of photos with faces for the parity checks (the first {MAX_PARITY_IMAGES}); "

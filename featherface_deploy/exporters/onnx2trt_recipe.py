@@ -171,7 +171,9 @@ def _readme(options: RecipeOptions, has_cache: bool) -> str:
         "- `build.sh`: the `trtexec` command\n\n"
         "On the device (TensorRT's `trtexec` is in `/usr/src/tensorrt/bin` on JetPack; set `TRTEXEC` otherwise):\n\n"
         "```bash\nbash build.sh\n"
-        f"featherface-deploy detect photo.jpg --model {ENGINE_FILE}   # needs pip install featherface-deploy[tensorrt]\n"
+        f"featherface-deploy benchmark {ENGINE_FILE}   # needs pip install featherface-deploy[tensorrt]; "
+        f"reads {ENGINE_FILE}.json\n"
+        f"featherface-deploy detect photo.jpg --model {ENGINE_FILE}\n"
         "```\n\n"
         f"The engine only runs on the TensorRT version and GPU it was built on: build it on the device.\n"
     )

@@ -1,7 +1,9 @@
 """Checkpoint → TensorRT build recipe: the ONNX the device's TensorRT needs, then the folder.
 
 FP32/FP16: the ONNX export in the version's DCN lowering (``native``
-``DeformConv`` from 10.1, ``portable`` before). INT8: the portable graph
+``DeformConv`` from 10.1: onnx-tensorrt changelog "TensorRT 10.1 GA … Added support
+for DeformConv"; ``portable`` before). INT8: the portable graph, since ``DeformConv``
+is FP32/FP16 only (onnx-tensorrt ``docs/operators.md``), no INT8 kernel; the portable graph is
 quantized in the TensorRT flavour
 (:func:`~featherface_deploy.exporters.onnx2trt_int8.tensorrt_int8_options`); on
 10.x/11.x the recipe builds that Q/DQ graph, on 8.x the float graph the
@@ -66,7 +68,8 @@ def export(model, out_dir: Path, row, options: RecipeExportOptions, context: Exp
     """Writes the recipe folder (``model.onnx`` + sidecar, ``build.sh``, README, the INT8 cache on 8.x)."""
     recipe = options.recipe(row.precision)
     version = recipe.version
-    dcn = "portable" if row.precision == "int8" else version.dcn  # DeformConv has no INT8 kernel
+    # DeformConv is FP32/FP16 only in onnx-tensorrt docs/operators.md: no INT8 kernel, so INT8 uses the portable graph
+    dcn = "portable" if row.precision == "int8" else version.dcn
     with tempfile.TemporaryDirectory(prefix="featherface-trt-") as scratch:
         scratch = Path(scratch)
         onnx_options = OnnxOptions(imgsz=options.imgsz, dcn=dcn)

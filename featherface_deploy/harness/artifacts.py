@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featherface_deploy.contract import sidecar_path
-from featherface_deploy.errors import FeatherFaceError
+from featherface_deploy.errors import BackendNotInstalledError, FeatherFaceError
 from featherface_deploy.formats import CHECKPOINT, FORMATS, REFERENCE, Format, get_format, resolve
 from featherface_deploy.harness.latency import open_for_timing
 from featherface_deploy.runtimes.base import Runtime
@@ -99,14 +99,15 @@ class BuiltArtifact:
 
     def open(self, threads: int | None) -> Runtime:
         """Opens the file with its row's runtime, set up for interleaved timing."""
-        return open_for_timing(resolve(self.row.runtime), self.path, threads)
+        return open_for_timing(resolve(self.row.runtime), self.path, threads, dict(self.row.runtime_options))
 
 
 def build_all(checkpoint: str | Path, names: Sequence[str], cache_dir: str | Path,
               settings: BuildSettings) -> tuple[dict[str, BuiltArtifact], dict[str, str]]:
     """Builds (or finds in ``cache_dir``) every requested row and the rows they are built from.
 
-    A failed build (a missing backend, a broken conversion, a failed parity gate) does not stop the others.
+    A failed build (a missing backend, a broken conversion, a failed parity gate) does not stop the others;
+    nor does a row that cannot run here (``torch-cuda`` without a GPU: the table's probe says why).
 
     Returns:
         Row name → artifact for those built, and row name → error message for those that failed.
@@ -128,6 +129,9 @@ def _build(row: Format, checkpoint: Path, digest: str, folder: Path, settings: B
            built: dict[str, BuiltArtifact]) -> BuiltArtifact:
     if row.name in built:
         return built[row.name]
+    ok, why = row.runs_here()
+    if not ok:
+        raise BackendNotInstalledError(f"{row.name} cannot run here: {why}")
     if row.exporter is None:
         built[row.name] = BuiltArtifact(row, checkpoint, 0.0, False)
         return built[row.name]

@@ -106,18 +106,20 @@ class LatencyStats:
 TIMING_OPTIONS: dict[str, dict] = {"onnxruntime": {"allow_spinning": False}}
 
 
-def open_for_timing(runtime_class: type[Runtime], path: str | Path, threads: int | None) -> Runtime:
+def open_for_timing(runtime_class: type[Runtime], path: str | Path, threads: int | None,
+                    options: Mapping[str, object] | None = None) -> Runtime:
     """Opens a model file for timing next to other runtimes (ONNX Runtime: thread spinning off).
 
     Args:
         runtime_class: The format's runtime class.
         path: The model file.
         threads: Inference threads (``None`` = the backend's default).
+        options: The row's ``runtime_options`` (``torch-cuda``: ``device="cuda"``).
 
     Returns:
         The opened runtime.
     """
-    return runtime_class(path, threads=threads, **TIMING_OPTIONS.get(runtime_class.name, {}))
+    return runtime_class(path, threads=threads, **TIMING_OPTIONS.get(runtime_class.name, {}), **(options or {}))
 
 
 class Pipeline:
@@ -205,7 +207,7 @@ def measure_peak_memory(pipeline: Pipeline, steps: int = 3) -> dict:
 
 def benchmark_model(path: str | Path, images: Sequence[np.ndarray], imgsz: tuple[int, int],
                     batches: Sequence[int], threads: Sequence[int], warmup: int, iters: int,
-                    bar: Callable[[str, int], object] | None = None) -> list[dict]:
+                    bar: Callable[[str, int], object] | None = None, row=None) -> list[dict]:
     """Times one model file for every (threads, batch) pair, one configuration after another.
 
     Configurations run sequentially, not interleaved: some backends set their thread count
@@ -220,6 +222,7 @@ def benchmark_model(path: str | Path, images: Sequence[np.ndarray], imgsz: tuple
         warmup: Untimed steps.
         iters: Timed steps.
         bar: ``bar(label, total)`` → progress context with ``update(n)`` (e.g. ``click.progressbar``).
+        row: The format row to open it as (``torch-cuda``); default: the row its suffix names.
 
     Returns:
         One row per configuration: threads, batch, :class:`LatencyStats` fields, memory and file size;
@@ -227,10 +230,11 @@ def benchmark_model(path: str | Path, images: Sequence[np.ndarray], imgsz: tuple
     """
     from featherface_deploy.formats import format_for_path, resolve
 
-    runtime_class = resolve(format_for_path(path).runtime)
+    row = row or format_for_path(path)
+    runtime_class = resolve(row.runtime)
     rows = []
     for count in threads:
-        runtime = open_for_timing(runtime_class, path, count)
+        runtime = open_for_timing(runtime_class, path, count, dict(row.runtime_options))
         for batch in batches:
             row = {"threads": count, "batch": batch, "file_mb": file_size_mb(path)}
             if runtime.max_batch is not None and batch > runtime.max_batch:

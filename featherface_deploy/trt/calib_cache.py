@@ -12,6 +12,11 @@ First line: ``TRT-<NV_TENSORRT_VERSION>-EntropyCalibration2``; then one
 *scale*; the tensor's dynamic range is ``scale × 127``. A tensor missing from
 the cache gets no INT8 implementation (TensorRT falls back to a float kernel),
 which is how the project keeps the DCN sampling in float on TensorRT 8.x.
+
+Sources: the cache is what ``IInt8Calibrator.write_calibration_cache`` receives and
+``read_calibration_cache`` returns (NVIDIA/TensorRT ``samples/common/EntropyCalibrator.h``); it is
+plain text with the per-tensor scales (NVIDIA/TensorRT#1058), tied to the TensorRT version in its
+header (NVIDIA/retinanet-examples#261), and ``trtexec --calib=<file>`` loads it (NVIDIA/TensorRT#4044).
 """
 
 from __future__ import annotations
