@@ -21,18 +21,14 @@ from featherface_deploy.runtimes.ort_runtime import OrtRuntime  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A dynamic tiny FeatherFace export (batch, height and width free)."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("onnxscript")
-    from conftest import export_row
+def exported(tiny_onnx):
+    """The session's dynamic tiny FeatherFace export (batch, height and width free) and the model it came from."""
+    import torch
+
     from featherface_deploy.models import create_model
 
-    torch.manual_seed(0)
-    model = create_model("featherface-tiny")
-    path = tmp_path_factory.mktemp("ort") / "tiny.onnx"
-    export_row(model, path, "onnx", imgsz=(64, 64), dynamic=True, simplify=False)
-    return path, model
+    torch.manual_seed(0)  # the seed tiny_onnx was exported with
+    return tiny_onnx, create_model("featherface-tiny")
 
 
 def _strip_metadata(src, dst):
