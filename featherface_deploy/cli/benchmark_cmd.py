@@ -24,7 +24,8 @@ def _int_list(value: str) -> list[int]:
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--imgsz", default="640", show_default=True, help="Image box N or HxW (fixed-size models: their own).")
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, comma-separated (e.g. 1,4).")
-@click.option("--threads", default="1", show_default=True, help="Thread counts, comma-separated (e.g. 1,2).")
+@click.option("--threads", default="1", show_default=True,
+              help="Thread counts, comma-separated (e.g. 1,2); capped at the usable cores, rows say what ran.")
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(0), help="Untimed steps.")
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(1), help="Timed steps.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
@@ -45,6 +46,8 @@ def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path):
                Column("std_ms", "std ms", 2), Column("throughput", "img/s", 1), Column("pre_ms", "pre ms", 2),
                Column("infer_ms", "infer ms", 2), Column("post_ms", "post ms", 2),
                Column("peak_rss_mb", "peak RSS MB", 0), Column("file_mb", "Size MB", 2), Column("skipped", "note")]
+    if any(row["threads"] != row["threads_requested"] for row in rows):
+        columns.insert(1, Column("threads_requested", "asked"))  # capped at the usable cores
     facts = machine_facts(model=str(model), imgsz=list(size))
     click.echo(markdown_table(rows, columns))
     click.echo(facts_line(facts))
