@@ -100,9 +100,9 @@ def test_folder_output_that_holds_the_checkpoint_is_refused(tmp_path, checkpoint
     inside.write_bytes(checkpoint.read_bytes())
     with pytest.raises(OutputError, match="it holds the input"):
         export_model(inside, package, "coreml", exist_ok=True)
+    (tmp_path / "file.mlpackage").write_bytes(b"x")
     with pytest.raises(OutputError, match="a file of that name exists"):
-        export_model(checkpoint, tmp_path / "file.mlpackage", "coreml",
-                     exist_ok=(tmp_path / "file.mlpackage").write_bytes(b"x") or True)
+        export_model(checkpoint, tmp_path / "file.mlpackage", "coreml", exist_ok=True)
     assert inside.read_bytes() == checkpoint.read_bytes()
 
 
