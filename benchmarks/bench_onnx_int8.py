@@ -89,7 +89,7 @@ def _export(checkpoint: Path, out: Path) -> Path:
     from featherface_deploy.pipeline import export_model
 
     _log(f"exporting {checkpoint.name} (dynamic) …")
-    export_model(checkpoint, out, "onnx", {"imgsz": (640, 640), "dynamic": True})
+    export_model(checkpoint, out, "onnx", {"imgsz": (640, 640), "dynamic": True}, exist_ok=True)
     return out
 
 

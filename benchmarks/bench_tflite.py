@@ -71,7 +71,8 @@ def main() -> None:
     for precision, row, options in (("fp32", "tflite", {}), ("fp16", "tflite-fp16", {}),
                                     ("int8", "tflite-int8", {"calib_dir": calib_dir, "calib_images": 100})):
         results[precision] = export_model(model, out / f"v1_{precision}.tflite", row, {"imgsz": SIZE, **options},
-                                          parity_images=images[:PARITY_IMAGES], log=print, scratch=scratch)
+                                          parity_images=images[:PARITY_IMAGES], log=print, scratch=scratch,
+                                          exist_ok=True)  # --out may be a folder kept from a run
     conversion_s = time.perf_counter() - started
     print(f"conversion of all variants: {conversion_s:.1f} s (litert_torch.convert {converted.seconds:.1f} s)")
 
@@ -89,7 +90,8 @@ def main() -> None:
         print(f"AP tflite {precision}: {ap[f'tflite_{precision}']}")
 
     # 4. latency: same 640×640 tensor for all, interleaved
-    onnx = export_model(model, out / "v1_fp32.onnx", "onnx", {"imgsz": SIZE}, parity_images=images[:2])
+    onnx = export_model(model, out / "v1_fp32.onnx", "onnx", {"imgsz": SIZE}, parity_images=images[:2],
+                        exist_ok=True)
     runtimes = {"onnxruntime_fp32": OrtRuntime(onnx.path, threads=THREADS, allow_spinning=False), "litert_fp32": fp32,
                 "litert_fp16": TfliteRuntime(results["fp16"].path, threads=THREADS),
                 "litert_int8": TfliteRuntime(results["int8"].path, threads=THREADS)}

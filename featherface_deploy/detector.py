@@ -8,7 +8,7 @@ from typing import Union
 
 import numpy as np
 
-from featherface_deploy.errors import InputError
+from featherface_deploy.errors import BackendNotInstalledError, InputError
 from featherface_deploy.formats import format_for_path, resolve
 from featherface_deploy.postprocess import (
     Detections,
@@ -78,7 +78,10 @@ class FaceDetector:
         Raises:
             FeatherFaceError: Unknown suffix, missing backend, bad file.
         """
-        runtime_class = resolve(format_for_path(path).runtime)
+        try:
+            runtime_class = resolve(format_for_path(path).runtime)
+        except BackendNotInstalledError as error:  # e.g. an .engine without TensorRT: say which file needs it
+            raise BackendNotInstalledError(f"cannot open {path}: {error}") from error
         return cls(runtime_class(path, **runtime_options), config, size, max_pixels)
 
     def __call__(self, image: ImageInput, color: str = "bgr") -> Detections:

@@ -103,28 +103,36 @@ def same_file(first: str | Path, second: str | Path) -> bool:
         return False
 
 
-def check_writable(path: str | Path) -> None:
+def check_writable(path: str | Path, folder: bool = False) -> None:
     """Checks that ``path`` could be written now, without writing it.
 
     The nearest existing ancestor must be a folder in which a file can be
     created (checked by creating and removing a temporary file there, which
     is the only test that tells the truth on read-only mounts and for root).
 
+    Args:
+        path: The file (or, with ``folder``, the folder) to be written.
+        folder: ``path`` is a folder output (``.mlpackage``, a recipe): an existing folder is fine.
+
     Raises:
-        OutputError: ``path`` is a folder, an ancestor is a file, or the folder is not writable.
+        OutputError: ``path`` is a folder (a file, for a folder output), an ancestor is a file, or the
+            folder is not writable.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not folder:
         raise OutputError(f"cannot write {path}: it is a folder; give a file name")
-    folder = path.parent
-    while not folder.exists():
-        if folder.is_symlink():
-            raise OutputError(f"cannot write {path}: {folder} is a broken symbolic link")
-        folder = folder.parent
-    if not folder.is_dir():
-        raise OutputError(f"cannot write {path}: {folder} is not a folder")
+    if folder and path.exists() and not path.is_dir():
+        raise OutputError(f"cannot write the folder {path}: a file of that name exists; remove it or choose "
+                          "another output")
+    parent = path.parent
+    while not parent.exists():
+        if parent.is_symlink():
+            raise OutputError(f"cannot write {path}: {parent} is a broken symbolic link")
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: {parent} is not a folder")
     try:
-        handle, probe = tempfile.mkstemp(prefix=".featherface-write-check.", dir=folder)
+        handle, probe = tempfile.mkstemp(prefix=".featherface-write-check.", dir=parent)
     except OSError as error:
         raise _os_error(path, "write", error) from error
     os.close(handle)
@@ -132,14 +140,16 @@ def check_writable(path: str | Path) -> None:
 
 
 def check_output_path(path: str | Path, inputs: Iterable[str | Path] = (), exist_ok: bool = False,
-                      companions: Iterable[str | Path] = ()) -> Path:
+                      companions: Iterable[str | Path] = (), folder: bool = False) -> Path:
     """Checks an output path before the work that produces it starts.
 
     Args:
         path: The file to be written.
-        inputs: Files the command reads; the output (and its companions) may be none of them.
+        inputs: Files the command reads; the output (and its companions) may be none of them, and a
+            folder output may not contain one (replacing the folder would delete it).
         exist_ok: Allow replacing an existing file (it is then replaced atomically, at the end).
         companions: Files written together with ``path`` (e.g. its sidecar JSON), checked the same way.
+        folder: ``path`` is a folder output (``.mlpackage``, a recipe) rather than a file.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -149,14 +159,17 @@ def check_output_path(path: str | Path, inputs: Iterable[str | Path] = (), exist
     """
     path = Path(path)
     inputs = [Path(p) for p in inputs]
-    for target in (path, *map(Path, companions)):
+    for target, is_folder in ((path, folder), *((Path(c), False) for c in companions)):
         for source in inputs:
             if same_file(target, source):
                 raise OutputError(f"refusing to write {target}: it is the input {source}; choose another output")
-        if target.exists() and not exist_ok and not target.is_dir():
+            if is_folder and target.resolve() in source.resolve().parents:
+                raise OutputError(f"refusing to write the folder {target}: it holds the input {source}; "
+                                  "choose another output")
+        if target.exists() and not exist_ok and target.is_dir() == is_folder:
             raise OutputError(f"{target} already exists; pass --exist-ok to replace it (it is replaced only "
                               "after the new file passes its checks)")
-        check_writable(target)
+        check_writable(target, folder=is_folder)
     return path
 
 

@@ -1,6 +1,7 @@
 """The benchmark harness: latency statistics, reports, detection matching, compare/benchmark CLIs, budgets."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -141,13 +142,17 @@ def test_budgets_list_every_broken_limit():
     assert Budgets(0.8, 3.0, False).broken(rows) == []
 
 
-def test_benchmark_command_times_each_configuration(tiny_checkpoint, image_dir, tmp_path):
-    out = tmp_path / "bench.json"
-    result = CliRunner().invoke(cli, ["benchmark", str(tiny_checkpoint), "--imgsz", str(SIZE), "--batch", "1,2",
-                                      "--iters", "3", "--warmup", "1", "--images", str(image_dir),
-                                      "--json", str(out)])
+def _benchmark(checkpoint, image_dir, out_dir, *options: str):
+    """Runs the benchmark command on the tiny model; returns its output and the rows of its JSON report."""
+    out = out_dir / "bench.json"
+    result = CliRunner().invoke(cli, ["benchmark", str(checkpoint), "--imgsz", str(SIZE), *options,
+                                      "--images", str(image_dir), "--json", str(out)])
     assert result.exit_code == 0, result.output
-    rows = json.loads(out.read_text())["rows"]
+    return result.output, json.loads(out.read_text())["rows"]
+
+
+def test_benchmark_command_times_each_configuration(tiny_checkpoint, image_dir, tmp_path):
+    _, rows = _benchmark(tiny_checkpoint, image_dir, tmp_path, "--batch", "1,2", "--iters", "3", "--warmup", "1")
     assert [(r["threads"], r["batch"]) for r in rows] == [(1, 1), (1, 2)]
     assert rows[1]["throughput"] > 0 and rows[1]["file_mb"] > 0
 
@@ -209,3 +214,14 @@ def test_harness_modules_import_no_backend():
              "print(' '.join(m for m in ('torch', 'onnxruntime', 'cv2', 'matplotlib', 'ai_edge_litert') "
              "if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == ""
+
+
+def test_benchmark_rows_say_how_many_threads_ran(tiny_checkpoint, image_dir, tmp_path, monkeypatch):
+    # `--threads 4` on a 2-core machine runs 2 threads (capped): the row must say 2, not 4.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    output, rows = _benchmark(tiny_checkpoint, image_dir, tmp_path, "--threads", "1,4", "--iters", "2", "--warmup", "0")
+    assert [(r["threads"], r["threads_requested"]) for r in rows] == [(1, 1), (2, 4)]
+    assert "Warning: 4 threads requested but this process can use 2 CPU core(s); using 2" in output
+    header = next(line for line in output.splitlines() if line.startswith("| Threads"))
+    assert header.startswith("| Threads | asked |")
+    assert any(line.startswith("| 2 | 4 |") for line in output.splitlines())

@@ -37,7 +37,8 @@ def _int_list(value: str) -> list[int]:
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--imgsz", default="640", show_default=True, help="Image box N or HxW (fixed-size models: their own).")
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, comma-separated (e.g. 1,4).")
-@click.option("--threads", default="1", show_default=True, help="Thread counts, comma-separated (e.g. 1,2).")
+@click.option("--threads", default="1", show_default=True,
+              help="Thread counts, comma-separated (e.g. 1,2); capped at the usable cores, rows say what ran.")
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(0), help="Untimed steps.")
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(1), help="Timed steps.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
@@ -67,8 +68,11 @@ def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, de
     row = device_row(format_for_path(model), device, half)
     rows = benchmark_model(model, _load_images(images, size), size, _int_list(batch), _int_list(threads),
                            warmup, iters, _bar, row=row)
+    columns = list(COLUMNS)
+    if any(result["threads"] != result["threads_requested"] for result in rows):
+        columns.insert(1, Column("threads_requested", "asked"))  # capped at the usable cores
     facts = machine_facts(model=str(model), imgsz=list(size), format=row.name)
-    click.echo(markdown_table(rows, COLUMNS))
+    click.echo(markdown_table(rows, columns))
     click.echo(facts_line(facts))
     if json_path is not None:
         atomic_write_text(json_path, json.dumps({"facts": facts, "rows": rows}, indent=2))

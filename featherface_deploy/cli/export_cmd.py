@@ -4,6 +4,10 @@
 (``--format onnx --int8`` is ``onnx-int8``; full row names are accepted too). Only the options
 given on the command line are passed on; one the row does not take is an error naming the rows
 that do (:func:`~featherface_deploy.pipeline.options.split_options`).
+
+The output is checked before any work: never the checkpoint (symlinks and hard links included), a
+writable folder, and an existing output is refused unless ``--exist-ok``, which replaces it only after
+the new file passed parity (a failed export leaves it as it was).
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ _OPTION_PARSERS = {
               help="Output format (see `featherface-deploy formats`).")
 @click.option("-o", "--output", default=None, type=click.Path(),
               help="Output file or folder (default: the checkpoint's name, variant and the format's suffix).")
+@click.option("--exist-ok", is_flag=True,
+              help="Replace an existing output (only after the new one passes parity; never the checkpoint).")
 @click.option("--half", is_flag=True, help="FP16 row of the format (tflite-fp16, coreml-fp16, engine-fp16…).")
 @click.option("--int8", "int8", is_flag=False, flag_value="default", default=None, type=click.Choice(INT8_MODES),
               help="INT8 row of the format (needs --calib-dir for calibrated rows); Core ML: --int8 weights.")
@@ -102,7 +108,7 @@ _OPTION_PARSERS = {
 @click.option("--architecture", default=None, help="Architecture name (detected from the keys if omitted).")
 @click.pass_context
 @friendly_errors
-def export(ctx: click.Context, checkpoint: str, format_name: str, output: str | None, half: bool,
+def export(ctx: click.Context, checkpoint: str, format_name: str, output: str | None, exist_ok: bool, half: bool,
            int8: str | None, parity_images: str | None, architecture: str | None, **given) -> None:
     """Exports CHECKPOINT (.pth) and checks it against PyTorch; nothing is written if a check fails."""
     from featherface_deploy.pipeline import export_model
@@ -115,7 +121,7 @@ def export(ctx: click.Context, checkpoint: str, format_name: str, output: str | 
         options["int8_mode"] = "weights" if int8 == "default" else int8
     out = Path(output) if output else default_output(row, checkpoint)
     outcome = export_model(checkpoint, out, row, options, parity_images=_images(parity_images),
-                           architecture=architecture, log=click.echo)
+                           architecture=architecture, log=click.echo, exist_ok=exist_ok)
     steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in outcome.timings.items())
     click.echo(f"done: {outcome.path} [{row.name}] ({steps})")
 

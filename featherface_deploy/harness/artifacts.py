@@ -149,7 +149,7 @@ def _build(row: Format, checkpoint: Path, digest: str, folder: Path, settings: B
 
     start = time.perf_counter()
     export_model(checkpoint, path, row, settings.options_for(row), parity_images=list(settings.parity_images),
-                 log=settings.log, reuse=reuse, scratch=settings.scratch)
+                 log=settings.log, reuse=reuse, scratch=settings.scratch, exist_ok=True)
     built[row.name] = BuiltArtifact(row, path, time.perf_counter() - start, False)
     return built[row.name]
 

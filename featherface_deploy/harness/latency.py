@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from featherface_deploy.postprocess import PostprocessConfig, decode_image, preprocess
-from featherface_deploy.runtimes.base import Runtime
+from featherface_deploy.runtimes.base import Runtime, usable_threads
 
 STAGES = ("pre", "infer", "post")
 SYNTHETIC_IMAGES = 4
@@ -218,31 +218,33 @@ def benchmark_model(path: str | Path, images: Sequence[np.ndarray], imgsz: tuple
         images: Decoded BGR images to cycle through.
         imgsz: Box images are fitted into (any-size models).
         batches: Batch sizes.
-        threads: Thread counts.
+        threads: Thread counts asked for; each is capped at the usable cores (with a warning).
         warmup: Untimed steps.
         iters: Timed steps.
         bar: ``bar(label, total)`` → progress context with ``update(n)`` (e.g. ``click.progressbar``).
         row: The format row to open it as (``torch-cuda``); default: the row its suffix names.
 
     Returns:
-        One row per configuration: threads, batch, :class:`LatencyStats` fields, memory and file size;
-        a configuration the model cannot run (batch above its maximum) gets a ``skipped`` reason.
+        One row per configuration: ``threads`` (the count that ran), ``threads_requested``, batch,
+        :class:`LatencyStats` fields, memory and file size; a configuration the model cannot run
+        (batch above its maximum) gets a ``skipped`` reason.
     """
     from featherface_deploy.formats import format_for_path, resolve
 
-    row = row or format_for_path(path)
-    runtime_class = resolve(row.runtime)
+    fmt = row or format_for_path(path)
+    runtime_class = resolve(fmt.runtime)
     rows = []
     for count in threads:
-        runtime = open_for_timing(runtime_class, path, count, dict(row.runtime_options))
+        used = usable_threads(count)  # a row is labelled with what ran: `--threads 4` on 2 cores runs 2
+        runtime = open_for_timing(runtime_class, path, used, dict(fmt.runtime_options))
         for batch in batches:
-            row = {"threads": count, "batch": batch, "file_mb": file_size_mb(path)}
+            row = {"threads": used, "threads_requested": count, "batch": batch, "file_mb": file_size_mb(path)}
             if runtime.max_batch is not None and batch > runtime.max_batch:
                 rows.append({**row, "skipped": f"model takes batches of at most {runtime.max_batch}"})
                 continue
             pipeline = Pipeline(runtime, images, LatencyConfig(imgsz, batch, warmup, iters))
             row.update(measure_peak_memory(pipeline))
-            with (bar or null_bar)(f"threads {count} batch {batch}", iters) as handle:
+            with (bar or null_bar)(f"threads {used} batch {batch}", iters) as handle:
                 stats = measure_interleaved({"model": pipeline}, warmup, iters,
                                             on_round=lambda: handle.update(1))["model"]
             rows.append({**row, **stats.to_dict()})

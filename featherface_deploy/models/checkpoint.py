@@ -163,10 +163,13 @@ def load_model(path: str | Path, architecture: str | None = None) -> LoadedModel
         CheckpointError: Unreadable file, unknown name, or keys that do not match.
     """
     state = read_state_dict(path)
-    name = architecture or detect_architecture(state)
+    try:
+        name = architecture or detect_architecture(state)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from error
     model = create_model(name)
     missing, unexpected, wrong = _mismatch(model, state)
     if missing or unexpected or wrong:
-        raise CheckpointError(_mismatch_message(name, missing, unexpected, wrong, closest=False))
+        raise CheckpointError(f"{path}: {_mismatch_message(name, missing, unexpected, wrong, closest=False)}")
     model.load_state_dict(state, strict=True)
     return LoadedModel(model=model.eval(), architecture=name, path=Path(path))

@@ -7,6 +7,13 @@ is checked against PyTorch on real photos (:func:`~featherface_deploy.verify.par
 the tolerance tier of its precision). Only a file that passed is moved into
 place (a rename), followed by its sidecar; a failure at any step leaves the
 output path as it was. Exporters only write files; they never import a runtime.
+
+Before any work the output is checked
+(:func:`~featherface_deploy.file_writing.check_output_path`): it may not be the
+checkpoint or another input (symlinks and hard links included), its folder must
+be writable, and an existing output (or sidecar) is refused unless
+``exist_ok`` (CLI ``--exist-ok``) — then it is replaced only after the new file
+passed parity.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from pathlib import Path
 from featherface_deploy.contract import DecodeContract, sidecar_path, write_sidecar
 from featherface_deploy.errors import BackendNotInstalledError, ExportError
 from featherface_deploy.exporters.common import ExportContext, load_source
+from featherface_deploy.file_writing import check_output_path
 from featherface_deploy.formats import CHECKPOINT, Format, get_format, resolve
 from featherface_deploy.pipeline.options import build_chain, check_suffix, split_options
 from featherface_deploy.verify.parity import ParityReport, check_parity
@@ -56,7 +64,7 @@ class ExportOutcome:
 def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[str, object] | None = None, *,
                  parity_images: Sequence[str | Path] = (), tolerances: Tolerances | None = None,
                  architecture: str | None = None, log: Log | None = None, reuse: Mapping[str, Path] | None = None,
-                 scratch: dict | None = None, require_faces: bool = True) -> ExportOutcome:
+                 scratch: dict | None = None, require_faces: bool = True, exist_ok: bool = False) -> ExportOutcome:
     """Exports a checkpoint (or an in-memory model) to one format row, verified before it is written.
 
     Args:
@@ -71,6 +79,7 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
         reuse: Row name → an already verified file to build from instead of rebuilding it.
         scratch: Intermediate results shared between calls (e.g. the TFLite FP32 conversion).
         require_faces: Fail when the reference finds no face ≥ 0.5 on the photos (off only for untrained models).
+        exist_ok: Replace an existing output (atomically, after parity); otherwise an existing output is refused.
 
     Returns:
         The :class:`ExportOutcome` of the final row.
@@ -79,10 +88,15 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
         ExportError: An unknown row or option, a wrong suffix, a failed step.
         ParityError: An artifact differs from PyTorch beyond tolerance; nothing is written.
         BackendNotInstalledError: An exporter or runtime of the chain cannot run here (the message says why).
+        OutputError: ``out`` is an input, exists without ``exist_ok``, or cannot be written (checked first).
     """
     row = get_format(fmt) if isinstance(fmt, str) else fmt
     if row.exporter is None:
         raise ExportError(f"{row.name} is the reference format: there is nothing to export")
+    inputs = [path for path in (source, *parity_images, *(reuse or {}).values())
+              if isinstance(path, (str, os.PathLike))]
+    check_output_path(out, inputs, exist_ok, companions=[] if row.verify_entry else [sidecar_path(out)],
+                      folder=row.directory)
     out = check_suffix(row, out)
     prepared = prepare_options(row, split_options(row, options or {}), set(reuse or {}))
     started = time.perf_counter()

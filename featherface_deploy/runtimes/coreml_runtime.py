@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.contract import DecodeContract
+from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract
 from featherface_deploy.metadata.coreml import read_contract
-from featherface_deploy.errors import BackendNotInstalledError, ContractError, FeatherFaceError, InputError, \
+from featherface_deploy.errors import BackendError, BackendNotInstalledError, ContractError, FeatherFaceError, InputError, \
     missing_backend
-from featherface_deploy.runtimes.base import Runtime
+from featherface_deploy.runtimes.base import Runtime, check_output_shapes, first_line
 
 try:
     import coremltools
@@ -111,6 +111,12 @@ class CoremlRuntime(Runtime):
         if inputs != [self.contract.input_name] or not set(self.contract.output_names) <= outputs:
             raise ContractError(f"{source}: model inputs {inputs} / outputs {sorted(outputs)} do not match the "
                                 f"contract ({self.contract.input_name} → {list(self.contract.output_names)})")
+        if self.contract.input_size is None or self.contract.extra.get("sizes") or self.contract.extra.get("flexible"):
+            return  # flexible shapes: the spec lists one default size; outputs are checked after each inference
+        declared = {o.name: tuple(o.type.multiArrayType.shape) for o in spec.description.output}
+        roles = dict(zip(OUTPUT_ROLES, self.contract.output_names))
+        check_output_shapes(self.contract, {role: declared[name] for role, name in roles.items() if declared[name]},
+                            (1, 3, *self.contract.input_size), source)
 
     def _infer(self, batch: np.ndarray) -> Mapping[str, np.ndarray]:
         # Exported with batch 1: a larger batch runs image by image.
@@ -151,4 +157,4 @@ def _read_model(path: Path):
     try:
         return coremltools.models.MLModel(str(path), skip_model_load=True)
     except Exception as error:  # coremltools raises bare Exceptions for unreadable packages
-        raise FeatherFaceError(f"coremltools cannot read {path}: {error}") from error
+        raise BackendError(f"coremltools cannot read {path}: {first_line(error)}") from error

@@ -102,6 +102,9 @@ class OrtRuntime(Runtime):
         spatial = shape[2:4] if len(shape) == 4 else ()
         if len(shape) != 4 or shape[1] != 3:
             raise ContractError(f"{source}: graph input shape {list(shape)} is not a (batch, 3, height, width) image")
+        if self.contract.input_layout != "NCHW":
+            raise ContractError(f"{source}: the graph input {list(shape)} is NCHW but the contract says "
+                                f"input_layout {self.contract.input_layout}")
         if all(isinstance(v, int) for v in spatial) and self.contract.input_size is not None \
                 and spatial != tuple(self.contract.input_size):
             raise ContractError(f"{source}: the graph takes {spatial[0]}×{spatial[1]} inputs but the contract says "

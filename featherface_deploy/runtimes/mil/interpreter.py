@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.errors import FeatherFaceError, InterpreterError, missing_backend
+from featherface_deploy.errors import BackendError, FeatherFaceError, InterpreterError, missing_backend
+from featherface_deploy.runtimes.base import first_line
 from featherface_deploy.runtimes.mil.constexpr_ops import constexpr_ops
 from featherface_deploy.runtimes.mil.elementwise import elementwise_ops
 from featherface_deploy.runtimes.mil.nn_ops import nn_ops
@@ -204,10 +205,14 @@ def _load_main_function(path: Path):
     try:
         model = coremltools.models.MLModel(str(path), skip_model_load=True)
     except Exception as error:  # coremltools raises bare Exceptions for unreadable packages
-        raise FeatherFaceError(f"coremltools cannot read {path}: {error}") from error
+        raise BackendError(f"coremltools cannot read {path}: {first_line(error)}") from error
     spec = model.get_spec()
     if spec.WhichOneof("Type") != "mlProgram":
         raise InterpreterError(f"{path} is a Core ML '{spec.WhichOneof('Type')}' model, not an ML Program; "
                                "the reference interpreter runs ML Programs only (export with --format coreml)")
-    program = load(spec, specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir)
+    try:
+        program = load(spec, specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir)
+    except Exception as error:  # noqa: BLE001 - a damaged weight.bin raises ValueError, RuntimeError, IndexError…
+        raise BackendError(f"coremltools cannot read the program or weights of {path}: {first_line(error)}") \
+            from error
     return program.functions["main"]
