@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from featherface_deploy.cli.options import friendly_errors, parse_size
+from featherface_deploy.cli.options import ModelPath, friendly_errors, parse_size
 
 
 def _int_list(value: str) -> list[int]:
@@ -21,7 +21,7 @@ def _int_list(value: str) -> list[int]:
 
 
 @click.command("benchmark")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", type=ModelPath(exists=True))
 @click.option("--imgsz", default="640", show_default=True, help="Image box N or HxW (fixed-size models: their own).")
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, comma-separated (e.g. 1,4).")
 @click.option("--threads", default="1", show_default=True, help="Thread counts, comma-separated (e.g. 1,2).")
@@ -33,21 +33,27 @@ def _int_list(value: str) -> list[int]:
               help="Also write the rows and machine facts to this JSON file.")
 @friendly_errors
 def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path):
-    """Time MODEL (.pth, .onnx, .tflite…): p50/p90/p99, mean, std, throughput, pre/infer/post, memory, size."""
+    """Time MODEL (.pth, .onnx, .tflite, .mlpackage…): p50/p90/p99, mean, std, throughput, pre/infer/post, memory, size.
+
+    The table's runtime column and the facts line name the runtime that ran.
+    """
     from featherface_deploy.harness.report import Column, facts_line, machine_facts, markdown_table
     from featherface_deploy.harness.latency import benchmark_model
 
     size = parse_size(imgsz)
     rows = benchmark_model(model, _load_images(images, size), size, _int_list(batch), _int_list(threads),
                            warmup, iters, _bar)
-    columns = [Column("threads", "Threads"), Column("batch", "Batch"), Column("p50_ms", "p50 ms", 2),
+    columns = [Column("runtime", "Runtime"), Column("threads", "Threads"), Column("batch", "Batch"), Column("p50_ms", "p50 ms", 2),
                Column("p90_ms", "p90 ms", 2), Column("p99_ms", "p99 ms", 2), Column("mean_ms", "mean ms", 2),
                Column("std_ms", "std ms", 2), Column("throughput", "img/s", 1), Column("pre_ms", "pre ms", 2),
                Column("infer_ms", "infer ms", 2), Column("post_ms", "post ms", 2),
                Column("peak_rss_mb", "peak RSS MB", 0), Column("file_mb", "Size MB", 2), Column("skipped", "note")]
-    facts = machine_facts(model=str(model), imgsz=list(size))
+    facts = machine_facts(model=str(model), imgsz=list(size), runtime=rows[0]["runtime"],
+                          runtime_note=rows[0]["runtime_note"])
     click.echo(markdown_table(rows, columns))
     click.echo(facts_line(facts))
+    if facts["runtime_note"]:
+        click.echo(f"_{facts['runtime']}: {facts['runtime_note']}._")
     if json_path is not None:
         with open(json_path, "w") as stream:
             json.dump({"facts": facts, "rows": rows}, stream, indent=2)
