@@ -25,7 +25,7 @@ def test_detect_prints_json_and_writes_png(v1_weights, astronaut, tmp_path):
     result = CliRunner().invoke(cli, ["detect", str(astronaut), "--weights", str(v1_weights), "--json",
                                       "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    faces = json.loads(result.output)[str(astronaut)]
+    faces = json.loads(result.stdout)[str(astronaut)]
     assert len(faces) == 1 and faces[0]["score"] > 0.99 and len(faces[0]["landmarks"]) == 5
     drawn = np.asarray(Image.open(tmp_path / "astronaut.png"))
     assert drawn.shape == (512, 512, 3)

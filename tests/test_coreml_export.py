@@ -128,3 +128,59 @@ def test_interpreter_matches_core_ml_predict(fp32_package, compute_units):
     reference = CoremlRuntime(path, engine="interpreter").infer(batch)
     for role in ("loc", "conf", "landmarks"):
         np.testing.assert_allclose(core_ml[role], reference[role], atol=1e-2 if compute_units == "all" else 1e-4)
+
+
+def _assert_matches_pytorch(runtime, model, size, atol=1e-4):
+    diffs = _max_diff(runtime, model, _input(size))
+    assert max(diffs.values()) < atol, (size, diffs)
+
+
+@pytest.mark.slow  # one conversion (about 60 s on 2 busy cores)
+def test_flexible_shapes_run_at_two_sizes_and_match_pytorch(tiny, tmp_path):
+    result = export_row(tiny, tmp_path / "flexible.mlpackage", "coreml", imgsz=SIZE, flexible="64-128")
+    assert result.parity.passed and result.contract.input_size is None
+    runtime = CoremlRuntime(result.path)
+    for size in ((64, 64), (96, 128)):
+        _assert_matches_pytorch(runtime, tiny, size)
+    with pytest.raises(InputError, match="sides from 64 to 128"):
+        runtime.infer(_input((160, 64)))
+
+
+@pytest.mark.slow  # one conversion (about 60 s on 2 busy cores)
+def test_enumerated_shapes_run_at_each_size_and_match_pytorch(tiny, tmp_path):
+    sizes = ((64, 64), (64, 96))
+    result = export_row(tiny, tmp_path / "sizes.mlpackage", "coreml", imgsz=SIZE, sizes=sizes)
+    assert result.parity.passed and result.contract.extra["sizes"] == [list(s) for s in sizes]
+    runtime = CoremlRuntime(result.path)
+    for size in sizes:
+        _assert_matches_pytorch(runtime, tiny, size)
+    with pytest.raises(InputError, match="takes the sizes 64×64, 64×96"):
+        runtime.infer(_input((96, 96)))
+
+
+@pytest.mark.slow  # two conversions at 640 (about 3 minutes on 2 busy cores)
+def test_fp16_keeps_the_dcn_sample_positions_fp32_at_640(tiny, tmp_path):
+    """FP16 has 11 bits of mantissa: positions of 64-128 px would be rounded to 1/16 px. The exporter keeps the
+    DCN's coordinate subgraph FP32 (keeps_fp32): the positions must be FP32 values, not FP16 roundings."""
+    from featherface_deploy.runtimes.mil import MilInterpreter
+
+    size = (640, 640)
+    scratch: dict = {}
+    half = export_row(tiny, tmp_path / "fp16.mlpackage", "coreml-fp16", imgsz=size, scratch=scratch)
+    full = export_row(tiny, tmp_path / "fp32.mlpackage", "coreml", imgsz=size, scratch=scratch)
+    assert half.parity.passed and half.facts["op_counts"]["cast"] > full.facts["op_counts"]["cast"]
+    programs = {name: MilInterpreter(result.path) for name, result in (("fp16", half), ("fp32", full))}
+    positions = {name: program.values_of("floor", "x") for name, program in programs.items()}
+    assert len(positions["fp16"]) == len(positions["fp32"]) == 2 * 15  # y and x of each of the 15 DCNs
+    assert {spec.dtype for spec in positions["fp16"] + programs["fp16"].values_of("floor")} == {np.dtype("float32")}
+    batch = _input(size)
+    values = {name: program.run({"input": batch}, keep=[spec.name for spec in positions[name]])
+              for name, program in programs.items()}
+    far = np.concatenate([values["fp16"][spec.name].ravel() for spec in positions["fp16"]])
+    far = far[(far >= 64) & (far < 128)]
+    assert far.size > 1000  # the stride-8 level reaches these positions at 640
+    sixteenths = far * 16
+    assert np.mean(sixteenths != np.round(sixteenths)) > 0.5  # finer than FP16 could hold there
+    for spec16, spec32 in zip(positions["fp16"], positions["fp32"]):
+        # The offsets themselves come from FP16 convolutions; the positions built from them stay close.
+        np.testing.assert_allclose(values["fp16"][spec16.name], values["fp32"][spec32.name], atol=0.25)

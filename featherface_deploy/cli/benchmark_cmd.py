@@ -7,12 +7,12 @@ import sys
 
 import click
 
-from featherface_deploy.cli.options import friendly_errors, parse_size
+from featherface_deploy.cli.options import ModelPath, friendly_errors, parse_size
 from featherface_deploy.cli.remote_options import adb_options, device_line, open_remote, remote_options
 from featherface_deploy.file_writing import atomic_write_text
 from featherface_deploy.harness.report import Column, facts_line, machine_facts, markdown_table
 
-COLUMNS = [Column("threads", "Threads"), Column("batch", "Batch"), Column("p50_ms", "p50 ms", 2),
+COLUMNS = [Column("runtime", "Runtime"), Column("threads", "Threads"), Column("batch", "Batch"), Column("p50_ms", "p50 ms", 2),
            Column("p90_ms", "p90 ms", 2), Column("p99_ms", "p99 ms", 2), Column("mean_ms", "mean ms", 2),
            Column("std_ms", "std ms", 2), Column("throughput", "img/s", 1), Column("pre_ms", "pre ms", 2),
            Column("infer_ms", "infer ms", 2), Column("post_ms", "post ms", 2),
@@ -34,7 +34,7 @@ def _int_list(value: str) -> list[int]:
 
 
 @click.command("benchmark")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", type=ModelPath(exists=True))
 @click.option("--imgsz", default="640", show_default=True, help="Image box N or HxW (fixed-size models: their own).")
 @click.option("--batch", default="1", show_default=True, help="Batch sizes, comma-separated (e.g. 1,4).")
 @click.option("--threads", default="1", show_default=True,
@@ -70,10 +70,13 @@ def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, de
                            warmup, iters, _bar, row=row)
     columns = list(COLUMNS)
     if any(result["threads"] != result["threads_requested"] for result in rows):
-        columns.insert(1, Column("threads_requested", "asked"))  # capped at the usable cores
-    facts = machine_facts(model=str(model), imgsz=list(size), format=row.name)
+        columns.insert(2, Column("threads_requested", "asked"))  # capped at the usable cores
+    facts = machine_facts(model=str(model), imgsz=list(size), format=row.name, runtime=rows[0]["runtime"],
+                          runtime_note=rows[0]["runtime_note"])
     click.echo(markdown_table(rows, columns))
     click.echo(facts_line(facts))
+    if facts["runtime_note"]:
+        click.echo(f"_{facts['runtime']}: {facts['runtime_note']}._")
     if json_path is not None:
         atomic_write_text(json_path, json.dumps({"facts": facts, "rows": rows}, indent=2))
 

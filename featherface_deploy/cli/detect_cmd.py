@@ -14,7 +14,7 @@ import json
 
 import click
 
-from featherface_deploy.cli.options import build_detector, friendly_errors, model_options
+from featherface_deploy.cli.options import build_detector, friendly_errors, model_options, runtime_line
 from featherface_deploy.errors import FeatherFaceError
 from featherface_deploy.file_writing import unique_output_names
 from featherface_deploy.postprocess import load_image
@@ -30,9 +30,15 @@ from featherface_deploy.visualize import draw_detections, save_png
 @click.option("--vis-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Only faces at least this probable are printed and drawn.")
 @friendly_errors
-def detect(images, model, conf_threshold, nms_iou, imgsz, threads, max_pixels, out_dir, as_json, vis_threshold):
-    """Detect faces in IMAGES and print box, score and five landmarks for each."""
-    detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels)
+def detect(images, model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz, threads, max_pixels, out_dir,
+           as_json, vis_threshold):
+    """Detect faces in IMAGES and print box, score and five landmarks for each.
+
+    The first line says which runtime ran (on stderr with --json, so stdout stays JSON).
+    """
+    detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, coreml_engine,
+                              compute_units)
+    click.echo(runtime_line(detector.runtime), err=as_json)
     targets = unique_output_names(images, out_dir, ".png") if out_dir is not None else [None] * len(images)
     report, failed = {}, []
     for path, target in zip(images, targets):

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from featherface_deploy.cli.options import build_detector, friendly_errors, model_options, parse_size
+from featherface_deploy.cli.options import build_detector, friendly_errors, model_options, parse_size, runtime_line
 from featherface_deploy.cli.remote_options import device_line, open_remote, remote_options
 from featherface_deploy.evaluation import evaluate_widerface, list_images, load_ground_truth, write_predictions
 
@@ -23,13 +23,15 @@ from featherface_deploy.evaluation import evaluate_widerface, list_images, load_
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @remote_options
 @friendly_errors
-def evaluate(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface, pred_dir, limit, as_json,
-             **remote):
+def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface,
+             pred_dir, limit, as_json, **remote):
     """Run a model on WIDER FACE val and print Easy / Medium / Hard AP (official protocol, IoU 0.5).
 
-    With --remote, the model runs on the device (images pushed once) and AP is computed here.
+    The report names the runtime that ran (``runtime`` in the JSON). With --remote, the model runs on the
+    device (images pushed once) and AP is computed here.
     """
     start = time.perf_counter()
+    runtime_name, runtime_note = f"remote {remote['remote']}", "ran on the device"
     if remote["remote"] is not None:
         from featherface_deploy.remote.remote_evaluate import evaluate_on_device
 
@@ -38,7 +40,9 @@ def evaluate(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerfa
                                            parse_size(imgsz), threads)
         click.echo(device_line(facts, device.name), err=as_json)
     else:
-        detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels)
+        detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, coreml_engine,
+                                  compute_units)
+        runtime_name, runtime_note = detector.runtime.name, detector.runtime.note
         ground_truth = load_ground_truth(widerface)  # read once: the progress bar and the evaluation share it
         total = len(list_images(widerface, ground_truth)[:limit])
         with click.progressbar(length=total, label="evaluating", file=sys.stderr) as bar:
@@ -48,8 +52,11 @@ def evaluate(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerfa
     if pred_dir is not None:
         write_predictions(result.predictions, pred_dir)
     if as_json:
-        click.echo(json.dumps({"model": model, "images": result.images, **result.ap.percentages,
-                               "seconds": round(elapsed, 1)}, indent=2))
+        click.echo(json.dumps({"model": model, "runtime": runtime_name, "runtime_note": runtime_note,
+                               "images": result.images, **result.ap.percentages, "seconds": round(elapsed, 1)},
+                              indent=2))
     else:
         click.echo(f"{model}: {result.images} images in {elapsed:.1f} s")
+        if remote["remote"] is None:
+            click.echo(runtime_line(detector.runtime))
         click.echo(f"AP  {result.ap.format()}")

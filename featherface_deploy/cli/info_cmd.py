@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featherface_deploy.cli.options import friendly_errors, parse_size
+from featherface_deploy.cli.options import ModelPath, friendly_errors, parse_size
 from featherface_deploy.contract import read_sidecar
 from featherface_deploy.formats import format_for_path
 from featherface_deploy.postprocess import generate_priors
@@ -36,16 +36,19 @@ def _shapes(contract, size: tuple[int, int]) -> None:
 
 
 @click.command()
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", type=ModelPath(exists=True))
 @click.option("--imgsz", default="640", show_default=True, help="Example input size for the shapes (N or HxW).")
 @friendly_errors
 def info(model, imgsz):
-    """Print the architecture, parameter counts and input/output shapes of MODEL."""
+    """Print the architecture, parameter counts and input/output shapes of MODEL, and what runs it here."""
     size = parse_size(imgsz)
-    if format_for_path(model).name == "torch":
+    row = format_for_path(model)
+    if row.name == "torch":
         _checkpoint_info(model, size)
         return
     contract = read_sidecar(model)
     click.echo(f"architecture: {contract.model_name}  format: {contract.source_format}  "
                f"precision: {contract.precision}")
     _shapes(contract, size)
+    runs, why = row.runs_here()
+    click.echo(f"runs here: {'yes' if runs else 'no'}" + (f", {why}" if why else ""))

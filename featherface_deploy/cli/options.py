@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 
 import click
 
 from featherface_deploy.detector import DEFAULT_MAX_PIXELS, FaceDetector
 from featherface_deploy.errors import FeatherFaceError
+from featherface_deploy.formats import FORMATS, format_for_path
 from featherface_deploy.postprocess import PostprocessConfig
+
+COREML_ENGINES = ("auto", "coreml", "interpreter")
+COMPUTE_UNITS = ("all", "cpu", "cpu-and-ne", "cpu-and-gpu")
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
@@ -26,11 +31,45 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
     return (sizes[0], sizes[-1])
 
 
+class ModelPath(click.Path):
+    """A model file, or a folder where the format is one that its runtime opens (a Core ML ``.mlpackage``).
+
+    Any other folder is refused with a one-line usage error that says which folders are models.
+    """
+
+    def __init__(self, exists: bool = False) -> None:
+        super().__init__(exists=exists, dir_okay=True)
+
+    def convert(self, value, param, ctx):
+        """Checks the path like ``click.Path``, then refuses folders that are not model packages."""
+        path = super().convert(value, param, ctx)
+        if os.path.isdir(path) and os.path.splitext(str(path).rstrip("/\\"))[1].lower() not in folder_suffixes():
+            self.fail(f"{path} is a folder; the only models that are folders are "
+                      f"{', '.join(folder_suffixes())} packages (give a model file, or the package)", param, ctx)
+        return path
+
+
+def folder_suffixes() -> tuple[str, ...]:
+    """Suffixes of the formats whose file is a folder that the runtime opens as it is (``.mlpackage``)."""
+    return tuple(dict.fromkeys(suffix for row in FORMATS if row.directory and not row.verify_entry
+                               for suffix in row.suffixes if suffix))
+
+
+def runtime_line(runtime) -> str:
+    """``runtime: NAME`` plus the runtime's note when it is a stand-in (every report says what ran)."""
+    return f"runtime: {runtime.name}" + (f" ({runtime.note})" if runtime.note else "")
+
+
 def model_options(command):
-    """Adds the options that choose a model and its detection thresholds."""
+    """Adds the options that choose a model, its engine and its detection thresholds."""
     decorators = [
-        click.option("--weights", "--model", "model", required=True, type=click.Path(dir_okay=False),
-                     help="Checkpoint (.pth) or exported model (.onnx, .tflite, …)."),
+        click.option("--weights", "--model", "model", required=True, type=ModelPath(),
+                     help="Checkpoint (.pth), exported model (.onnx, .tflite, …) or Core ML package (.mlpackage)."),
+        click.option("--coreml-engine", default="auto", show_default=True, type=click.Choice(COREML_ENGINES),
+                     help=".mlpackage only: Core ML (macOS), the numpy reference interpreter, or auto "
+                          "(Core ML where it exists, else the interpreter; the output says which ran)."),
+        click.option("--compute-units", default="all", show_default=True, type=click.Choice(COMPUTE_UNITS),
+                     help=".mlpackage with Core ML only: the processors Core ML may use."),
         click.option("--conf-threshold", default=PostprocessConfig.conf_threshold, show_default=True,
                      type=click.FloatRange(0, 1), help="Minimum face probability."),
         click.option("--nms-iou", default=PostprocessConfig.nms_iou, show_default=True,
@@ -48,10 +87,19 @@ def model_options(command):
 
 
 def build_detector(model: str, conf_threshold: float, nms_iou: float, imgsz: str | None,
-                   threads: int | None, max_pixels: int) -> FaceDetector:
-    """Opens a model with the CLI's thresholds."""
+                   threads: int | None, max_pixels: int, coreml_engine: str = "auto",
+                   compute_units: str = "all") -> FaceDetector:
+    """Opens a model with the CLI's thresholds (and, for a Core ML package, its engine and compute units).
+
+    Raises:
+        click.UsageError: ``--coreml-engine`` or ``--compute-units`` given for a model that is not Core ML.
+    """
     config = PostprocessConfig(conf_threshold=conf_threshold, nms_iou=nms_iou)
     options = {} if threads is None else {"threads": threads}
+    if format_for_path(model).family == "coreml":
+        options.update(engine=coreml_engine, compute_units=compute_units)
+    elif (coreml_engine, compute_units) != ("auto", "all"):
+        raise click.UsageError("--coreml-engine and --compute-units apply to Core ML packages (.mlpackage) only")
     return FaceDetector.load(model, config=config, size=parse_size(imgsz), max_pixels=max_pixels, **options)
 
 

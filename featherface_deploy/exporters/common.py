@@ -46,12 +46,15 @@ class ExportResult:
         contract: The decode contract embedded in it.
         timings: Seconds per step.
         facts: Format-specific facts worth reporting (node counts, layers kept float…).
+        parity_sizes: For a model that takes only some sizes (Core ML enumerated or bounded flexible shapes):
+            the (height, width) boxes the pipeline fits the parity photos into, each checked; empty: its default box.
     """
 
     path: Path
     contract: DecodeContract
     timings: dict[str, float] = field(default_factory=dict)
     facts: dict = field(default_factory=dict)
+    parity_sizes: tuple[tuple[int, int], ...] = ()
 
 
 def load_source(checkpoint_or_model: str | Path | nn.Module, architecture: str | None) -> tuple[nn.Module, str]:

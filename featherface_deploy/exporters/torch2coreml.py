@@ -187,7 +187,18 @@ def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions
     facts = {"op_counts": program_op_counts(mlmodel), "target": target.name}
     context.log(f"  trace {timings['trace']:.1f} s, convert {timings['convert']:.1f} s"
                 + (f", quantize {timings['quantize']:.1f} s" if "quantize" in timings else ""))
-    return ExportResult(Path(out_path), contract, timings, facts)
+    return ExportResult(Path(out_path), contract, timings, facts, parity_sizes(options))
+
+
+def parity_sizes(options: CoremlOptions) -> tuple[tuple[int, int], ...]:
+    """The boxes the parity photos are fitted into: every enumerated size, or ``imgsz`` clamped into the
+    flexible range; none for a fixed size (the contract's own)."""
+    if options.sizes:
+        return tuple(tuple(size) for size in options.sizes)
+    if options.flexible is not None:
+        low, high = flexible_range(options.flexible)
+        return (tuple(min(max(side, low), high) for side in size_pair(options.imgsz)),)
+    return ()
 
 
 def keeps_fp32(op) -> bool:
@@ -249,21 +260,26 @@ def _at_least(target, floor_name: str) -> bool:
 
 
 def _traced(model: nn.Module, size: tuple[int, int], context: ExportContext):
-    """``torch.jit.trace`` of the export form of ``model`` at ``size``, shared by the Core ML rows of one run."""
+    """``torch.jit.trace`` of the export form of ``model`` at ``size``, shared by the Core ML rows of one run.
+
+    Returns:
+        The traced module and the seconds spent tracing now (0 when the scratch already held it).
+    """
     key = ("torch2coreml.trace", id(model), size)
-    if key not in context.scratch:
-        started = time.perf_counter()
-        export_model = copy.deepcopy(model).eval()
-        set_dcn_lowering(export_model, "gather")
-        set_bifpn_resampling(export_model, "stride2")
-        example = torch.zeros(1, 3, *size)
-        try:
-            with torch.no_grad():
-                traced = torch.jit.trace(export_model, example, check_trace=False)
-        except RuntimeError as error:
-            raise ExportError(f"torch.jit.trace failed: {str(error).splitlines()[0]}") from error
-        context.scratch[key] = (traced, time.perf_counter() - started)
-    return context.scratch[key]
+    if key in context.scratch:
+        return context.scratch[key], 0.0
+    started = time.perf_counter()
+    export_model = copy.deepcopy(model).eval()
+    set_dcn_lowering(export_model, "gather")
+    set_bifpn_resampling(export_model, "stride2")
+    example = torch.zeros(1, 3, *size)
+    try:
+        with torch.no_grad():
+            traced = torch.jit.trace(export_model, example, check_trace=False)
+    except RuntimeError as error:
+        raise ExportError(f"torch.jit.trace failed: {str(error).splitlines()[0]}") from error
+    context.scratch[key] = traced
+    return traced, time.perf_counter() - started
 
 
 def _convert(ct, traced, row: Format, options: CoremlOptions, target, imgsz: tuple[int, int], mean_bgr):

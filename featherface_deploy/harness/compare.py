@@ -193,7 +193,7 @@ def _load_inputs(config: CompareConfig) -> _Inputs:
 
 def _artifact_row(artifact: BuiltArtifact, runtime: Runtime, config: CompareConfig) -> dict:
     return {"label": artifact.row.name, "format": artifact.row.family, "precision": artifact.row.precision,
-            "runtime": runtime.name, "path": str(artifact.path), "file_mb": file_size_mb(artifact.path),
+            "runtime": runtime.name, "runtime_note": runtime.note, "path": str(artifact.path), "file_mb": file_size_mb(artifact.path),
             "threads": config.threads, "build_s": round(artifact.build_seconds, 1), "cached": artifact.cached}
 
 
@@ -271,6 +271,8 @@ def _notes(rows: Sequence[dict], config: CompareConfig, images: int) -> list[str
         "(the JSON also has the process's peak RSS while it runs: that includes the cached inputs and every "
         "other runtime, as all are loaded together).",
     ]
+    stand_ins = {row["runtime"]: row["runtime_note"] for row in rows if row.get("runtime_note")}
+    notes += [f"Runtime {name}: {note}." for name, note in stand_ins.items()]
     onnx = next((row for row in rows if row["label"] == "onnx" and "infer_ms" in row), None)
     if onnx is not None:
         overhead = onnx["pre_ms"] + onnx["post_ms"]

@@ -238,7 +238,8 @@ def benchmark_model(path: str | Path, images: Sequence[np.ndarray], imgsz: tuple
         used = usable_threads(count)  # a row is labelled with what ran: `--threads 4` on 2 cores runs 2
         runtime = open_for_timing(runtime_class, path, used, dict(fmt.runtime_options))
         for batch in batches:
-            row = {"threads": used, "threads_requested": count, "batch": batch, "file_mb": file_size_mb(path)}
+            row = {"runtime": runtime.name, "runtime_note": runtime.note, "threads": used,
+                   "threads_requested": count, "batch": batch, "file_mb": file_size_mb(path)}
             if runtime.max_batch is not None and batch > runtime.max_batch:
                 rows.append({**row, "skipped": f"model takes batches of at most {runtime.max_batch}"})
                 continue
@@ -275,8 +276,14 @@ def null_bar(label: str, total: int) -> nullcontext:
 
 
 def file_size_mb(path: str | Path | None) -> float | None:
-    """Size of a model file in MB (10⁶ bytes), or ``None`` for an in-memory model."""
-    return None if path is None else round(os.path.getsize(path) / 1e6, 3)
+    """Size of a model file in MB (10⁶ bytes; a folder such as an ``.mlpackage``: its files), or ``None`` for an
+    in-memory model."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        return round(sum(item.stat().st_size for item in path.rglob("*") if item.is_file()) / 1e6, 3)
+    return round(os.path.getsize(path) / 1e6, 3)
 
 
 def _reset_peak_rss() -> bool:

@@ -32,7 +32,7 @@ from featherface_deploy.exporters.common import ExportContext, load_source
 from featherface_deploy.file_writing import check_output_path
 from featherface_deploy.formats import CHECKPOINT, Format, get_format, resolve
 from featherface_deploy.pipeline.options import build_chain, check_suffix, split_options
-from featherface_deploy.verify.parity import ParityReport, check_parity
+from featherface_deploy.verify.parity import ANY_SIZE_BOX, ParityReport, check_parity
 from featherface_deploy.verify.tolerances import Tolerances
 
 Log = Callable[[str], None]
@@ -146,12 +146,17 @@ class _Build:
                          f"{'the model' if row.source == CHECKPOINT else Path(source).name}")
         result = resolve(row.exporter)(source, staged, row, options, self.context)
         step = time.perf_counter()
-        parity = self.verify(row, staged, result.contract, tolerances)
+        parity = self.verify(row, staged, result.contract, tolerances, result.parity_sizes)
         timings = {**result.timings, "verify": time.perf_counter() - step}
         return ExportOutcome(row, staged, result.contract, parity, timings, result.facts, sources)
 
-    def verify(self, row: Format, path: Path, contract: DecodeContract, tolerances: Tolerances | None) -> ParityReport:
-        """Opens the file with its runtime, reads its contract back, and checks it against PyTorch."""
+    def verify(self, row: Format, path: Path, contract: DecodeContract, tolerances: Tolerances | None,
+               sizes: Sequence[tuple[int, int]] = ()) -> ParityReport:
+        """Opens the file with its runtime, reads its contract back, and checks it against PyTorch.
+
+        ``sizes``: boxes to fit the photos into (each checked; the first one's report is returned), for
+        models that take only some sizes; empty: the parity default box.
+        """
         target = path / row.verify_entry if row.verify_entry else path
         runtime = resolve(row.runtime)(target)
         if runtime.contract.to_json() != contract.to_json():
@@ -160,9 +165,11 @@ class _Build:
         if not self.require_faces:
             tolerances = tolerances.replace(min_reference_faces=0)
         self.context.log(f"  parity {runtime.name} vs PyTorch on {len(self.images) or 'the shipped'} photo(s)…")
-        report = check_parity(runtime, self.reference, self.images, tolerances)
-        self.context.log(report.format())
-        return report
+        reports = [check_parity(runtime, self.reference, self.images, tolerances, size=size)
+                   for size in (sizes or (ANY_SIZE_BOX,))]
+        for report in reports:
+            self.context.log(report.format())
+        return reports[0]
 
 
 def prepare_options(row: Format, split: dict[str, dict[str, object]], reused: set[str]) -> dict[str, object]:

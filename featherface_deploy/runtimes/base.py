@@ -33,9 +33,12 @@ class Runtime(ABC):
     Attributes:
         contract: The model's decode contract.
         name: Short backend name used in reports (e.g. ``onnxruntime``).
+        note: Said next to the name in reports when the engine is a stand-in for the real backend
+            (Core ML's reference interpreter off macOS); empty otherwise.
     """
 
     name = "runtime"
+    note = ""
 
     def __init__(self, contract: DecodeContract) -> None:
         self.contract = contract

@@ -34,6 +34,8 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 ENGINES = ("auto", "coreml", "interpreter")
 INTERPRETER_NAME = "coreml-reference-interpreter"
+INTERPRETER_NOTE = ("the numpy reference interpreter of the ML Program, not Core ML (Core ML runs only on macOS); "
+                    "its speed says nothing about Core ML's")
 COMPUTE_UNITS = {"all": "ALL", "cpu": "CPU_ONLY", "cpu-and-ne": "CPU_AND_NE", "cpu-and-gpu": "CPU_AND_GPU"}
 
 
@@ -92,6 +94,7 @@ class CoremlRuntime(Runtime):
         self.engine = engine
         self.compute_units = compute_units
         self.name = "coreml" if engine == "coreml" else INTERPRETER_NAME
+        self.note = "" if engine == "coreml" else INTERPRETER_NOTE
         spec_model = path_or_model if injected else _read_model(path)
         super().__init__(contract or read_contract(spec_model, path))
         self._image_input = bool(self.contract.extra.get("image_input"))

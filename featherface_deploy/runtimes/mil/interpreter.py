@@ -17,7 +17,7 @@ raised when the program is loaded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,14 +88,16 @@ class MilInterpreter:
             self.op_counts[op.op_type] = self.op_counts.get(op.op_type, 0) + 1
         self._steps = self._compile(function)
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray], keep: Sequence[str] = ()) -> dict[str, np.ndarray]:
         """Runs the program.
 
         Args:
             feeds: One array per function input, by name (cast to the input's declared dtype).
+            keep: Names of intermediate values to return as well (to inspect a subgraph, e.g. the DCN's
+                sample positions); see :meth:`values_of`.
 
         Returns:
-            The function's outputs by name, in their declared dtypes.
+            The function's outputs and the kept values by name, in their declared dtypes.
 
         Raises:
             InterpreterError: A missing input, a wrong rank, or an op that fails on the given values.
@@ -118,8 +120,28 @@ class MilInterpreter:
             for (name, dtype), value in zip(step.outputs, results):
                 env[name] = np.asarray(value).astype(dtype, copy=False)
             for name in step.release:
-                env.pop(name, None)
-        return {spec.name: env[spec.name] for spec in self.outputs}
+                if name not in keep:
+                    env.pop(name, None)
+        return {name: env[name] for name in (*(spec.name for spec in self.outputs), *keep)}
+
+    def values_of(self, op_type: str, argument: str | None = None) -> list[TensorSpec]:
+        """The values ops of ``op_type`` compute (or read as ``argument``), in program order (name, dtype, shape).
+
+        Raises:
+            InterpreterError: ``argument`` is not a computed input of those ops.
+        """
+        values = []
+        for step in self._steps:
+            if step.op_type != op_type:
+                continue
+            if argument is None:
+                values += [self._values[name] for name, _ in step.outputs]
+                continue
+            binding = dict(step.inputs).get(argument)
+            if not isinstance(binding, _Ref):
+                raise InterpreterError(f"MIL op {op_type} '{step.name}' has no computed input '{argument}'")
+            values.append(self._values[binding.name])
+        return values
 
     def _spec(self, var) -> TensorSpec:
         shape = tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in var.shape)
@@ -140,6 +162,8 @@ class MilInterpreter:
         for op in ops:
             bindings.append(tuple((name, self._binding(var, produced, op)) for name, var in op.inputs.items()))
             produced.update(out.name for out in op.outputs)
+        self._values = {var.name: self._spec(var) for var in function.inputs.values()}
+        self._values.update((out.name, self._spec(out)) for op in ops for out in op.outputs)
         last_use = _last_uses(bindings)
         keep = {spec.name for spec in self.outputs}
         steps = []
