@@ -76,7 +76,9 @@ def test_remote_benchmark_and_evaluate_run_on_the_emulated_aarch64_device(device
     for name in files:
         arm_rows, x86_rows = _prediction_rows(on_arm / name), _prediction_rows(on_host / name)
         assert arm_rows.shape == x86_rows.shape and len(x86_rows) > 0, name
-        np.testing.assert_allclose(arm_rows, x86_rows, atol=1e-2)  # FP32 on NEON vs AVX: rounding only
+        # FP32 on NEON vs AVX differs by rounding only; rows of equal score may come in either order.
+        nearest = np.abs(arm_rows[:, None, :] - x86_rows[None, :, :]).max(axis=2).min(axis=1)
+        assert nearest.max() < 1e-2, name
 
 
 def _prediction_rows(path: Path) -> np.ndarray:
