@@ -9,6 +9,13 @@ downloaded *on the host* (``pip download --platform manylinux_*_aarch64
 --only-binary=:all: --python-version 3.11``: the chroot needs no network), and
 starts the chroot's own ``sshd`` on 127.0.0.1 with keys generated for it. It
 prints the ``ssh://`` URL, the identity file and the device's Python.
+``--cpu cortex-a72|cortex-a76|neoverse-n1`` picks the CPU QEMU emulates (``QEMU_CPU``;
+default cortex-a76, the core of a Raspberry Pi 5: NEON dot product, no SVE).
+
+The chroot's ``/proc/cpuinfo`` is replaced (a read-only bind mount) by a description
+of the *emulated* CPU: the host's x86 ``/proc/cpuinfo`` next to ``/sys``'s CPU lists
+makes the cpuinfo library inside onnxruntime crash (``import onnxruntime`` ended in
+a segmentation fault under QEMU), and device facts would name the host's CPU.
 
 ``python benchmarks/arm64_device.py down [--dir DIR]`` stops that sshd by its
 pid and unmounts what ``up`` mounted. Both are idempotent. Nothing outside
@@ -51,6 +58,15 @@ GUEST_ROOT = "/opt/featherface"
 GUEST_PYTHON = f"{GUEST_ROOT}/venv/bin/python"
 SSHD_CONFIG = "/etc/ssh/sshd_featherface.conf"
 ROOTFS_STAMP = ".featherface-rootfs-ok"
+# What QEMU emulates (QEMU_CPU) and how its /proc/cpuinfo reads: (variant, part, revision, features).
+CPUS = {
+    "cortex-a72": ("0x0", "0xd08", 3, "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"),
+    "cortex-a76": ("0x4", "0xd0b", 1, "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
+                                      "asimdrdm lrcpc dcpop asimddp ssbs"),
+    "neoverse-n1": ("0x4", "0xd0c", 1, "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
+                                       "asimdrdm lrcpc dcpop asimddp ssbs"),
+}
+DEFAULT_CPU = "cortex-a76"
 
 
 class DeviceError(RuntimeError):
@@ -183,7 +199,7 @@ def _keygen(path: Path) -> None:
              f"ssh-keygen {path.name}")
 
 
-def configure_sshd(directory: Path, rootfs: Path, port: int) -> Path:
+def configure_sshd(directory: Path, rootfs: Path, port: int, cpu: str) -> Path:
     """Writes keys, ``known_hosts`` and the sshd config (loopback only, key only); returns the identity file."""
     keys = directory / "ssh"
     keys.mkdir(mode=0o700, exist_ok=True)
@@ -198,18 +214,30 @@ def configure_sshd(directory: Path, rootfs: Path, port: int) -> Path:
         f"Port {port}", "ListenAddress 127.0.0.1", "HostKey /etc/ssh/featherface_host_ed25519",
         "AuthorizedKeysFile /etc/ssh/featherface_authorized_keys", "PermitRootLogin prohibit-password",
         "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
-        "PidFile /run/sshd-featherface.pid", "Subsystem sftp /usr/lib/openssh/sftp-server", ""]))
+        "PidFile /run/sshd-featherface.pid", "Subsystem sftp /usr/lib/openssh/sftp-server",
+        f"SetEnv QEMU_CPU={cpu}", ""]))
     public = (host_key.with_suffix(".pub")).read_text().split()
     (keys / "known_hosts").write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
     (rootfs / "run" / "sshd").mkdir(parents=True, exist_ok=True)
     return identity
 
 
-def mount_pseudo_fs(rootfs: Path) -> list[str]:
-    """Mounts /proc, /sys (read-only) and /dev into the chroot; returns the mount points it created."""
+def write_cpuinfo(directory: Path, cpu: str) -> Path:
+    """Writes the ``/proc/cpuinfo`` of the emulated ``cpu``, one entry per host core; returns its path."""
+    variant, part, revision, features = CPUS[cpu]
+    entry = ("processor\t: {}\nBogoMIPS\t: 50.00\nFeatures\t: " + features + "\nCPU implementer\t: 0x41\n"
+             f"CPU architecture: 8\nCPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {revision}\n\n")
+    text = "".join(entry.format(index) for index in range(os.cpu_count() or 1))
+    path = directory / f"cpuinfo-{cpu}"
+    path.write_text(text + f"Hardware\t: QEMU user-mode emulation of {cpu} (emulated; not device timings)\n")
+    return path
+
+
+def mount_pseudo_fs(rootfs: Path, cpuinfo: Path) -> list[str]:
+    """Mounts /proc, /sys (read-only), /dev and ``cpuinfo`` over /proc/cpuinfo; returns the mount points it made."""
     made = []
-    for target, args in (("proc", ["-t", "proc", "proc"]), ("sys", ["--bind", "-o", "ro", "/sys"]),
-                         ("dev", ["--bind", "/dev"])):
+    for target, args in (("proc", ["-t", "proc", "proc"]), ("proc/cpuinfo", ["--bind", "-o", "ro", str(cpuinfo)]),
+                         ("sys", ["--bind", "-o", "ro", "/sys"]), ("dev", ["--bind", "/dev"])):
         point = rootfs / target
         if str(point.resolve()) in _mounts_under(point):
             continue
@@ -239,15 +267,23 @@ def _ssh_args(directory: Path, port: int) -> list[str]:
             "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=20", "root@127.0.0.1"]
 
 
-def _wait_for_ssh(directory: Path, port: int, pid: int, timeout: float = 120.0) -> str:
+# Run over ssh on the device: its machine and AT_HWCAP (16), which QEMU sets from QEMU_CPU.
+_PROBE = ("import json, platform, struct\n"
+          "words = open('/proc/self/auxv', 'rb').read()\n"
+          "auxv = dict(struct.iter_unpack('QQ', words[:len(words) // 16 * 16]))\n"
+          "print(json.dumps({'machine': platform.machine(), 'hwcap': auxv.get(16, 0)}))")
+HWCAP_ASIMDDP = 1 << 20
+
+
+def _wait_for_ssh(directory: Path, port: int, pid: int, timeout: float = 180.0) -> dict:
     deadline, error = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:
         if not _alive(pid):
             raise DeviceError(f"sshd (pid {pid}) exited; see {directory / 'sshd.log'}")
-        command = shlex.join([GUEST_PYTHON, "-c", "import platform; print(platform.machine())"])
+        command = shlex.join([GUEST_PYTHON, "-c", _PROBE])
         probe = subprocess.run(_ssh_args(directory, port) + [command], capture_output=True, text=True, timeout=120)
         if probe.returncode == 0:
-            return probe.stdout.strip()
+            return json.loads(probe.stdout.strip().splitlines()[-1])
         error = probe.stderr.strip()
         time.sleep(2)
     raise DeviceError(f"sshd on 127.0.0.1:{port} did not answer within {timeout:.0f} s: {error}")
@@ -257,16 +293,30 @@ def _state_path(directory: Path) -> Path:
     return directory / "state.json"
 
 
-def _read_state(directory: Path) -> dict:
+def read_state(directory: Path) -> dict:
+    """The connection facts ``up`` recorded in ``directory`` (``{}`` when it never ran there)."""
     path = _state_path(directory)
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def up(directory: Path, port: int) -> dict:
+def is_running(state: dict) -> bool:
+    """Whether the sshd recorded in ``state`` is still running."""
+    return bool(state.get("pid")) and _alive(state["pid"])
+
+
+def _write_state(directory: Path, state: dict) -> None:
+    partial = _state_path(directory).with_suffix(".partial")
+    partial.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(partial, _state_path(directory))
+
+
+def up(directory: Path, port: int, cpu: str = DEFAULT_CPU) -> dict:
     """Brings the device up (building what is missing) and returns its connection facts."""
     directory.mkdir(parents=True, exist_ok=True)
-    state = _read_state(directory)
-    if state.get("pid") and _alive(state["pid"]):
+    state = read_state(directory)
+    if is_running(state):
+        if state.get("cpu") != cpu:
+            raise DeviceError(f"already up emulating {state.get('cpu')} (sshd pid {state['pid']}): run `down` first")
         _log(f"already up (sshd pid {state['pid']})")
         return state
     check_host()
@@ -274,19 +324,23 @@ def up(directory: Path, port: int) -> dict:
     rootfs = build_rootfs(directory)
     install_venv(rootfs, fetch_wheels(directory))
     port = port or state.get("port") or _free_port()
-    identity = configure_sshd(directory, rootfs, port)
-    mounts = sorted(set(state.get("mounts", [])) | set(mount_pseudo_fs(rootfs)))
+    identity = configure_sshd(directory, rootfs, port, cpu)
+    mounts = sorted(set(state.get("mounts", [])) | set(mount_pseudo_fs(rootfs, write_cpuinfo(directory, cpu))))
     with open(directory / "sshd.log", "ab") as log:
         sshd = subprocess.Popen(["chroot", str(rootfs), "/usr/sbin/sshd", "-D", "-e", "-f", SSHD_CONFIG],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "QEMU_CPU": cpu})
     state = {"pid": sshd.pid, "port": port, "mounts": mounts, "url": f"ssh://root@127.0.0.1:{port}",
              "identity": str(identity), "known_hosts": str(directory / "ssh" / "known_hosts"),
-             "python": GUEST_PYTHON, "emulated": True, "rootfs": str(rootfs)}
-    _state_path(directory).write_text(json.dumps(state, indent=2) + "\n")
+             "python": GUEST_PYTHON, "emulated": True, "cpu": cpu, "rootfs": str(rootfs)}
+    _write_state(directory, state)
     try:
-        machine = _wait_for_ssh(directory, port, sshd.pid)
-        if machine != "aarch64":
-            raise DeviceError(f"the device reports machine {machine!r}, not aarch64")
+        answer = _wait_for_ssh(directory, port, sshd.pid)
+        if answer["machine"] != "aarch64":
+            raise DeviceError(f"the device reports machine {answer['machine']!r}, not aarch64")
+        if bool(answer["hwcap"] & HWCAP_ASIMDDP) != ("asimddp" in CPUS[cpu][3]):
+            raise DeviceError(f"the device's CPU features (AT_HWCAP {answer['hwcap']:#x}) are not {cpu}'s: "
+                              "QEMU_CPU did not reach the ssh session")
     except (DeviceError, subprocess.TimeoutExpired):
         down(directory)  # nothing half-started stays behind
         raise
@@ -295,9 +349,9 @@ def up(directory: Path, port: int) -> dict:
 
 def down(directory: Path) -> None:
     """Stops the sshd that ``up`` started (by pid) and unmounts what it mounted."""
-    state = _read_state(directory)
+    state = read_state(directory)
     pid = state.get("pid")
-    if pid and _alive(pid):
+    if is_running(state):
         os.kill(pid, signal.SIGTERM)
         for _ in range(50):
             if not _alive(pid):
@@ -311,7 +365,7 @@ def down(directory: Path) -> None:
             _run(["umount", point], f"umount {point}")
     if state:
         state.update(pid=None, mounts=[])
-        _state_path(directory).write_text(json.dumps(state, indent=2) + "\n")
+        _write_state(directory, state)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,17 +374,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=("up", "down", "status"))
     parser.add_argument("--dir", type=Path, default=default_dir(), help="cache and state folder")
     parser.add_argument("--port", type=int, default=0, help="sshd port on 127.0.0.1 (default: a free one, kept)")
+    parser.add_argument("--cpu", choices=sorted(CPUS), default=DEFAULT_CPU, help="the CPU QEMU emulates (QEMU_CPU)")
     args = parser.parse_args(argv)
     try:
         if args.action == "up":
-            state = up(args.dir, args.port)
+            state = up(args.dir, args.port, args.cpu)
             print(json.dumps(state, indent=2))
             print(f"{state['url']}  --identity {state['identity']}  --python {state['python']}", file=sys.stderr)
         elif args.action == "down":
             down(args.dir)
         else:
-            state = _read_state(args.dir)
-            running = bool(state.get("pid")) and _alive(state["pid"])
+            state = read_state(args.dir)
+            running = is_running(state)
             print(json.dumps({**state, "running": running}, indent=2))
             return 0 if running else 3
     except DeviceError as error:

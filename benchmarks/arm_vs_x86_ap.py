@@ -1,0 +1,82 @@
+"""WIDER FACE AP of the same model files on the emulated aarch64 device and on this x86 machine, side by side.
+
+``python benchmarks/arm_vs_x86_ap.py MODEL... --limit N [--out DIR] [--device-dir DIR]`` runs, for each
+model, ``featherface-deploy evaluate --remote`` on the device that ``benchmarks/arm64_device.py up`` started
+(ARM kernels under QEMU) and the same ``evaluate`` locally, on the same first N images of the shared subset,
+and prints a Markdown table of Easy / Medium / Hard AP. Each run's JSON is kept as ``OUT/NAME.arm.json`` and
+``OUT/NAME.x86.json``; a run whose JSON is already there is not repeated. Emulated seconds are not device
+latency, so the table has no timing column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import arm64_device
+
+REPO = Path(__file__).resolve().parent.parent
+SETTINGS = ("easy", "medium", "hard")
+
+
+def evaluate(model: Path, widerface: Path, limit: int, remote: list[str], out: Path) -> dict:
+    """The ``evaluate --json`` result of ``model`` (kept in ``out``; reused when it is there)."""
+    if out.exists():
+        return json.loads(out.read_text())
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-m", "featherface_deploy.cli.main", "evaluate", "--model", str(model),
+                           "--widerface", str(widerface), "--limit", str(limit), "--json", *remote],
+                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise SystemExit(f"evaluate {model.name} {'on the device' if remote else 'here'} failed: {done.stderr[-2000:]}")
+    partial = out.with_suffix(".partial")
+    partial.write_text(done.stdout)
+    os.replace(partial, out)
+    return json.loads(done.stdout)
+
+
+def table(rows: list[tuple[str, dict, dict]], cpu: str) -> str:
+    """Markdown: one row per model, AP on ARM (emulated ``cpu``) and on x86, and ARM − x86."""
+    header = ("| model | images | " + " | ".join(f"{name.title()} ARM | {name.title()} x86 | Δ" for name in SETTINGS)
+              + " |")
+    lines = [header, "|" + "---|" * (2 + 3 * len(SETTINGS))]
+    for name, arm, x86 in rows:
+        cells = [f"{arm[s]:.2f} | {x86[s]:.2f} | {arm[s] - x86[s]:+.2f}" for s in SETTINGS]
+        lines.append(f"| {name} | {arm['images']} | " + " | ".join(cells) + " |")
+    lines.append(f"_ARM: QEMU user-mode emulation of {cpu} (emulated device; no timings reported)._")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the comparison and prints the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("--limit", type=int, required=True, help="evaluate the first N images (emulation is slow)")
+    parser.add_argument("--widerface", type=Path,
+                        default=Path(os.environ.get("FEATHERFACE_SHARED", REPO.parent / "shared"))
+                        / "data" / "widerface-val-416")
+    parser.add_argument("--out", type=Path, default=Path("arm-vs-x86"), help="folder of the runs' JSON")
+    parser.add_argument("--device-dir", type=Path, default=arm64_device.default_dir())
+    args = parser.parse_args(argv)
+    state = arm64_device.read_state(args.device_dir)
+    if not arm64_device.is_running(state):
+        print(f"the emulated device is not up in {args.device_dir}: run benchmarks/arm64_device.py up", file=sys.stderr)
+        return 2
+    remote = ["--remote", state["url"], "--identity", state["identity"], "--known-hosts", state["known_hosts"],
+              "--python", state["python"], "--remote-timeout", "7200"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for model in args.models:
+        arm = evaluate(model, args.widerface, args.limit, remote, args.out / f"{model.name}.arm.json")
+        x86 = evaluate(model, args.widerface, args.limit, [], args.out / f"{model.name}.x86.json")
+        rows.append((model.name, arm, x86))
+    print(table(rows, state.get("cpu", "?")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
