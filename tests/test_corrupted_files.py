@@ -76,9 +76,14 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def onnx_file(tiny_onnx) -> Path:
-    """The session's one tiny ONNX export (dynamic sizes), shared with the runtime and bundle tests."""
-    return tiny_onnx
+def onnx_file(tmp_path_factory) -> Path:
+    """The one ONNX export of this module (about a minute, several on a loaded machine)."""
+    requires_backend("onnx", "export")
+    from featherface_deploy.pipeline import export_model
+
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    export_model(_tiny(), path, "onnx", {"imgsz": SIZE, "simplify": False}, require_faces=False)
+    return path
 
 
 @pytest.fixture(scope="module")
