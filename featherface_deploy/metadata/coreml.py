@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featherface_deploy.contract import METADATA_KEY, DecodeContract, read_sidecar
-from featherface_deploy.errors import ContractError
+from featherface_deploy.contract import METADATA_KEY, DecodeContract
+from featherface_deploy.metadata import contract_from_entries
 
 
 def write_contract(mlmodel, contract: DecodeContract) -> None:
@@ -19,10 +19,6 @@ def read_contract(model, path: Path | None) -> DecodeContract:
     Raises:
         ContractError: Neither holds a valid one.
     """
-    metadata = dict(model.user_defined_metadata)
-    if METADATA_KEY in metadata:
-        return DecodeContract.from_json(metadata[METADATA_KEY], source=f"{path or 'injected model'} (metadata)")
-    if path is not None:
-        return read_sidecar(path)
-    raise ContractError(f"the injected Core ML model has no '{METADATA_KEY}' metadata; pass contract=… "
-                        "or export it with `featherface-deploy export`")
+    return contract_from_entries(dict(model.user_defined_metadata), path, str(path or "injected model"),
+                                 f"the injected Core ML model has no '{METADATA_KEY}' metadata; pass contract=… "
+                                 "or export it with `featherface-deploy export`")

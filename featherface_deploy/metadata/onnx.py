@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from featherface_deploy.contract import METADATA_KEY, DecodeContract, read_sidecar
-from featherface_deploy.errors import ContractError
+from featherface_deploy.contract import METADATA_KEY, DecodeContract
+from featherface_deploy.metadata import contract_from_entries
 
 
 def write_contract(proto, contract: DecodeContract) -> None:
@@ -24,12 +24,8 @@ def contract_from_metadata(metadata: Mapping[str, str], path: Path | None, sourc
     Raises:
         ContractError: Neither holds a valid one.
     """
-    if METADATA_KEY in metadata:
-        return DecodeContract.from_json(metadata[METADATA_KEY], source=f"{source} (metadata)")
-    if path is not None:
-        return read_sidecar(path)
-    raise ContractError(f"{source}: the ONNX model has no '{METADATA_KEY}' metadata; pass contract=… "
-                        "or export it with `featherface-deploy export`")
+    return contract_from_entries(metadata, path, source, f"{source}: the ONNX model has no '{METADATA_KEY}' "
+                                 "metadata; pass contract=… or export it with `featherface-deploy export`")
 
 
 def read_contract(path: str | Path) -> DecodeContract:
