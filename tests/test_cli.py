@@ -102,11 +102,17 @@ def test_evaluate_with_non_finite_detections_is_one_line_error(tiny_checkpoint, 
     from featherface_deploy.cli import evaluate_cmd
     from featherface_deploy.postprocess.detections import Detections
 
-    def nan_detector(path):  # a detector whose decoder let a NaN box through
-        return Detections(np.array([[np.nan, 0, 10, 10]], np.float32), np.array([0.9], np.float32),
-                          np.zeros((1, 5, 2), np.float32))
+    real_build_detector = evaluate_cmd.build_detector
 
-    monkeypatch.setattr(evaluate_cmd, "build_detector", lambda *args: nan_detector)
+    class NanDetector:  # the real detector's runtime, with a decoder that let a NaN box through
+        def __init__(self, *args):
+            self.runtime = real_build_detector(*args).runtime
+
+        def __call__(self, path):
+            return Detections(np.array([[np.nan, 0, 10, 10]], np.float32), np.array([0.9], np.float32),
+                              np.zeros((1, 5, 2), np.float32))
+
+    monkeypatch.setattr(evaluate_cmd, "build_detector", NanDetector)
     result = CliRunner().invoke(cli, ["evaluate", "--weights", str(tiny_checkpoint), "--widerface",
                                       str(widerface_root), "--limit", "1"])
     assert result.exit_code == 1
