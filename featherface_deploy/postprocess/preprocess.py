@@ -4,7 +4,8 @@ The :class:`Transform` records how an image was scaled, so detections can be
 mapped back to original pixels. The two halves are separate functions
 (:func:`fit_image` resizes, :func:`to_tensor` subtracts the mean and pads) so
 a host can fit images and a device bundle without Pillow can do the rest;
-Pillow is imported only when an image actually needs resizing.
+the resizer (OpenCV if installed, else Pillow) is imported only when an image
+actually needs resizing.
 """
 
 from __future__ import annotations
