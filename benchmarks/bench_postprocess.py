@@ -89,7 +89,7 @@ def main() -> None:
     summary["resize_ms"] = _resize_times({"wider": wider, "calibration": calibration}, args.iters)
     facts = machine_facts(threads=args.threads, imgsz=list(SIZE), iterations=args.iters)
     notes = [
-        f"FeatherFace V1 raw outputs (PyTorch) of {len(rows)} calibration photos fitted into {SIZE[0]}×{SIZE[1]}; "
+        f"FeatherFace V1 raw outputs (ONNX Runtime FP32) of {len(rows)} calibration photos fitted into {SIZE[0]}×{SIZE[1]}; "
         f"post = decode + top-k + NMS + rescale at conf ≥ {config.conf_threshold}, NMS IoU {config.nms_iou}; "
         "pre = resize + mean + pad from a decoded uint8 image.",
         f"Median over images of the per-image medians ({args.iters} interleaved rounds): post "
