@@ -12,16 +12,19 @@ and the convolution are both linear, so the result is identical, while the
 gathered tensor has C_out instead of C_in channels (2–4× less memory traffic in
 this model, where C_out ≤ C_in).
 
-Two lowerings compute the same function (tests hold them to each other and to
-a brute-force reference):
+Three lowerings compute the same function (tests hold them to each other and
+to a brute-force reference):
 
-- ``grid_sample`` (eager default): samples the projection with torch's fused
-  bilinear ``grid_sample`` kernel — the fastest in PyTorch, but ``GridSample``
-  is slow in ONNX Runtime and absent from TFLite.
+- ``bags`` (eager default): one ``embedding_bag`` per output pixel over a
+  channels-last projection table, in bounded row chunks — the fastest in
+  PyTorch here, and its peak memory stays flat at large inputs.
+- ``grid_sample``: samples the projection with torch's fused bilinear
+  ``grid_sample`` kernel; ``GridSample`` is slow in ONNX Runtime and absent
+  from TFLite.
 - ``gather`` (portable, for export): integer index arithmetic, one ``Gather``
   and two MatMuls — ops that ONNX, TFLite and Core ML all know.
 
-By default (``"auto"``) eager execution uses ``grid_sample`` and any tracing or
+By default (``"auto"``) eager execution uses ``bags`` and any tracing or
 export (``torch.export``, the dynamo ONNX exporter, ``torch.jit.trace``) uses
 ``gather``; :func:`set_dcn_lowering` forces one.
 
