@@ -20,17 +20,22 @@ def default_shared() -> Path:
     return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "shared"
 
 
-def time_interleaved(functions: dict[str, Callable[[], object]], iterations: int, warmup: int = 3) -> dict[str, list[float]]:
-    """Times several functions round-robin (so machine noise hits all alike); returns seconds per call."""
+def time_interleaved(functions: dict[str, Callable[[], object]], iterations: int, warmup: int = 3,
+                     clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Times several functions round-robin (so machine noise hits all alike); returns seconds per call.
+
+    ``clock`` is wall time by default; ``time.process_time`` (CPU seconds of the process) is steadier on a
+    host where other jobs take the cores.
+    """
     for _ in range(warmup):
         for function in functions.values():
             function()
     samples: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(iterations):
         for name, function in functions.items():
-            start = time.perf_counter()
+            start = clock()
             function()
-            samples[name].append(time.perf_counter() - start)
+            samples[name].append(clock() - start)
     return samples
 
 

@@ -5,7 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from featherface_deploy.models.deform_conv import LOWERINGS, ModulatedDeformConv2d, set_dcn_lowering
+from featherface_deploy.models.deform_conv import (
+    LOWERINGS,
+    ModulatedDeformConv2d,
+    modulated_deform_conv3x3_bags,
+    sampling_row_chunks,
+    set_dcn_lowering,
+)
 
 ALL_LOWERINGS = pytest.mark.parametrize("lowering", sorted(LOWERINGS))
 
@@ -71,6 +77,46 @@ def test_zero_offsets_and_unit_mask_equal_plain_convolution(lowering):
     np.testing.assert_allclose(out.numpy(), F.conv2d(x, weight, padding=1).numpy(), atol=1e-4, rtol=1e-5)
 
 
+@ALL_LOWERINGS
+def test_far_and_huge_offsets_read_zero(lowering):
+    x = torch.randn(1, 3, 5, 6)
+    offset = torch.full((1, 18, 5, 6), 40.0)
+    offset[:, :, :2] = -1e6  # the first rows sample far above the image, the rest far below-right
+    out = LOWERINGS[lowering](x, offset, torch.ones(1, 9, 5, 6), torch.randn(2, 3, 3, 3))
+    assert torch.count_nonzero(out) == 0
+
+
+def test_row_chunks_cover_every_row_once_within_the_pixel_budget():
+    for batch, height, width, budget in [(1, 80, 80, 1 << 16), (2, 1250, 1250, 1 << 16), (3, 7, 5, 1), (1, 9, 4, 12)]:
+        chunks = sampling_row_chunks(batch, height, width, budget)
+        assert [row for chunk in chunks for row in chunk] == list(range(height))
+        assert all(len(chunk) >= 1 for chunk in chunks)
+        assert all(batch * width * len(chunk) <= max(budget, batch * width) for chunk in chunks)
+    assert len(sampling_row_chunks(1, 1250, 1250)) == 25  # a 10,000-px image at stride 8: 52 rows a chunk
+
+
+def test_chunked_sampling_is_bitwise_equal_and_bounds_the_bags(monkeypatch):
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 5, 23, 17, generator=generator)
+    offset = (torch.rand(2, 18, 23, 17, generator=generator) - 0.5) * 30  # reaches rows of other chunks
+    mask = torch.rand(2, 9, 23, 17, generator=generator) * 2
+    weight = torch.randn(6, 5, 3, 3, generator=generator)
+    whole = modulated_deform_conv3x3_bags(x, offset, mask, weight)
+
+    bag_shapes = []
+    embedding_bag = torch.nn.functional.embedding_bag
+
+    def recording_embedding_bag(index, *args, **kwargs):
+        bag_shapes.append(tuple(index.shape))
+        return embedding_bag(index, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "embedding_bag", recording_embedding_bag)
+    chunked = modulated_deform_conv3x3_bags(x, offset, mask, weight, chunk_pixels=2 * 17 * 3)
+    assert torch.equal(chunked, whole)
+    # 3 rows × 2 images × 17 columns per call: 8 calls, none holding more than 102 bags of 36 corners.
+    assert bag_shapes == [(102, 36)] * 7 + [(68, 36)]
+
+
 def test_module_uses_twice_sigmoid_mask():
     layer = ModulatedDeformConv2d(4, 6).eval()
     torch.nn.init.zeros_(layer.offset_conv.weight)
@@ -92,8 +138,10 @@ def test_lowerings_agree_on_a_trained_model(v1_weights):
         set_dcn_lowering(model, lowering)
         with torch.no_grad():
             outputs[lowering] = model(x)
-    for a, b in zip(*outputs.values()):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
+    first, *others = outputs.values()
+    for other in others:
+        for a, b in zip(first, other):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
 
 
 def test_unknown_lowering_is_refused():

@@ -1,5 +1,7 @@
 """Shared numpy pre/post-processing: decode, NMS, priors, preprocessing, image loading."""
 
+import importlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -122,6 +124,36 @@ def test_preprocess_fixed_size_keeps_aspect_ratio():
     assert tensor.shape == (3, 64, 64)
     assert transform.scale_x == pytest.approx(0.64) and transform.scale_y == pytest.approx(0.64)
     assert np.all(tensor[:, 32:, :] == 0) and np.all(tensor[:, :32, :] != 0)
+
+
+def test_resize_with_and_without_opencv_agree(monkeypatch):
+    """OpenCV (when installed) and Pillow resize alike; the AP check on WIDER FACE is in the README."""
+    pytest.importorskip("cv2")
+    preprocess_module = importlib.import_module("featherface_deploy.postprocess.preprocess")
+
+    rng = np.random.default_rng(3)
+    # A smooth image (as photos are): the two bilinear kernels round differently, by a level or two.
+    image = np.clip(rng.normal(128, 20, (9, 12, 3)), 0, 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+    image = np.asarray(Image.fromarray(image).resize((96, 72), Image.Resampling.BILINEAR))
+    fast = {size: preprocess_module.resize_bgr(image, *size) for size in ((111, 148), (36, 48))}
+    monkeypatch.setattr(preprocess_module, "_opencv", lambda: None)
+    differences = {}
+    for size, resized in fast.items():
+        pillow = preprocess_module.resize_bgr(image, *size)
+        assert resized.shape == pillow.shape == (*size, 3) and resized.dtype == np.uint8
+        differences[size] = np.abs(resized.astype(int) - pillow.astype(int))
+    enlarged, shrunk = differences[(111, 148)], differences[(36, 48)]
+    assert enlarged.max() <= 3 and enlarged.mean() < 1.0  # both bilinear
+    assert shrunk.mean() < 3.0  # area average against Pillow's antialiased bilinear: close, not equal
+
+
+def test_preprocess_pads_the_right_and_bottom_only_with_zero():
+    contract = DecodeContract(model_name="test", input_size=(8, 8), mean_bgr=(1.0, 2.0, 3.0))
+    tensor, _ = preprocess(np.full((4, 8, 3), 10, np.uint8), contract)
+    np.testing.assert_array_equal(tensor[:, :4], np.array([9.0, 8.0, 7.0], np.float32).reshape(3, 1, 1) + np.zeros((3, 4, 8)))
+    assert not tensor[:, 4:].any()
+    tall, _ = preprocess(np.full((8, 4, 3), 10, np.uint8), contract)
+    assert tall[:, :, :4].min() == 7.0 and not tall[:, :, 4:].any()
 
 
 def test_load_image_formats(tmp_path):

@@ -150,7 +150,8 @@ class Pipeline:
         size = None if contract.input_size else self.config.imgsz
         start = time.perf_counter_ns()
         prepared = [preprocess(image, contract, size) for image in chosen]
-        batch = np.stack([tensor for tensor, _ in prepared])
+        # One image needs no copy into a batch: a view with a leading axis is the batch.
+        batch = prepared[0][0][None] if len(prepared) == 1 else np.stack([tensor for tensor, _ in prepared])
         inferred = time.perf_counter_ns()
         raw = self.runtime.infer(batch)
         decoded = time.perf_counter_ns()

@@ -4,12 +4,14 @@ The :class:`Transform` records how an image was scaled, so detections can be
 mapped back to original pixels. The two halves are separate functions
 (:func:`fit_image` resizes, :func:`to_tensor` subtracts the mean and pads) so
 a host can fit images and a device bundle without Pillow can do the rest;
-Pillow is imported only when an image actually needs resizing.
+the resizer (OpenCV if installed, else Pillow) is imported only when an image
+actually needs resizing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,9 +35,22 @@ class Transform:
 
 
 def resize_bgr(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of a uint8 H×W×3 image (Pillow; an image already that size is returned as is)."""
+    """Resizes a uint8 H×W×3 image (an image already that size is returned as is).
+
+    OpenCV's ``cv2.resize`` where OpenCV is installed (optional: the ``peers``
+    extra), else Pillow's: bilinear (``INTER_LINEAR`` / ``BILINEAR``) when
+    enlarging, where the two agree to ±2 levels, and area averaging
+    (``INTER_AREA``) or Pillow's antialiased bilinear when shrinking. OpenCV
+    is several times faster, and Pillow's resize is most of the
+    preprocessing cost; on the WIDER FACE subset at 640 the two give AP
+    within 0.1 of each other (README, "Post-processing").
+    """
     if image.shape[:2] == (height, width):
         return image
+    cv2 = _opencv()
+    if cv2 is not None:
+        enlarging = height >= image.shape[0] and width >= image.shape[1]
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR if enlarging else cv2.INTER_AREA)
     try:
         from PIL import Image
     except ImportError as error:  # only in device bundles, which carry no Pillow
@@ -43,6 +58,16 @@ def resize_bgr(image: np.ndarray, height: int, width: int) -> np.ndarray:
             "resizing an image needs Pillow, which this Python lacks: `pip install pillow`, or pass images "
             "already fitted to the model (the remote runners do)") from error
     return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+@lru_cache(maxsize=1)
+def _opencv():
+    """The ``cv2`` module if OpenCV is installed, else ``None`` (imported on the first resize, not at import)."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
 
 
 def _fit(image_size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
@@ -77,11 +102,15 @@ def to_tensor(resized: np.ndarray, contract: DecodeContract) -> np.ndarray:
     else:
         divisor = contract.size_divisor
         canvas_size = (_round_up(resized.shape[0], divisor), _round_up(resized.shape[1], divisor))
-    tensor = np.zeros((3, *canvas_size), dtype=np.float32)
-    mean = np.asarray(contract.mean_bgr, dtype=np.float32).reshape(3, 1, 1)
-    # One pass: uint8 HWC → float32 CHW minus mean, written straight into the canvas.
-    np.subtract(resized.transpose(2, 0, 1), mean, out=tensor[:, : resized.shape[0], : resized.shape[1]])
-    return tensor
+    out = np.empty((3, *canvas_size), dtype=np.float32)
+    height, width = resized.shape[:2]
+    image = out[:, :height, :width]
+    # uint8 HWC → float32 CHW in one copy, then the mean subtracted in place; the padding is 0 (the mean colour).
+    np.copyto(image, resized.transpose(2, 0, 1))
+    image -= np.asarray(contract.mean_bgr, dtype=np.float32).reshape(3, 1, 1)
+    out[:, height:] = 0
+    out[:, :height, width:] = 0
+    return out
 
 
 def preprocess(image: np.ndarray, contract: DecodeContract, size: tuple[int, int] | None = None) -> tuple[np.ndarray, Transform]:
