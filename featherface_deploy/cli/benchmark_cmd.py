@@ -59,8 +59,9 @@ def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, de
               **remote):
     """Time MODEL (.pth, .onnx, .tflite…): p50/p90/p99, mean, std, throughput, pre/infer/post, memory, size.
 
-    With --remote, MODEL (.onnx, .tflite) runs on the device in a bundle (copied once, cached by content hash)
-    and the device's rows and facts are printed and recorded like a local run's.
+    With --remote, MODEL (.onnx, .tflite, .mlpackage, .engine; adb: .tflite) runs on the device in a bundle
+    (copied once, cached by content hash) and the device's rows and facts are printed and recorded like a local
+    run's.
     """
     size = parse_size(imgsz)
     if compute_units is not None and format_for_path(model).family != "coreml":

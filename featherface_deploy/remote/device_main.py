@@ -17,10 +17,10 @@ plus, per command: ``rows`` (benchmark: the rows of the local ``benchmark``), ``
 ``coreml`` (Core ML, macOS, with ``compute_units``) or ``coreml-reference-interpreter`` (numpy, elsewhere).
 ``--compute-units all|cpu|cpu-and-ne|cpu-and-gpu`` applies to Core ML packages only. Without ``--images``,
 benchmark times seeded noise of the model's own input size (a fixed-size model; else ``--imgsz``), so
-nothing is resized and the device needs no Pillow. Errors exit with status 2
-and one line ``error: ...`` on stderr (a missing runtime: what to install on the device); nothing is written
-to ``--output`` then. ``--time-limit S`` ends a run that takes longer than S seconds (exit status 128 +
-SIGALRM), so a run whose host has gone away still stops.
+nothing is resized and the device needs no Pillow. Errors exit with status 2 and one line ``error: ...`` on
+stderr (a missing runtime: what to install on the device); nothing is written to ``--output`` then.
+``--time-limit S`` ends a run that takes longer than S seconds (exit status 128 + SIGALRM), so a run whose
+host has gone away still stops.
 """
 
 from __future__ import annotations
