@@ -116,3 +116,19 @@ def tiny_onnx(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-onnx") / "tiny.onnx"
     export_row(create_model("featherface-tiny"), path, "onnx", imgsz=(64, 64), dynamic=True, simplify=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_coreml(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny checkpoint exported once per session to a 64×64 Core ML package, through the CLI (with its sidecar)."""
+    requires_backend("coreml", "export")
+    from click.testing import CliRunner
+
+    from featherface_deploy.cli.main import cli
+
+    path = tmp_path_factory.mktemp("tiny-coreml") / "tiny.mlpackage"
+    result = CliRunner().invoke(cli, ["export", str(tiny_checkpoint), "--format", "coreml", "--imgsz", "64",
+                                      "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    assert path.is_dir() and (path / "Manifest.json").is_file()
+    return path

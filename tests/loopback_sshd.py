@@ -7,15 +7,19 @@ is ever contacted. Skips (with the reason) when ``sshd``/``ssh``/``ssh-keygen`` 
 ``apt-get install openssh-server``; ``.ci/run`` installs it).
 
 :func:`make_device_python` builds the device's Python: a venv (``--without-pip``, no system site packages)
-whose only packages are numpy and onnxruntime, linked from this test run's own environment by a ``.pth`` file
-to a folder holding just those two (so no download, a fraction of a second, and nothing else importable:
-not featherface_deploy, torch, click, scipy or Pillow).
+whose only packages are numpy and onnxruntime (or the distributions asked for, e.g. coremltools with its own
+requirements), linked from this test run's own environment by a ``.pth`` file to a folder holding just those
+(so no download, a fraction of a second, and nothing else importable: not featherface_deploy, torch, click,
+scipy or Pillow).
 """
 
 from __future__ import annotations
 
 import getpass
+import importlib.metadata
+import importlib.util
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -29,7 +33,6 @@ import pytest
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").is_file() else None)
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
-DEVICE_PACKAGES = ("numpy", "numpy.libs", "onnxruntime")
 
 
 @dataclass
@@ -138,9 +141,18 @@ def device_environment() -> dict:
     return {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
 
 
-def make_device_python(folder: Path) -> Path:
-    """A venv whose only packages are numpy and onnxruntime (see the module docstring); returns its python."""
-    pytest.importorskip("onnxruntime")
+def make_device_python(folder: Path, distributions: tuple = ("numpy", "onnxruntime"),
+                       with_requirements: bool = False) -> Path:
+    """A venv whose only packages are ``distributions`` (see the module docstring); returns its python.
+
+    Args:
+        folder: Where to create it.
+        distributions: Installed distributions to link in (skips the test when one is not installed).
+        with_requirements: Also link what they require (recursively; extras left out).
+    """
+    for name in distributions:
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"{name} is not installed")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True)
     python = folder / "bin" / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -148,9 +160,43 @@ def make_device_python(folder: Path) -> Path:
     packages = folder / "device-packages"
     packages.mkdir()
     source = Path(sysconfig.get_paths()["purelib"])
-    for entry in source.iterdir():
-        if entry.name in DEVICE_PACKAGES or entry.name.split("-")[0] in ("numpy", "onnxruntime") \
-                and entry.name.endswith(".dist-info"):
-            (packages / entry.name).symlink_to(entry)
+    for distribution in _distributions(distributions, with_requirements):
+        for relative in _top_level_entries(distribution, source):
+            target = packages / relative
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(source / relative)
     (site / "device-packages.pth").write_text(str(packages) + "\n")
     return python
+
+
+def _distributions(names: tuple, with_requirements: bool) -> list:
+    """The installed distributions ``names`` (and, when asked, everything they require, markers evaluated)."""
+    from packaging.markers import Marker
+
+    found, pending = {}, list(names)
+    while pending:
+        distribution = importlib.metadata.distribution(pending.pop())
+        key = distribution.metadata["Name"].lower()
+        if key in found:
+            continue
+        found[key] = distribution
+        for requirement in (distribution.requires or []) if with_requirements else []:
+            name, _, marker = requirement.partition(";")
+            if marker and ("extra" in marker or not Marker(marker).evaluate()):
+                continue
+            pending.append(re.match(r"[A-Za-z0-9_.\-]+", name.strip()).group(0))
+    return list(found.values())
+
+
+def _top_level_entries(distribution, source: Path) -> set:
+    """Paths under ``source`` to link for a distribution: its top-level entries; inside a namespace folder
+    without ``__init__.py`` (``google/``), only this distribution's own sub-entries (``google/protobuf``)."""
+    entries = set()
+    for file in distribution.files or []:
+        parts = Path(file).parts
+        if parts[0] in ("..", "__pycache__"):
+            continue
+        namespace = len(parts) > 2 and (source / parts[0]).is_dir() and not (source / parts[0] / "__init__.py").exists()
+        entries.add(Path(*parts[:2]) if namespace else Path(parts[0]))
+    return entries

@@ -25,13 +25,9 @@ def _invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def package(tiny_checkpoint, tmp_path_factory):
-    """The tiny checkpoint exported once, at 64×64, through the CLI."""
-    path = tmp_path_factory.mktemp("coreml-cli") / "tiny.mlpackage"
-    result = _invoke("export", tiny_checkpoint, "--format", "coreml", "--imgsz", "64", "-o", path)
-    assert result.exit_code == 0, result.output
-    assert path.is_dir() and (path / "Manifest.json").is_file()
-    return path
+def package(tiny_coreml):
+    """The tiny checkpoint exported once, at 64×64, through the CLI (shared with the bundle tests)."""
+    return tiny_coreml
 
 
 @pytest.fixture(scope="module")

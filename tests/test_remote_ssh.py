@@ -272,3 +272,63 @@ def test_dropped_connection_names_device_and_step_and_skips_the_rest(sshd, devic
     assert "benchmark threads 1 batch 3: connection failed or dropped" in rows[1]["error"]
     assert rows[1]["error"].startswith(sshd.url.split("//")[1].split("/")[0])
     assert rows[2]["batch"] == 5 and rows[2]["error"].startswith("not run: ")
+
+
+class _RecordingClient:
+    """Stands in for :class:`~featherface_deploy.remote.ssh.SshClient`: records each command, answers as a device
+    that already holds the bundle would (the probe finds it; the runner prints one result)."""
+
+    def __init__(self, url: str) -> None:
+        from featherface_deploy.remote.ssh import SshTarget
+
+        self.target = SshTarget.parse(url)
+        self.commands = []
+
+    def run(self, step, command, timeout_s, stdin=None, folder=None) -> bytes:
+        self.commands.append((step, list(command), folder))
+        if "run.py" in command:
+            row = {"runtime": "coreml", "runtime_note": "", "threads": 1, "batch": 1, "p50_ms": 1.0}
+            if "--compute-units" in command:  # as the runner labels Core ML rows
+                row["compute_units"] = command[command.index("--compute-units") + 1]
+            return json.dumps({"schema": "featherface-deploy/device-result/1", "rows": [row],
+                               "facts": {"os": "macOS 15.1"}}).encode()
+        return b'{"python": "3.12.0", "exists": [true]}'
+
+    def push(self, step, local, remote, timeout_s) -> None:
+        raise AssertionError(f"nothing should be copied: {step}")
+
+
+def test_compute_units_reach_the_device_command_line(tmp_path):
+    from featherface_deploy.remote.runs import BenchmarkSettings
+    from featherface_deploy.remote.ssh_device import SshDevice
+
+    # The command line is what is tested: a folder named like a package is enough to build the bundle
+    # (the bundle copies it; nothing here opens it).
+    package = tmp_path / "face.mlpackage"
+    (package / "Data").mkdir(parents=True)
+    (package / "Manifest.json").write_text("{}")
+    (package / "Data" / "model.mlmodel").write_bytes(b"program")
+    client = _RecordingClient("ssh://me@mac.local:2222/cache")
+    device = SshDevice(client, python="/opt/homebrew/bin/python3", timeout_s=100)
+    report = device.benchmark(package, BenchmarkSettings((64, 64), (1,), (1,), 0, 2, "cpu-and-ne"))
+    (step, command, folder), = [entry for entry in client.commands if "run.py" in entry[1]]
+    assert step == "benchmark threads 1 batch 1" and folder.startswith("/cache/bundles/")
+    assert command[:3] == ["/opt/homebrew/bin/python3", "run.py", "benchmark"]
+    assert command[command.index("--compute-units") + 1] == "cpu-and-ne"
+    assert command[command.index("--iters") + 1] == "2" and command[command.index("--time-limit") + 1] == "100"
+    assert report.rows[0]["compute_units"] == "cpu-and-ne" and not report.errors
+    plain = _RecordingClient("ssh://me@mac.local:2222/cache")
+    SshDevice(plain).benchmark(package, BenchmarkSettings((64, 64), iters=1))
+    assert any("run.py" in command for _, command, _ in plain.commands)
+    assert not any("--compute-units" in command for _, command, _ in plain.commands)
+
+
+def test_compute_units_for_a_model_that_is_not_core_ml_is_refused_before_connecting(tiny_onnx):
+    from click.testing import CliRunner
+
+    from featherface_deploy.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["benchmark", str(tiny_onnx), "--compute-units", "cpu", "--remote",
+                                      "ssh://nobody@127.0.0.1:9/never-contacted"])
+    assert result.exit_code == 2
+    assert "--compute-units applies to Core ML packages (.mlpackage) only" in result.output

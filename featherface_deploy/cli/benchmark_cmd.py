@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from featherface_deploy.cli.options import ModelPath, friendly_errors, parse_size
+from featherface_deploy.cli.options import COMPUTE_UNITS, ModelPath, friendly_errors, parse_size
 from featherface_deploy.cli.remote_options import adb_options, device_line, open_remote, remote_options
 from featherface_deploy.file_writing import atomic_write_text
 from featherface_deploy.harness.report import Column, facts_line, machine_facts, markdown_table
@@ -19,6 +19,7 @@ COLUMNS = [Column("runtime", "Runtime"), Column("threads", "Threads"), Column("b
            Column("peak_rss_mb", "peak RSS MB", 0), Column("file_mb", "Size MB", 2), Column("skipped", "note")]
 from featherface_deploy.errors import BackendNotInstalledError
 from featherface_deploy.formats import FORMATS, Format, format_for_path
+from featherface_deploy.remote.runs import BenchmarkSettings
 
 DEVICES = ("cpu", "cuda")
 
@@ -48,26 +49,35 @@ def _int_list(value: str) -> list[int]:
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(DEVICES),
               help="cuda: run a checkpoint on an NVIDIA GPU (the torch-cuda row).")
 @click.option("--half", is_flag=True, help="With --device cuda: FP16 autocast (the torch-cuda-fp16 row).")
+@click.option("--compute-units", default=None, type=click.Choice(COMPUTE_UNITS),
+              help=".mlpackage only: the processors Core ML may use (on a Mac, also with --remote ssh://mac); "
+                   "where Core ML cannot run, the reference interpreter runs and the rows say so.")
 @remote_options
 @adb_options
 @friendly_errors
-def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, device, half, **remote):
+def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, device, half, compute_units,
+              **remote):
     """Time MODEL (.pth, .onnx, .tflite…): p50/p90/p99, mean, std, throughput, pre/infer/post, memory, size.
 
-    With --remote, MODEL (.onnx, .tflite) runs on the device in a bundle (copied once, cached by content hash)
-    and the device's rows and facts are printed and recorded like a local run's.
+    With --remote, MODEL (.onnx, .tflite, .mlpackage, .engine; adb: .tflite) runs on the device in a bundle
+    (copied once, cached by content hash) and the device's rows and facts are printed and recorded like a local
+    run's.
     """
     size = parse_size(imgsz)
+    if compute_units is not None and format_for_path(model).family != "coreml":
+        raise click.UsageError(f"--compute-units applies to Core ML packages (.mlpackage) only, not {model}")
     if remote["remote"] is not None:
         if device != "cpu" or half:
             raise click.UsageError("--device/--half choose a local row; with --remote the device runs the file")
-        return _remote_benchmark(model, size, _int_list(batch), _int_list(threads), warmup, iters, images,
-                                 json_path, remote)
+        settings = BenchmarkSettings(size, tuple(_int_list(batch)), tuple(_int_list(threads)), warmup, iters,
+                                     compute_units)
+        return _remote_benchmark(model, settings, images, json_path, remote)
     from featherface_deploy.harness.latency import benchmark_model
 
     row = device_row(format_for_path(model), device, half)
     rows = benchmark_model(model, _load_images(images, size), size, _int_list(batch), _int_list(threads),
-                           warmup, iters, _bar, row=row)
+                           warmup, iters, _bar, row=row,
+                           runtime_options=None if compute_units is None else {"compute_units": compute_units})
     columns = list(COLUMNS)
     if any(result["threads"] != result["threads_requested"] for result in rows):
         columns.insert(2, Column("threads_requested", "asked"))  # capped at the usable cores
@@ -81,19 +91,25 @@ def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, de
         atomic_write_text(json_path, json.dumps({"facts": facts, "rows": rows}, indent=2))
 
 
-def _remote_benchmark(model, size, batches, threads, warmup, iters, images, json_path, remote) -> None:
+def _remote_benchmark(model, settings, images, json_path, remote) -> None:
     """``benchmark --remote``: the device's rows, printed and written like a local run's, errors included."""
-    from featherface_deploy.remote.runs import BenchmarkSettings
-
     device = open_remote(**remote)
-    packed = _pack_folder(model, images, size) if images is not None else None
-    report = device.benchmark(model, BenchmarkSettings(size, tuple(batches), tuple(threads), warmup, iters), packed)
-    click.echo(markdown_table(report.rows, COLUMNS))
+    packed = _pack_folder(model, images, settings.imgsz) if images is not None else None
+    report = device.benchmark(model, settings, packed)
+    columns = list(COLUMNS)
+    if any(row.get("compute_units") for row in report.rows):  # Core ML ran (a Mac): on which processors
+        columns.insert(1, Column("compute_units", "Compute units"))
+    click.echo(markdown_table(report.rows, columns))
     click.echo(device_line(report.facts, report.device, report.facts_after))
+    for runtime, note in dict((row["runtime"], row.get("runtime_note")) for row in report.rows
+                              if row.get("runtime")).items():
+        if note:  # a stand-in (Core ML's reference interpreter off macOS) is never passed off as the real one
+            click.echo(f"_{runtime}: {note}._")
     for note in report.notes:
         click.echo(f"Note: {note}")
     if json_path is not None:
-        facts = machine_facts(model=str(model), imgsz=list(size), remote=remote["remote"])
+        facts = machine_facts(model=str(model), imgsz=list(settings.imgsz), remote=remote["remote"],
+                              compute_units=settings.compute_units)
         atomic_write_text(json_path, json.dumps({"facts": facts, "device": report.to_dict(), "rows": report.rows},
                                                 indent=2))
     if report.errors:

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import click
 
-from featherface_deploy.cli.options import friendly_errors
+from featherface_deploy.cli.options import ModelPath, friendly_errors
 
 
 @click.command("bundle")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", type=ModelPath(exists=True))
 @click.option("-o", "--out", required=True, type=click.Path(),
               help="Output folder, or a file ending in .zip. An existing bundle there is replaced.")
 @friendly_errors
 def bundle(model, out):
-    """Write MODEL (.onnx, .tflite), its sidecar and a runner that needs only Python >= 3.8, numpy and the runtime.
+    """Write MODEL (.onnx, .tflite, .mlpackage, .engine), its sidecar and a runner that needs only Python >= 3.8,
+    numpy and the runtime.
 
     On the device: `python OUT/run.py benchmark|evaluate|detect|facts -h` (unzip a .zip first:
-    `python -m zipfile -e OUT.zip OUT`).
+    `python -m zipfile -e OUT.zip OUT`). A Core ML package runs with Core ML on macOS (`--compute-units`) and
+    with the numpy reference interpreter elsewhere; every result names the runtime that ran.
     """
     from featherface_deploy.formats import format_for_path
-    from featherface_deploy.remote.bundle import DEVICE_PACKAGES, build_bundle
+    from featherface_deploy.remote.bundle import build_bundle
+    from featherface_deploy.remote.device_requirements import DEVICE_PACKAGES, INSTALL_HINTS
 
     built = build_bundle(model, out)
-    packages = DEVICE_PACKAGES[format_for_path(model).name]
+    family = format_for_path(model).family
     click.echo(f"wrote {built.path}: bundle {built.digest} ({len(built.files)} files)")
-    click.echo(f"needs Python >= 3.8 and {' and '.join(packages)}")
+    click.echo(f"needs Python >= 3.8 and {' and '.join(DEVICE_PACKAGES[family])} ({INSTALL_HINTS[family]})")

@@ -11,6 +11,7 @@ import click
 from featherface_deploy.cli.options import build_detector, friendly_errors, model_options, parse_size, runtime_line
 from featherface_deploy.cli.remote_options import device_line, open_remote, remote_options
 from featherface_deploy.evaluation import evaluate_widerface, list_images, load_ground_truth, write_predictions
+from featherface_deploy.formats import format_for_path
 
 
 @click.command()
@@ -35,10 +36,18 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
     if remote["remote"] is not None:
         from featherface_deploy.remote.remote_evaluate import evaluate_on_device
 
+        if coreml_engine != "auto":
+            raise click.UsageError("--coreml-engine: with --remote the device chooses (Core ML on macOS, else the "
+                                   "reference interpreter; the output names it)")
+        if compute_units != "all" and format_for_path(model).family != "coreml":
+            raise click.UsageError("--compute-units applies to Core ML packages (.mlpackage) only")
         device = open_remote(**remote)
-        result, facts = evaluate_on_device(device, model, widerface, limit, conf_threshold, nms_iou,
-                                           parse_size(imgsz), threads)
-        click.echo(device_line(facts, device.name), err=as_json)
+        result, ran = evaluate_on_device(device, model, widerface, limit, conf_threshold, nms_iou,
+                                         parse_size(imgsz), threads, None if compute_units == "all" else compute_units)
+        click.echo(device_line(ran["facts"], device.name), err=as_json)
+        if ran.get("runtime"):
+            runtime_name = ran["runtime"]["name"]
+            runtime_note = f"ran on {device.name}" + (f"; {ran['runtime']['note']}" if ran["runtime"]["note"] else "")
     else:
         detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, coreml_engine,
                                   compute_units)
@@ -57,6 +66,6 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
                               indent=2))
     else:
         click.echo(f"{model}: {result.images} images in {elapsed:.1f} s")
-        if remote["remote"] is None:
-            click.echo(runtime_line(detector.runtime))
+        click.echo(runtime_line(detector.runtime) if remote["remote"] is None
+                   else f"runtime: {runtime_name} ({runtime_note})")
         click.echo(f"AP  {result.ap.format()}")

@@ -208,7 +208,8 @@ def measure_peak_memory(pipeline: Pipeline, steps: int = 3) -> dict:
 
 def benchmark_model(path: str | Path, images: Sequence[np.ndarray], imgsz: tuple[int, int],
                     batches: Sequence[int], threads: Sequence[int], warmup: int, iters: int,
-                    bar: Callable[[str, int], object] | None = None, row=None) -> list[dict]:
+                    bar: Callable[[str, int], object] | None = None, row=None,
+                    runtime_options: Mapping[str, object] | None = None) -> list[dict]:
     """Times one model file for every (threads, batch) pair, one configuration after another.
 
     Configurations run sequentially, not interleaved: some backends set their thread count
@@ -224,6 +225,7 @@ def benchmark_model(path: str | Path, images: Sequence[np.ndarray], imgsz: tuple
         iters: Timed steps.
         bar: ``bar(label, total)`` → progress context with ``update(n)`` (e.g. ``click.progressbar``).
         row: The format row to open it as (``torch-cuda``); default: the row its suffix names.
+        runtime_options: More keywords for the runtime (a Core ML package: ``compute_units``).
 
     Returns:
         One row per configuration: ``threads`` (the count that ran), ``threads_requested``, batch,
@@ -237,7 +239,8 @@ def benchmark_model(path: str | Path, images: Sequence[np.ndarray], imgsz: tuple
     rows = []
     for count in threads:
         used = usable_threads(count)  # a row is labelled with what ran: `--threads 4` on 2 cores runs 2
-        runtime = open_for_timing(runtime_class, path, used, dict(fmt.runtime_options))
+        options = {**dict(fmt.runtime_options), **(runtime_options or {})}
+        runtime = open_for_timing(runtime_class, path, used, options)
         for batch in batches:
             row = {"runtime": runtime.name, "runtime_note": runtime.note, "threads": used,
                    "threads_requested": count, "batch": batch, "file_mb": file_size_mb(path)}

@@ -10,7 +10,8 @@ Layout::
 
     run.py                  python run.py benchmark|evaluate|detect|facts ...
     MANIFEST.json           schema, digest, model, format, requirements, sha256 of every file
-    model/<model file>      and its sidecar <model file>.json when it has one
+    model/<model file>      and its sidecar <model file>.json when it has one; a Core ML
+                            package is copied as the folder it is (model/<name>.mlpackage/...)
     featherface_deploy/...  the copied modules
 """
 
@@ -30,18 +31,19 @@ import featherface_deploy
 from featherface_deploy.contract import atomic_write_bytes, sidecar_path
 from featherface_deploy.errors import ExportError, FeatherFaceError
 from featherface_deploy.formats import format_for_path
+from featherface_deploy.remote.device_requirements import DEVICE_PACKAGES, INSTALL_HINTS
 from featherface_deploy.remote.py38_check import check_files
 
 BUNDLE_SCHEMA = "featherface-deploy/bundle/1"
 ENTRY_MODULE = "featherface_deploy.remote.device_main"
 MANIFEST = "MANIFEST.json"
-DEVICE_PACKAGES = {"onnx": ["numpy", "onnxruntime"], "tflite": ["numpy", "ai-edge-litert or tflite-runtime"]}
 _PACKAGE_ROOT = Path(featherface_deploy.__file__).resolve().parent
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 _RUN_PY = '''#!/usr/bin/env python3
 """featherface-deploy device bundle {digest} for {model}: `python run.py -h`.
 
 Needs Python >= 3.8, numpy and {runtime}; nothing else (no torch, no Pillow, no click).
+{hint}.
 """
 import os
 import sys
@@ -80,9 +82,9 @@ def runtime_modules(model: str | Path) -> list[str]:
         ExportError: The format cannot run in a bundle (a PyTorch checkpoint needs torch).
     """
     fmt = format_for_path(model)
-    if fmt.name not in DEVICE_PACKAGES:
+    if fmt.family not in DEVICE_PACKAGES:
         raise ExportError(f"{model}: a {fmt.description} cannot run in a device bundle; export it first "
-                          f"(`featherface-deploy export {model} --format onnx` or `--format tflite`)")
+                          f"(`featherface-deploy export {model} --format onnx`, `tflite`, `coreml` or `engine`)")
     return module_closure([ENTRY_MODULE, fmt.runtime.split(":")[0]])
 
 
@@ -115,25 +117,24 @@ def build_bundle(model: str | Path, out: str | Path) -> Bundle:
             bundle, or a module to copy would not run on Python 3.8.
     """
     model, out = Path(model), Path(out)
-    if not model.is_file():
-        raise FeatherFaceError(f"model not found: {model}")
     modules = runtime_modules(model)
     sources = {_relative(name): _module_file(name) for name in modules}
     problems = check_files(list(sources.values()), _PACKAGE_ROOT.parent)
     if problems:
         raise ExportError("these modules would not run on a device's Python 3.8: " + "; ".join(problems))
     contents = {rel: path.read_bytes() for rel, path in sources.items()}
-    contents[f"model/{model.name}"] = model.read_bytes()
+    contents.update(model_files(model))
     if sidecar_path(model).is_file():
         contents[f"model/{sidecar_path(model).name}"] = sidecar_path(model).read_bytes()
     digest = _digest(contents)
     fmt = format_for_path(model)
-    contents["run.py"] = _RUN_PY.format(digest=digest, model=model.name,
-                                        runtime=" or ".join(DEVICE_PACKAGES[fmt.name][1:])).encode("utf-8")
+    packages = DEVICE_PACKAGES[fmt.family]
+    contents["run.py"] = _RUN_PY.format(digest=digest, model=model.name, runtime=" and ".join(packages[1:]),
+                                        hint=INSTALL_HINTS[fmt.family]).encode("utf-8")
     contents[MANIFEST] = json.dumps({
-        "schema": BUNDLE_SCHEMA, "digest": digest, "model": model.name, "format": fmt.name,
+        "schema": BUNDLE_SCHEMA, "digest": digest, "model": model.name, "format": fmt.family,
         "featherface_deploy": featherface_deploy.__version__,
-        "requires": {"python": ">=3.8", "packages": DEVICE_PACKAGES[fmt.name]},
+        "requires": {"python": ">=3.8", "packages": packages, "install": INSTALL_HINTS[fmt.family]},
         "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(contents.items())},
     }, indent=2, sort_keys=True).encode("utf-8")
     if out.suffix == ".zip":
@@ -141,6 +142,23 @@ def build_bundle(model: str | Path, out: str | Path) -> Bundle:
     else:
         _write_folder(contents, out)
     return Bundle(out, digest, model.name, tuple(sorted(contents)))
+
+
+def model_files(model: Path) -> dict:
+    """The bundle entries of a model: ``model/<file>``, or every file of a package folder (``.mlpackage``).
+
+    Raises:
+        FeatherFaceError: The model is missing, a folder where its format wants a file, or an empty folder.
+    """
+    fmt = format_for_path(model)
+    if fmt.directory and model.is_dir():
+        files = sorted(path for path in model.rglob("*") if path.is_file())
+        if not files:
+            raise FeatherFaceError(f"{model} is an empty folder, not a {fmt.description}")
+        return {f"model/{model.name}/{path.relative_to(model).as_posix()}": path.read_bytes() for path in files}
+    if not model.is_file():
+        raise FeatherFaceError(f"model not found: {model}" + (" (a folder, not a file)" if model.is_dir() else ""))
+    return {f"model/{model.name}": model.read_bytes()}
 
 
 def read_manifest(bundle: str | Path) -> dict:

@@ -12,9 +12,15 @@ Each command prints one JSON document (or writes it atomically with ``--output``
 
 plus, per command: ``rows`` (benchmark: the rows of the local ``benchmark``), ``predictions`` (evaluate:
 ``[{"key": [event, image], "boxes": [[x1, y1, x2, y2, score], ...]}]``), ``detections`` (detect:
-``[{"key": [...], "faces": [{"box", "score", "landmarks"}]}]``). Errors exit with status 2 and one line
-``error: ...`` on stderr; nothing is written to ``--output`` then. ``--time-limit S`` ends a run that takes
-longer than S seconds (exit status 128 + SIGALRM), so a run whose host has gone away still stops.
+``[{"key": [...], "faces": [{"box", "score", "landmarks"}]}]``), and ``runtime`` (evaluate, detect:
+``{"name", "note"}``; benchmark: each row's ``runtime`` and ``runtime_note``): the runtime that ran, e.g.
+``coreml`` (Core ML, macOS, with ``compute_units``) or ``coreml-reference-interpreter`` (numpy, elsewhere).
+``--compute-units all|cpu|cpu-and-ne|cpu-and-gpu`` applies to Core ML packages only. Without ``--images``,
+benchmark times seeded noise of the model's own input size (a fixed-size model; else ``--imgsz``), so
+nothing is resized and the device needs no Pillow. Errors exit with status 2 and one line ``error: ...`` on
+stderr (a missing runtime: what to install on the device); nothing is written to ``--output`` then.
+``--time-limit S`` ends a run that takes longer than S seconds (exit status 128 + SIGALRM), so a run whose
+host has gone away still stops.
 """
 
 from __future__ import annotations
@@ -33,10 +39,13 @@ from featherface_deploy import __version__
 from featherface_deploy.harness.latency import benchmark_model, synthetic_images
 from featherface_deploy.contract import atomic_write_bytes
 from featherface_deploy.detector import FaceDetector
-from featherface_deploy.errors import FeatherFaceError
+from featherface_deploy.errors import BackendNotInstalledError, FeatherFaceError
+from featherface_deploy.formats import format_for_path
 from featherface_deploy.postprocess import PostprocessConfig, decode_image, load_image, to_tensor
 from featherface_deploy.remote.device_facts import device_facts, temperatures
+from featherface_deploy.remote.device_requirements import missing_runtime_message
 from featherface_deploy.remote.image_pack import read_pack
+from featherface_deploy.remote.packing import model_contract
 
 RESULT_SCHEMA = "featherface-deploy/device-result/1"
 EXIT_ERROR = 2
@@ -61,6 +70,10 @@ def main(argv=None, default_model=None) -> int:
         if args.model is None:
             raise FeatherFaceError("no model: pass --model PATH")
         result = _COMMANDS[args.command](args)
+    except BackendNotInstalledError as error:  # the host's `pip install featherface-deploy[...]` is wrong here
+        name = Path(args.model).name
+        print(f"error: {missing_runtime_message(name, format_for_path(name).family, error)}", file=sys.stderr)
+        return EXIT_ERROR
     except FeatherFaceError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -85,6 +98,8 @@ def _parser(default_model) -> argparse.ArgumentParser:
         sub.add_argument("--threads", default="1", help="Threads, comma-separated for benchmark (e.g. 1,2).")
         sub.add_argument("--images", default=None, help="Image pack (.npz) made by the host.")
         sub.add_argument("--time-limit", type=int, default=0, help="End the run after this many seconds (0: none).")
+        sub.add_argument("--compute-units", default=None,
+                         help="Core ML packages only: all, cpu, cpu-and-ne or cpu-and-gpu (Core ML on macOS).")
         if name == "benchmark":
             sub.add_argument("--imgsz", default="640", help="Image box N or HxW (fixed-size models: their own).")
             sub.add_argument("--batch", default="1", help="Batch sizes, comma-separated.")
@@ -99,13 +114,43 @@ def _parser(default_model) -> argparse.ArgumentParser:
 
 
 def _header(args, command: str) -> dict:
-    path = Path(args.model)
+    return {"schema": RESULT_SCHEMA, "command": command, "featherface_deploy": __version__,
+            "model": model_facts(Path(args.model)), "facts": device_facts()}
+
+
+def model_facts(path: Path) -> dict:
+    """``file``, ``bytes`` and ``sha256`` of a model file, or of a package folder's files (paths and contents).
+
+    Raises:
+        FeatherFaceError: The model is missing.
+    """
+    if path.is_dir():
+        files = sorted(item for item in path.rglob("*") if item.is_file())
+        digest = hashlib.sha256()
+        for item in files:
+            digest.update(item.relative_to(path).as_posix().encode("utf-8") + b"\0")
+            digest.update(hashlib.sha256(item.read_bytes()).digest())
+        return {"file": path.name, "bytes": sum(item.stat().st_size for item in files), "sha256": digest.hexdigest()}
     if not path.is_file():
         raise FeatherFaceError(f"model not found: {path}")
-    model = {"file": path.name, "bytes": path.stat().st_size,
-             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    return {"schema": RESULT_SCHEMA, "command": command, "featherface_deploy": __version__, "model": model,
-            "facts": device_facts()}
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def _runtime_options(args) -> dict:
+    """Keywords for the model's runtime: ``compute_units`` for a Core ML package, when asked for."""
+    if args.compute_units is None:
+        return {}
+    if format_for_path(args.model).family != "coreml":
+        raise FeatherFaceError(f"--compute-units applies to Core ML packages (.mlpackage), not {Path(args.model).name}")
+    return {"compute_units": args.compute_units}
+
+
+def _runtime(runtime) -> dict:
+    """The runtime that ran, as results name it (Core ML: with its compute units)."""
+    named = {"name": runtime.name, "note": runtime.note}
+    if runtime.name == "coreml":
+        named["compute_units"] = runtime.compute_units
+    return named
 
 
 def _finish(result: dict, start: float) -> dict:
@@ -118,17 +163,25 @@ def _benchmark(args) -> dict:
     start = time.perf_counter()
     result = _header(args, "benchmark")
     size = _size(args.imgsz)
-    images = [entry.image for entry in read_pack(args.images)] if args.images else synthetic_images(size)
+    if args.images:
+        images = [entry.image for entry in read_pack(args.images)]
+    else:  # a fixed-size model gets noise of its own size: nothing to resize, so the device needs no Pillow
+        size = model_contract(args.model).input_size or size
+        images = synthetic_images(size)
+    options = _runtime_options(args)
     result["settings"] = {"imgsz": list(size), "warmup": args.warmup, "iters": args.iters,
-                          "images": "pack" if args.images else "synthetic"}
+                          "images": "pack" if args.images else "synthetic", **options}
     result["rows"] = benchmark_model(args.model, images, size, _ints(args.batch), _ints(args.threads),
-                                     args.warmup, args.iters)
+                                     args.warmup, args.iters, runtime_options=options)
+    for row in result["rows"]:
+        if row["runtime"] == "coreml":  # Core ML ran: say on which processors it was allowed to
+            row["compute_units"] = options.get("compute_units", "all")
     return _finish(result, start)
 
 
 def _detector(args) -> FaceDetector:
     config = PostprocessConfig(conf_threshold=args.conf_threshold, nms_iou=args.nms_iou)
-    return FaceDetector.load(args.model, config=config, threads=_ints(args.threads)[0])
+    return FaceDetector.load(args.model, config=config, threads=_ints(args.threads)[0], **_runtime_options(args))
 
 
 def _evaluate(args) -> dict:
@@ -143,6 +196,7 @@ def _evaluate(args) -> dict:
         boxes = np.concatenate([faces.boxes, faces.scores[:, None]], axis=1)
         predictions.append({"key": entry.key, "boxes": boxes.astype(float).tolist()})
     result["predictions"] = predictions
+    result["runtime"] = _runtime(detector.runtime)
     return _finish(result, start)
 
 
@@ -175,6 +229,7 @@ def _detect(args) -> dict:
         image = np.load(name, allow_pickle=False) if name.endswith(".npy") else load_image(name)
         found.append({"key": [Path(name).name], "faces": detector(image).to_list()})
     result["detections"] = found
+    result["runtime"] = _runtime(detector.runtime)
     return _finish(result, start)
 
 

@@ -1,4 +1,5 @@
-"""Host side of image packs: decode and fit images for one model, exactly as a local run would."""
+"""Image packs, host side: decode and fit images for one model, exactly as a local run would; and the model's
+contract, which the device's runner reads too (to size its synthetic images)."""
 
 from __future__ import annotations
 

@@ -21,21 +21,23 @@ from featherface_deploy.remote.packing import model_contract, pack_images
 def evaluate_on_device(device, model: str | Path, widerface_root: str | Path, limit: int | None = None,
                        conf_threshold: float = PostprocessConfig.conf_threshold,
                        nms_iou: float = PostprocessConfig.nms_iou, size: tuple[int, int] | None = None,
-                       threads: int | None = None) -> tuple[WiderFaceResult, dict]:
+                       threads: int | None = None, compute_units: str | None = None) -> tuple[WiderFaceResult, dict]:
     """Runs ``model`` on the device over WIDER FACE val images and computes Easy / Medium / Hard AP here.
 
     Args:
         device: An :class:`~featherface_deploy.remote.ssh_device.SshDevice`.
-        model: ``.onnx`` or ``.tflite`` file.
+        model: ``.onnx``, ``.tflite`` or ``.engine`` file, or a ``.mlpackage``.
         widerface_root: The official layout (ground truth stays on the host).
         limit: Only the first ``limit`` images (AP over those).
         conf_threshold: Minimum face probability.
         nms_iou: NMS IoU threshold.
         size: Resize box for any-size models (``None``: native resolution).
         threads: Inference threads on the device.
+        compute_units: Core ML compute units for a ``.mlpackage`` (``None``: the runtime's default).
 
     Returns:
-        The result (predictions, AP, image count) and the device's facts.
+        The result (predictions, AP, image count) and the device's own result (``facts``, and ``runtime``:
+        the runtime that ran there).
 
     Raises:
         DeviceError: A step on the device failed, or its predictions do not match the images sent.
@@ -49,6 +51,8 @@ def evaluate_on_device(device, model: str | Path, widerface_root: str | Path, li
     arguments = ["--conf-threshold", str(conf_threshold), "--nms-iou", str(nms_iou)]
     if threads is not None:
         arguments += ["--threads", str(threads)]
+    if compute_units is not None:
+        arguments += ["--compute-units", compute_units]
     result = device.predict(model, entries, arguments)
     predictions = {}
     for item in result.get("predictions", []):
@@ -59,4 +63,4 @@ def evaluate_on_device(device, model: str | Path, widerface_root: str | Path, li
                           f"images, {len(expected)} were sent")
     if limit is not None:
         ground_truth = subset_ground_truth(ground_truth, expected)
-    return WiderFaceResult(predictions, evaluate(predictions, ground_truth), len(predictions)), result["facts"]
+    return WiderFaceResult(predictions, evaluate(predictions, ground_truth), len(predictions)), result

@@ -19,6 +19,8 @@ class BenchmarkSettings:
         threads: Thread counts.
         warmup: Untimed steps.
         iters: Timed steps.
+        compute_units: Core ML compute units (``all``, ``cpu``, ``cpu-and-ne``, ``cpu-and-gpu``) for a Core ML
+            package; ``None``: the runtime's default.
     """
 
     imgsz: tuple[int, int]
@@ -26,6 +28,7 @@ class BenchmarkSettings:
     threads: tuple[int, ...] = (1,)
     warmup: int = 10
     iters: int = 100
+    compute_units: str | None = None
 
 
 @dataclass

@@ -122,8 +122,8 @@ class SshDevice:
         """Times ``model`` on the device, one remote run per (threads, batch), like the local ``benchmark``.
 
         Args:
-            model: An ``.onnx`` or ``.tflite`` file.
-            settings: Sizes, thread counts, steps.
+            model: An ``.onnx``, ``.tflite`` or ``.engine`` file, or a ``.mlpackage``.
+            settings: Sizes, thread counts, steps (and Core ML compute units).
             images: Images to cycle through, already fitted (``None``: the runner's synthetic images).
 
         Returns:
@@ -136,6 +136,8 @@ class SshDevice:
         folder = self.upload_bundle(model)
         common = ["--imgsz", f"{settings.imgsz[0]}x{settings.imgsz[1]}", "--warmup", str(settings.warmup),
                   "--iters", str(settings.iters)]
+        if settings.compute_units is not None:
+            common += ["--compute-units", settings.compute_units]
         if images:
             common += ["--images", _from_folder(self.upload_pack(images))]
         lost = None
