@@ -26,7 +26,7 @@ import numpy as np
 from featherface_deploy.calibration.dataset import CalibrationSet
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import missing_backend
-from featherface_deploy.exporters.onnx2int8 import MAC_OP_TYPES, Int8Options, Int8Result, quantize_onnx
+from featherface_deploy.exporters.onnx2int8 import MAC_OP_TYPES, Int8Options, Int8Result, quantize_onnx, with_facts
 from featherface_deploy.postprocess import PostprocessConfig, decode_image
 from featherface_deploy.postprocess.nms import iou_matrix
 from featherface_deploy.postprocess.preprocess import Transform
@@ -174,8 +174,14 @@ class SearchStep:
 def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: CalibrationSet,
                       options: Int8Options = Int8Options(), budget: float = 0.98, per_round: int = 2,
                       max_rounds: int = 12, contract: DecodeContract | None = None,
-                      log: Log | None = None) -> tuple[Int8Result, list[SearchStep], list[LayerError]]:
+                      log: Log | None = None, forced: bool = True,
+                      ) -> tuple[Int8Result, list[SearchStep], list[LayerError]]:
     """Greedy: quantize, rank layers, keep the worst ``per_round`` in float, until agreement ≥ ``budget``.
+
+    Round 0 is the plain quantization with ``options``: when its agreement already meets the
+    budget and the search is not ``forced``, that file is the result (the cost over a plain
+    :func:`~featherface_deploy.exporters.onnx2int8.quantize_onnx` is one agreement measurement).
+    A forced search also ranks the layers of a default that meets the budget (recorded, nothing added).
 
     Args:
         fp32_path: The FP32 model.
@@ -187,9 +193,11 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
         max_rounds: Upper bound on rounds.
         contract: The FP32 contract if the file carries none.
         log: Progress callback.
+        forced: Asked for (``--search``) rather than run because round 0 fell short.
 
     Returns:
-        The final :class:`Int8Result`, the search history, and the last sensitivity report.
+        The final :class:`Int8Result` (``extra["int8"]`` records ``agreement`` and ``search``), the
+        search history, and the last sensitivity report (empty when none was needed).
     """
     from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, read_contract
 
@@ -197,24 +205,36 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
     contract = contract or read_contract(Path(fp32_path))
     kept = list(options.keep_float_nodes)
     history: list[SearchStep] = []
+    report: list[LayerError] = []
     with tempfile.TemporaryDirectory(prefix="featherface-search-") as scratch:
         prepared = prepare_for_quantization(Path(fp32_path), Path(scratch) / "prepared.onnx")
-        for _ in range(max_rounds + 1):
-            trial = Path(scratch) / "trial.onnx"
+        for round_index in range(max_rounds + 1):
+            trial = Path(scratch) / f"trial-{round_index}.onnx"
             result = quantize_onnx(fp32_path, trial, calib_set, options=_with_kept(options, kept), contract=contract)
             agreement = detection_agreement(prepared, trial, calib_set, contract)
             history.append(SearchStep(tuple(kept), round(agreement, 4), round(result.float_fraction, 4)))
             log(f"  {len(kept):2d} layers float beyond the defaults "
                 f"({100 * result.float_fraction:.1f}% of MACs float): "
-                f"detection agreement {agreement:.4f}")
+                f"detection agreement {agreement:.4f} (budget {budget})")
+            met = agreement >= budget
+            if round_index == 0:
+                default_agreement = agreement
+            if round_index == 0 and not forced:
+                log("  meets the budget: no search" if met else "  below the budget: keep-float search")
+            if (met and (round_index or not forced)) or round_index == max_rounds:
+                break
             report = sensitivity_report(prepared, trial, calib_set, input_name=contract.input_name)
-            if agreement >= budget or not report or len(history) > max_rounds:
+            if met or not report:
                 break
             kept += [row.node for row in report[:per_round]]
-    facts = {"search": {"budget": budget, "history": [asdict(step) for step in history],
-                        "report_top": [asdict(row) for row in report[:10]]}}
-    final = quantize_onnx(fp32_path, out_path, calib_set, options=_with_kept(options, kept), contract=contract,
-                          extra_facts=facts)
+        if agreement < budget:
+            log(f"  warning: the budget {budget} was not reached in {max_rounds} rounds")
+        facts = {"agreement": {"budget": budget, "default": history[0].agreement, "final": history[-1].agreement,
+                               "met": agreement >= budget, "images": len(calib_set), "measured_on": "calibration"},
+                 "search": {"mode": "forced" if forced else "auto", "ran": forced or default_agreement < budget,
+                            "budget": budget, "history": [asdict(step) for step in history],
+                            "report_top": [asdict(row) for row in report[:10]]}}
+        final = with_facts(result, out_path, facts)
     return final, history, report
 
 
