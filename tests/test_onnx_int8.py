@@ -158,17 +158,18 @@ def test_detection_agreement_is_one_against_itself_and_at_most_one_for_int8(work
 
 
 def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, calib_set) -> None:
-    """The tiny model's INT8 agreement is below 1.0 and above 0.5: budget 0.5 keeps the plain file, 1.0 searches."""
+    """The tiny model's INT8 agreement is below 1.0 and above 0.5: threshold 0.5 keeps the plain file, 1.0 searches."""
     from featherface_deploy.exporters.int8_sensitivity import search_keep_float
 
     kept, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-kept.onnx", calib_set,
-                                              budget=0.5, max_rounds=1, forced=False)
+                                              budget=1.0, threshold=0.5, max_rounds=1, forced=False)
     default_agreement = history[0].agreement
     assert 0.5 <= default_agreement < 1.0 and len(history) == 1 and not report
     facts = read_sidecar(kept.path).extra["int8"]
     assert facts["search"]["mode"] == "auto" and facts["search"]["ran"] is False
-    assert facts["agreement"] == {"budget": 0.5, "default": default_agreement, "final": default_agreement,
-                                  "met": True, "images": len(calib_set), "measured_on": "calibration"}
+    assert facts["agreement"] == {"threshold": 0.5, "budget": 1.0, "default": default_agreement,
+                                  "final": default_agreement, "met": True, "images": len(calib_set),
+                                  "measured_on": "calibration"}
     searched, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-searched.onnx", calib_set,
                                                   budget=1.0, per_round=2, max_rounds=1, forced=False)
     assert len(history) == 2 and len(history[1].kept_float) == 2 and report

@@ -174,26 +174,29 @@ class SearchStep:
 def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: CalibrationSet,
                       options: Int8Options = Int8Options(), budget: float = 0.98, per_round: int = 2,
                       max_rounds: int = 12, contract: DecodeContract | None = None,
-                      log: Log | None = None, forced: bool = True,
+                      log: Log | None = None, forced: bool = True, threshold: float | None = None,
                       ) -> tuple[Int8Result, list[SearchStep], list[LayerError]]:
     """Greedy: quantize, rank layers, keep the worst ``per_round`` in float, until agreement ≥ ``budget``.
 
-    Round 0 is the plain quantization with ``options``: when its agreement already meets the
-    budget and the search is not ``forced``, that file is the result (the cost over a plain
-    :func:`~featherface_deploy.exporters.onnx2int8.quantize_onnx` is one agreement measurement).
-    A forced search also ranks the layers of a default that meets the budget (recorded, nothing added).
+    Round 0 is the plain quantization with ``options``. Unless the search is ``forced``, a round 0
+    that agrees at least ``threshold`` is the result (the cost over a plain
+    :func:`~featherface_deploy.exporters.onnx2int8.quantize_onnx` is one agreement measurement);
+    below it, the search runs until ``budget``. A forced search always searches to ``budget``, and
+    ranks the layers even of a round 0 that already meets it (recorded, nothing added).
 
     Args:
         fp32_path: The FP32 model.
         out_path: Where the final INT8 model is written.
         calib_set: Calibration images (also used to measure the agreement).
         options: Quantization options; the search adds to ``keep_float_nodes``.
-        budget: Required :func:`detection_agreement` (1.0 = identical detections).
+        budget: Required :func:`detection_agreement` once searching (1.0 = identical detections).
         per_round: Layers moved to float per round.
         max_rounds: Upper bound on rounds.
         contract: The FP32 contract if the file carries none.
         log: Progress callback.
         forced: Asked for (``--search``) rather than run because round 0 fell short.
+        threshold: Agreement of round 0 below which an unforced search runs (``None`` or above
+            ``budget``: ``budget``).
 
     Returns:
         The final :class:`Int8Result` (``extra["int8"]`` records ``agreement`` and ``search``), the
@@ -203,6 +206,7 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
 
     log = log or (lambda message: None)
     contract = contract or read_contract(Path(fp32_path))
+    threshold = budget if threshold is None else min(threshold, budget)
     kept = list(options.keep_float_nodes)
     history: list[SearchStep] = []
     report: list[LayerError] = []
@@ -214,25 +218,30 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
             agreement = detection_agreement(prepared, trial, calib_set, contract)
             history.append(SearchStep(tuple(kept), round(agreement, 4), round(result.float_fraction, 4)))
             log(f"  {len(kept):2d} layers float beyond the defaults "
-                f"({100 * result.float_fraction:.1f}% of MACs float): "
-                f"detection agreement {agreement:.4f} (budget {budget})")
+                f"({100 * result.float_fraction:.1f}% of MACs float): detection agreement {agreement:.4f}")
             met = agreement >= budget
             if round_index == 0:
-                default_agreement = agreement
-            if round_index == 0 and not forced:
-                log("  meets the budget: no search" if met else "  below the budget: keep-float search")
-            if (met and (round_index or not forced)) or round_index == max_rounds:
+                ran = forced or agreement < threshold
+                if not forced:
+                    log(f"  {'below' if ran else 'meets'} the threshold {threshold}: "
+                        + (f"keep-float search to {budget}" if ran else "no search"))
+                if not ran:
+                    break
+            elif met:
+                break
+            if round_index == max_rounds:
                 break
             report = sensitivity_report(prepared, trial, calib_set, input_name=contract.input_name)
             if met or not report:
                 break
             kept += [row.node for row in report[:per_round]]
-        if agreement < budget:
-            log(f"  warning: the budget {budget} was not reached in {max_rounds} rounds")
-        facts = {"agreement": {"budget": budget, "default": history[0].agreement, "final": history[-1].agreement,
-                               "met": agreement >= budget, "images": len(calib_set), "measured_on": "calibration"},
-                 "search": {"mode": "forced" if forced else "auto", "ran": forced or default_agreement < budget,
-                            "budget": budget, "history": [asdict(step) for step in history],
+        if ran and not met:
+            log(f"  warning: the budget {budget} was not reached in {len(history) - 1} rounds")
+        facts = {"agreement": {"threshold": threshold, "budget": budget, "default": history[0].agreement,
+                               "final": history[-1].agreement, "met": met if ran else True,
+                               "images": len(calib_set), "measured_on": "calibration"},
+                 "search": {"mode": "forced" if forced else "auto", "ran": ran, "budget": budget,
+                            "history": [asdict(step) for step in history],
                             "report_top": [asdict(row) for row in report[:10]]}}
         final = with_facts(result, out_path, facts)
     return final, history, report

@@ -5,7 +5,7 @@ then :func:`~featherface_deploy.exporters.onnx2int8.quantize_onnx` (depthwise co
 the DCN sampling path kept float by default). By default the result's detections are compared
 with the FP32 model's on the calibration photos
 (:func:`~featherface_deploy.exporters.int8_sensitivity.detection_agreement`); when the agreement
-falls short of the budget, the greedy keep-float search of
+falls short of :data:`AGREEMENT_THRESHOLD`, the greedy keep-float search of
 :mod:`~featherface_deploy.exporters.int8_sensitivity` runs on its own. ``--search`` forces the
 search (and its sensitivity ranking), ``--no-search`` writes the plain quantization unchecked.
 Whether the search ran, the agreement and the share of MACs left float go into the contract.
@@ -22,9 +22,14 @@ from featherface_deploy.exporters.common import ExportContext, ExportResult, siz
 from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
 from featherface_deploy.metadata.onnx import read_contract
 
-# Detection agreement with FP32 (on the calibration photos) the default INT8 export must reach.
-# Calibrated on the two checkpoints at 640×640 against the WIDER subset's AP (README, "INT8 (ONNX, QDQ)"):
-AGREEMENT_BUDGET = 0.99
+# Detection agreement with FP32 on the calibration photos, calibrated against the 1-point AP budget on the
+# WIDER subset at 640×640 (README, "INT8 (ONNX, QDQ)"). V1's plain quantization agrees 0.978 and meets the AP
+# budget; V2-CA's agrees 0.972 and misses it (−1.4/−1.6/−0.6): below AGREEMENT_THRESHOLD the search runs.
+# Agreement does not map to AP the same way on both models (V2-CA at 0.982 still misses Medium by 0.05),
+# so the search goes on to SEARCH_BUDGET, the level measured to meet the AP budget on V2-CA.
+# Two checkpoints only: a thin calibration.
+AGREEMENT_THRESHOLD = 0.975
+SEARCH_BUDGET = 0.99
 
 
 @dataclass(frozen=True)
@@ -40,8 +45,9 @@ class OnnxInt8Options:
         search: ``None`` (default): run the greedy keep-float search only when the plain quantization's
             detection agreement falls short of the budget; ``True``: always (``--search``);
             ``False``: never, and skip the agreement check (``--no-search``).
-        search_budget: Detection agreement with FP32 (on the calibration photos) to reach
-            (``None``: :data:`AGREEMENT_BUDGET`).
+        search_budget: Detection agreement with FP32 (on the calibration photos) the search must
+            reach (``None``: :data:`SEARCH_BUDGET`); an unforced search starts below
+            :data:`AGREEMENT_THRESHOLD` or this budget, whichever is lower.
         quantize_bias: int32 biases with their DequantizeLinear (ORT's default; TensorRT wants ``False``).
         imgsz: Calibration size for a dynamic-shape source (a fixed-size source uses its own).
     """
@@ -74,8 +80,8 @@ class OnnxInt8Options:
         self.quantization().validate()
 
     def budget(self) -> float:
-        """The agreement budget: ``search_budget``, else :data:`AGREEMENT_BUDGET`."""
-        return AGREEMENT_BUDGET if self.search_budget is None else self.search_budget
+        """The search's agreement budget: ``search_budget``, else :data:`SEARCH_BUDGET`."""
+        return SEARCH_BUDGET if self.search_budget is None else self.search_budget
 
     def validate_source(self, source) -> None:
         """Refuses a source ONNX with the native DCN: ``DeformConv`` has no INT8 kernel."""
@@ -108,7 +114,7 @@ def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context:
     else:
         result = timed(timings, "quantize", lambda: search_keep_float(
             source, out_path, calib, options.quantization(), budget=options.budget(), per_round=3,
-            contract=contract, log=context.log, forced=bool(options.search))[0])
+            contract=contract, log=context.log, forced=bool(options.search), threshold=AGREEMENT_THRESHOLD)[0])
     search = result.facts["search"]
     agreement = result.facts.get("agreement", {})
     context.log(f"  {len(result.kept_float)} layers kept float ({100 * result.float_fraction:.1f}% of MACs); "
