@@ -11,6 +11,8 @@ downstream that merely inherit it.
 :func:`search_keep_float` then keeps the worst layers in float, a few at a
 time, until the decoded detections of the INT8 model on the calibration
 images agree with the float model's within a budget (:func:`detection_agreement`).
+Its round 0 is the plain quantization: the default ``onnx-int8`` export uses it
+as a check and searches only when that round falls below a threshold.
 """
 
 from __future__ import annotations
