@@ -155,3 +155,49 @@ def test_detection_agreement_is_one_against_itself_and_at_most_one_for_int8(work
     prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared-agreement.onnx")
     assert detection_agreement(prepared, prepared, calib_set, contract) == pytest.approx(1.0, abs=1e-12)
     assert 0.0 <= detection_agreement(prepared, int8.path, calib_set, contract) <= 1.0
+
+
+def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, calib_set) -> None:
+    """The tiny model's INT8 agreement is below 1.0 and above 0.5: threshold 0.5 keeps the plain file, 1.0 searches."""
+    from featherface_deploy.exporters.int8_sensitivity import search_keep_float
+
+    kept, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-kept.onnx", calib_set,
+                                              budget=1.0, threshold=0.5, max_rounds=1, forced=False)
+    default_agreement = history[0].agreement
+    assert 0.5 <= default_agreement < 1.0 and len(history) == 1 and not report
+    facts = read_sidecar(kept.path).extra["int8"]
+    assert facts["search"]["mode"] == "auto" and facts["search"]["ran"] is False
+    assert facts["agreement"] == {"threshold": 0.5, "budget": 1.0, "default": default_agreement,
+                                  "final": default_agreement, "met": True, "images": len(calib_set),
+                                  "measured_on": "calibration"}
+    searched, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-searched.onnx", calib_set,
+                                                  budget=1.0, per_round=2, max_rounds=1, forced=False)
+    assert len(history) == 2 and len(history[1].kept_float) == 2 and report
+    embedded = json.loads({p.key: p.value for p in onnx.load(str(searched.path)).metadata_props}[METADATA_KEY])
+    facts = embedded["extra"]["int8"]
+    assert facts["search"]["ran"] is True and facts["agreement"]["default"] == default_agreement
+    assert facts["agreement"]["met"] is (history[-1].agreement >= 1.0)
+    assert set(history[1].kept_float) <= set(facts["keep_float_nodes"])
+    assert facts["float_mac_fraction"] == pytest.approx(history[1].float_fraction, abs=1e-4)
+    assert facts["float_mac_fraction"] > kept.facts["float_mac_fraction"]
+
+
+def test_forced_search_ranks_layers_even_when_the_default_meets_the_budget(workdir: Path, calib_set) -> None:
+    from featherface_deploy.exporters.int8_sensitivity import search_keep_float
+
+    result, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "forced.onnx", calib_set,
+                                                budget=0.5, max_rounds=1, forced=True)
+    assert len(history) == 1 and report
+    search = result.facts["search"]
+    assert search["mode"] == "forced" and search["ran"] is True and search["report_top"]
+
+
+def test_no_search_export_skips_the_agreement_check(workdir: Path) -> None:
+    from featherface_deploy.exporters.common import ExportContext
+    from featherface_deploy.exporters.onnx2int8_export import OnnxInt8Options, export
+
+    options = OnnxInt8Options(calib_dir=workdir / "images", calib_images=4, search=False)
+    result = export(workdir / "tiny.onnx", workdir / "plain.onnx", None, options, ExportContext("featherface-tiny"))
+    facts = result.contract.extra["int8"]
+    assert facts["search"] == {"mode": "off", "ran": False} and "agreement" not in facts
+    assert result.facts["search_ran"] is False and result.facts["agreement"] is None

@@ -15,9 +15,11 @@ pytestmark = pytest.mark.slow
 def test_cli_int8_export_writes_qdq_model_with_contract(tiny_checkpoint, calibration_dir, tmp_path):
     out = tmp_path / "tiny-int8.onnx"
     result = CliRunner().invoke(cli, ["export", str(tiny_checkpoint), "--int8", "--calib-dir", str(calibration_dir),
-                                      "--calib-images", "4", "--imgsz", "128", "-o", str(out)])
+                                      "--calib-images", "4", "--imgsz", "128", "--search-budget", "0.5",
+                                      "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "parity" in result.output and "layers kept float" in result.output
+    assert "keep-float search not run (auto)" in result.output
     model = onnx.load(str(out))
     assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
     contract = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
@@ -26,7 +28,21 @@ def test_cli_int8_export_writes_qdq_model_with_contract(tiny_checkpoint, calibra
     depthwise = {n.name for n in model.graph.node if n.op_type == "Conv"
                  and any(a.name == "group" and a.i > 1 for a in n.attribute)}
     assert depthwise and depthwise <= set(facts["keep_float_nodes"])  # the accurate default
+    assert facts["search"] == {**facts["search"], "mode": "auto", "ran": False}
+    assert facts["agreement"]["budget"] == 0.5 and facts["agreement"]["final"] >= 0.5
     assert json.loads(out.with_name(out.name + ".json").read_text())["precision"] == "int8"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--search", "--no-search"], "drop one"),
+    (["--no-search", "--search-budget", "0.9"], "--no-search never searches"),
+])
+def test_conflicting_search_flags_are_refused(tiny_checkpoint, calibration_dir, tmp_path, flags, message):
+    out = tmp_path / "x.onnx"
+    result = CliRunner().invoke(cli, ["export", str(tiny_checkpoint), "--int8", "--calib-dir", str(calibration_dir),
+                                      *flags, "-o", str(out)])
+    assert result.exit_code == 1 and message in result.output
+    assert not out.exists()
 
 
 def test_int8_without_calibration_folder_is_refused(tiny_checkpoint, tmp_path):

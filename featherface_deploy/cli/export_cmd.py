@@ -88,9 +88,12 @@ _OPTION_PARSERS = {
 @click.option("--quantize-depthwise", is_flag=True, default=None,
               help="onnx-int8: quantize the depthwise convolutions too (costs ~9 AP points on V1).")
 @click.option("--search", is_flag=True, default=None,
-              help="onnx-int8: find more layers to keep float by a greedy sensitivity search (minutes).")
+              help="onnx-int8: always run the greedy keep-float search (by default it runs only when the "
+                   "plain quantization's detection agreement with FP32 is below 0.975).")
+@click.option("--no-search", is_flag=True, default=None,
+              help="onnx-int8: plain quantization, no agreement check and no search.")
 @click.option("--search-budget", default=None, type=click.FloatRange(0, 1),
-              help="onnx-int8 --search: detection agreement with FP32 to reach [0.97].")
+              help="onnx-int8: detection agreement with FP32 on the calibration photos the search reaches [0.99].")
 @click.option("--float-io", is_flag=True, default=None, help="tflite-int8: float32 input and outputs.")
 @click.option("--input-layout", default=None, type=click.Choice(["NHWC", "NCHW"]), help="tflite [NHWC].")
 @click.option("--target", default=None, help="coreml: minimum deployment target (iOS16, iOS17, macOS13…) [iOS16].")
@@ -115,8 +118,13 @@ def export(ctx: click.Context, checkpoint: str, format_name: str, output: str | 
     from featherface_deploy.pipeline.options import default_output
 
     row = _chosen_row(format_name, half, int8)
+    no_search = given.pop("no_search")
     options = {name: _OPTION_PARSERS[name](value) for name, value in given.items()
                if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+    if no_search:
+        if options.get("search"):
+            raise ExportError("--search forces the keep-float search and --no-search forbids it: drop one")
+        options["search"] = False
     if row.family == "coreml" and int8 is not None:
         options["int8_mode"] = "weights" if int8 == "default" else int8
     out = Path(output) if output else default_output(row, checkpoint)

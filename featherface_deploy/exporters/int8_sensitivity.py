@@ -11,6 +11,8 @@ downstream that merely inherit it.
 :func:`search_keep_float` then keeps the worst layers in float, a few at a
 time, until the decoded detections of the INT8 model on the calibration
 images agree with the float model's within a budget (:func:`detection_agreement`).
+Its round 0 is the plain quantization: the default ``onnx-int8`` export uses it
+as a check and searches only when that round falls below a threshold.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from featherface_deploy.calibration.dataset import CalibrationSet
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import missing_backend
-from featherface_deploy.exporters.onnx2int8 import MAC_OP_TYPES, Int8Options, Int8Result, quantize_onnx
+from featherface_deploy.exporters.onnx2int8 import MAC_OP_TYPES, Int8Options, Int8Result, quantize_onnx, with_facts
 from featherface_deploy.postprocess import PostprocessConfig, decode_image
 from featherface_deploy.postprocess.nms import iou_matrix
 from featherface_deploy.postprocess.preprocess import Transform
@@ -174,47 +176,76 @@ class SearchStep:
 def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: CalibrationSet,
                       options: Int8Options = Int8Options(), budget: float = 0.98, per_round: int = 2,
                       max_rounds: int = 12, contract: DecodeContract | None = None,
-                      log: Log | None = None) -> tuple[Int8Result, list[SearchStep], list[LayerError]]:
+                      log: Log | None = None, forced: bool = True, threshold: float | None = None,
+                      ) -> tuple[Int8Result, list[SearchStep], list[LayerError]]:
     """Greedy: quantize, rank layers, keep the worst ``per_round`` in float, until agreement ≥ ``budget``.
+
+    Round 0 is the plain quantization with ``options``. Unless the search is ``forced``, a round 0
+    that agrees at least ``threshold`` is the result (the cost over a plain
+    :func:`~featherface_deploy.exporters.onnx2int8.quantize_onnx` is one agreement measurement);
+    below it, the search runs until ``budget``. A forced search always searches to ``budget``, and
+    ranks the layers even of a round 0 that already meets it (recorded, nothing added).
 
     Args:
         fp32_path: The FP32 model.
         out_path: Where the final INT8 model is written.
         calib_set: Calibration images (also used to measure the agreement).
         options: Quantization options; the search adds to ``keep_float_nodes``.
-        budget: Required :func:`detection_agreement` (1.0 = identical detections).
+        budget: Required :func:`detection_agreement` once searching (1.0 = identical detections).
         per_round: Layers moved to float per round.
         max_rounds: Upper bound on rounds.
         contract: The FP32 contract if the file carries none.
         log: Progress callback.
+        forced: Asked for (``--search``) rather than run because round 0 fell short.
+        threshold: Agreement of round 0 below which an unforced search runs (``None`` or above
+            ``budget``: ``budget``).
 
     Returns:
-        The final :class:`Int8Result`, the search history, and the last sensitivity report.
+        The final :class:`Int8Result` (``extra["int8"]`` records ``agreement`` and ``search``), the
+        search history, and the last sensitivity report (empty when none was needed).
     """
     from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, read_contract
 
     log = log or (lambda message: None)
     contract = contract or read_contract(Path(fp32_path))
+    threshold = budget if threshold is None else min(threshold, budget)
     kept = list(options.keep_float_nodes)
     history: list[SearchStep] = []
+    report: list[LayerError] = []
     with tempfile.TemporaryDirectory(prefix="featherface-search-") as scratch:
         prepared = prepare_for_quantization(Path(fp32_path), Path(scratch) / "prepared.onnx")
-        for _ in range(max_rounds + 1):
-            trial = Path(scratch) / "trial.onnx"
+        for round_index in range(max_rounds + 1):
+            trial = Path(scratch) / f"trial-{round_index}.onnx"
             result = quantize_onnx(fp32_path, trial, calib_set, options=_with_kept(options, kept), contract=contract)
             agreement = detection_agreement(prepared, trial, calib_set, contract)
             history.append(SearchStep(tuple(kept), round(agreement, 4), round(result.float_fraction, 4)))
             log(f"  {len(kept):2d} layers float beyond the defaults "
-                f"({100 * result.float_fraction:.1f}% of MACs float): "
-                f"detection agreement {agreement:.4f}")
+                f"({100 * result.float_fraction:.1f}% of MACs float): detection agreement {agreement:.4f}")
+            met = agreement >= budget
+            if round_index == 0:
+                ran = forced or agreement < threshold
+                if not forced:
+                    log(f"  {'below' if ran else 'meets'} the threshold {threshold}: "
+                        + (f"keep-float search to {budget}" if ran else "no search"))
+                if not ran:
+                    break
+            elif met:
+                break
+            if round_index == max_rounds:
+                break
             report = sensitivity_report(prepared, trial, calib_set, input_name=contract.input_name)
-            if agreement >= budget or not report or len(history) > max_rounds:
+            if met or not report:
                 break
             kept += [row.node for row in report[:per_round]]
-    facts = {"search": {"budget": budget, "history": [asdict(step) for step in history],
-                        "report_top": [asdict(row) for row in report[:10]]}}
-    final = quantize_onnx(fp32_path, out_path, calib_set, options=_with_kept(options, kept), contract=contract,
-                          extra_facts=facts)
+        if ran and not met:
+            log(f"  warning: the budget {budget} was not reached in {len(history) - 1} rounds")
+        facts = {"agreement": {"threshold": threshold, "budget": budget, "default": history[0].agreement,
+                               "final": history[-1].agreement, "met": met if ran else True,
+                               "images": len(calib_set), "measured_on": "calibration"},
+                 "search": {"mode": "forced" if forced else "auto", "ran": ran, "budget": budget,
+                            "history": [asdict(step) for step in history],
+                            "report_top": [asdict(row) for row in report[:10]]}}
+        final = with_facts(result, out_path, facts)
     return final, history, report
 
 

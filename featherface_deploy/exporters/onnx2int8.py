@@ -164,10 +164,26 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_set: Calibr
         precision="int8", source_format="onnx",
         versions={**base_contract.versions, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__},
         extra={**base_contract.extra, "int8": facts})
-    write_contract(proto, result_contract)
+    return _write(proto, out_path, result_contract, kept, fraction, facts)
+
+
+def with_facts(result: Int8Result, out_path: str | Path, facts: dict) -> Int8Result:
+    """Writes ``result``'s model to ``out_path`` with ``facts`` added to its ``extra["int8"]`` record.
+
+    What a search does with its last trial instead of quantizing it once more.
+    """
+    merged = {**result.facts, **facts}
+    contract = result.contract.replace(extra={**result.contract.extra, "int8": merged})
+    proto = onnx.load(str(result.path))
+    return _write(proto, Path(out_path), contract, result.kept_float, result.float_fraction, merged)
+
+
+def _write(proto: "onnx.ModelProto", out_path: Path, contract: DecodeContract, kept: tuple[str, ...],
+           fraction: float, facts: dict) -> Int8Result:
+    write_contract(proto, contract)
     atomic_write_bytes(out_path, proto.SerializeToString())
-    sidecar = write_sidecar(result_contract, out_path)
-    return Int8Result(out_path, sidecar, result_contract, kept, fraction, facts)
+    sidecar = write_sidecar(contract, out_path)
+    return Int8Result(out_path, sidecar, contract, kept, fraction, facts)
 
 
 def prepare_for_quantization(fp32_path: Path, out_path: Path) -> Path:
