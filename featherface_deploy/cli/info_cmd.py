@@ -91,6 +91,8 @@ def info(model, architecture, imgsz):
     contract = read_sidecar(model)
     click.echo(f"architecture: {contract.model_name}  format: {contract.source_format}  "
                f"precision: {contract.precision}")
+    if contract.untrained:
+        click.echo(contract.weights_note())
     _shapes(contract, size)
     runs, why = row.runs_here()
     click.echo(f"runs here: {'yes' if runs else 'no'}" + (f", {why}" if why else ""))

@@ -56,8 +56,13 @@ def folder_suffixes() -> tuple[str, ...]:
 
 
 def runtime_line(runtime) -> str:
-    """``runtime: NAME`` plus the runtime's note when it is a stand-in (every report says what ran)."""
-    return f"runtime: {runtime.name}" + (f" ({runtime.note})" if runtime.note else "")
+    """``runtime: NAME`` plus the runtime's note when it is a stand-in (every report says what ran).
+
+    A model with random weights (``export --random-init``) gets a second line saying so.
+    """
+    untrained = runtime.contract.weights_note()
+    return f"runtime: {runtime.name}" + (f" ({runtime.note})" if runtime.note else "") + (
+        f"\n{untrained}" if untrained else "")
 
 
 def model_options(command):
