@@ -146,3 +146,31 @@ def test_a_checkpoint_trained_elsewhere_is_detected_and_loaded_strictly(tmp_path
     assert result.exit_code == 0, result.output
     assert "architecture: featherface-v2-ultra" in result.output and "parameters: 252,761" in result.output
     assert "244,483" in result.output  # the document's total, beside the measured one
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--random-init"], "--random-init needs --architecture NAME"),
+    (["CHECKPOINT", "--architecture", "featherface-v1"], "--architecture is for --random-init"),
+    (["--architecture", "featherface-tiny", "--random-init", "--max-ap-drop", "1"], "no AP to drop"),
+])
+def test_compare_random_init_misuse_is_a_clear_error(arguments, message, v1_weights, tmp_path):
+    arguments = [str(v1_weights) if a == "CHECKPOINT" else a for a in arguments]
+    result = CliRunner().invoke(cli, ["compare", *arguments, "--images", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and message in result.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow  # one tiny ONNX export, then a 2-round interleaved timing
+def test_compare_random_init_reports_untrained_and_no_ap(tmp_path, widerface_root):
+    result = CliRunner().invoke(cli, ["compare", "--architecture", "featherface-tiny", "--random-init", "--seed", "2",
+                                      "--formats", "onnx", "--widerface", str(widerface_root), "--limit", "2",
+                                      "--imgsz", "64", "--iters", "2", "--warmup", "0", "--parity-images", "2",
+                                      "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report" / "compare.json").read_text())
+    assert report["facts"]["untrained_seed"] == 2
+    assert [row["untrained_seed"] for row in report["rows"]] == [2, 2]
+    assert not any("ap_easy" in row for row in report["rows"])  # random weights: no AP, and the notes say why
+    assert report["notes"][0].startswith("UNTRAINED: random weights (seed 2)") and "no AP" in report["notes"][0]
+    assert report["rows"][1]["parity_pass"], report["rows"][1].get("parity_failures")
+    assert "UNTRAINED" in result.output

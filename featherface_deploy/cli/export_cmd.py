@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from featherface_deploy.cli.options import friendly_errors, parse_size
+from featherface_deploy.cli.options import friendly_errors, parse_size, random_init_options, untrained_seed
 from featherface_deploy.errors import ExportError
 from featherface_deploy.formats import FORMATS, Format, family_names, get_format, row_for
 
@@ -105,11 +105,7 @@ _OPTION_PARSERS = {
 @click.option("--parity-images", default=None, type=click.Path(exists=True, file_okay=False),
               help=f"Folder of photos with faces for the parity checks (the first {MAX_PARITY_IMAGES}); "
                    "default: the photo shipped with the package.")
-@click.option("--architecture", default=None, help="Architecture name (detected from the keys if omitted).")
-@click.option("--random-init", is_flag=True,
-              help="No checkpoint: export --architecture NAME with random weights (an UNTRAINED model, flagged so "
-                   "in its contract), to measure what the architecture costs before training it.")
-@click.option("--seed", default=None, type=click.IntRange(0), help="--random-init: the weights' seed [0].")
+@random_init_options
 @click.pass_context
 @friendly_errors
 def export(ctx: click.Context, checkpoint: str | None, format_name: str, output: str | None, exist_ok: bool,
@@ -122,7 +118,12 @@ def export(ctx: click.Context, checkpoint: str | None, format_name: str, output:
     from featherface_deploy.pipeline import export_model
     from featherface_deploy.pipeline.options import default_output
 
-    source, seed = _source(checkpoint, architecture, random_init, seed)
+    seed = untrained_seed(checkpoint, architecture, random_init, seed)
+    source = checkpoint
+    if seed is not None:
+        from featherface_deploy.models.registry import create_untrained_model
+
+        source = create_untrained_model(architecture, seed)
     row = _chosen_row(format_name, half, int8)
     options = {name: _OPTION_PARSERS[name](value) for name, value in given.items()
                if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
@@ -136,31 +137,6 @@ def export(ctx: click.Context, checkpoint: str | None, format_name: str, output:
                            architecture=architecture, log=click.echo, exist_ok=exist_ok, untrained_seed=seed)
     steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in outcome.timings.items())
     click.echo(f"done: {outcome.path} [{row.name}] ({steps})")
-
-
-def _source(checkpoint: str | None, architecture: str | None, random_init: bool, seed: int | None):
-    """(what to export, the untrained seed or ``None``): the checkpoint, or a seeded random model.
-
-    Raises:
-        click.UsageError: ``--random-init`` with a checkpoint or without ``--architecture``, ``--seed``
-            without ``--random-init``, or neither a checkpoint nor ``--random-init``.
-    """
-    if random_init:
-        if checkpoint is not None:
-            raise click.UsageError(f"--random-init exports an untrained model, not {checkpoint}: give a CHECKPOINT "
-                                   "or --architecture NAME --random-init, not both")
-        if architecture is None:
-            raise click.UsageError("--random-init needs --architecture NAME (which model to initialise; "
-                                   "`featherface-deploy info --architecture NAME` shows its parameters)")
-        from featherface_deploy.models.registry import create_untrained_model
-
-        seed = 0 if seed is None else seed
-        return create_untrained_model(architecture, seed), seed
-    if seed is not None:
-        raise click.UsageError("--seed applies to --random-init only (a checkpoint's weights are fixed)")
-    if checkpoint is None:
-        raise click.UsageError("give a CHECKPOINT (.pth), or --architecture NAME --random-init for an untrained model")
-    return checkpoint, None
 
 
 def _chosen_row(format_name: str, half: bool, int8: str | None) -> Format:
