@@ -3,9 +3,9 @@
 Every model is exported through the gated pipeline (``export_model``: parity
 against PyTorch on real photos before a file is kept): V1 and V2-CA from their
 checkpoints in ``shared/weights``, V2-Optimized and V2-Ultra with random
-weights from ``--seed`` (flagged untrained in their contracts; parity compares
-the raw outputs and whatever detections ≥ 0.5 random weights give, no face is
-required). Then, from the converted files:
+weights from ``--seed`` (flagged untrained in their contracts; parity judges
+the raw outputs at the FP32 limits and reports, without judging, the
+detections ≥ 0.5 random weights give: ``Tolerances.for_untrained``). Then, from the converted files:
 
 - **op census** per backend: ONNX op types; TFLite builtin ops and those that
   LiteRT's default XNNPACK delegate leaves to the reference CPU kernels (read
@@ -25,7 +25,8 @@ required). Then, from the converted files:
 
 Usage::
 
-    nice -n 5 python benchmarks/bench_v2_light.py --imgsz 640 --threads 2 --iters 30 --backends onnxruntime,litert
+    nice -n 5 python benchmarks/bench_v2_light.py --imgsz 640 --threads 2 --iters 30 --backends onnxruntime,litert \
+        --coreml-imgsz 160
 
 Writes ``benchmarks/results/v2-light.json``.
 """
@@ -109,7 +110,9 @@ def main() -> None:
                                images=len(photos)),
                "command": "nice -n 5 python benchmarks/bench_v2_light.py " + " ".join(
                    f"--{k.replace('_', '-')} {v}" for k, v in (("imgsz", args.imgsz), ("threads", args.threads),
-                                                               ("iters", args.iters), ("backends", args.backends))),
+                                                               ("iters", args.iters), ("backends", args.backends),
+                                                               ("coreml_imgsz", args.coreml_imgsz),
+                                                               ("seed", args.seed))),
                "untrained": {name: {"seed": args.seed} for name in UNTRAINED},
                "no_ap": "V2-Optimized and V2-Ultra have no trained weights: random weights give no meaningful AP, "
                         "so none is reported (their latency and op census do not depend on the weights' values)",

@@ -174,3 +174,11 @@ def test_compare_random_init_reports_untrained_and_no_ap(tmp_path, widerface_roo
     assert report["notes"][0].startswith("UNTRAINED: random weights (seed 2)") and "no AP" in report["notes"][0]
     assert report["rows"][1]["parity_pass"], report["rows"][1].get("parity_failures")
     assert "UNTRAINED" in result.output
+
+
+def test_untrained_parity_judges_raw_outputs_and_only_reports_detections():
+    from featherface_deploy.verify.tolerances import Tolerances
+
+    tiers = Tolerances.fp32(), Tolerances.fp32().for_untrained()
+    assert [(t.conf, t.loc, t.landmarks, t.max_score_diff) for t in tiers] == [(1e-4, 1e-3, 1e-3, 1e-3)] * 2
+    assert (tiers[1].min_match_rate, tiers[1].min_reference_faces) == (0.0, 0)

@@ -2,8 +2,8 @@
 
 Each test exports one model to one FP32 row through the gated pipeline
 (``export_model`` with ``untrained_seed``: parity against PyTorch on two real
-photos — raw outputs, and the detections ≥ 0.5 that random weights give — and
-the contract read back), at 160×160 to stay small. Core ML is checked with the
+photos, raw outputs judged at the FP32 limits, the detections ≥ 0.5 that random
+weights give reported but not judged, and the contract read back), at 160×160 to stay small. Core ML is checked with the
 numpy reference interpreter off macOS. One conversion per test, so all are slow.
 """
 
@@ -39,7 +39,8 @@ def test_untrained_v2_light_exports_with_parity(architecture, row, photos, tmp_p
     assert report.passed, report.format()
     assert report.images == len(photos) == 2
     assert max(report.max_abs.values()) < 1e-3  # FP32 raw outputs, every role
-    assert report.match_rate == 1.0  # the detections ≥ 0.5 of random weights, one to one
+    # random weights: the detections ≥ 0.5 are compared and reported, not judged (Tolerances.for_untrained)
+    assert report.tolerances.min_match_rate == 0.0 and report.max_score_diff <= 1e-3
     contract = outcome.contract
     assert (contract.model_name, contract.untrained_seed, contract.precision) == (architecture, SEED, "fp32")
     assert contract.input_size == SIZE and "UNTRAINED" in contract.weights_note()

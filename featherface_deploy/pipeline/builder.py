@@ -79,12 +79,13 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
         log: Called with one line per step (e.g. ``click.echo``).
         reuse: Row name → an already verified file to build from instead of rebuilding it.
         scratch: Intermediate results shared between calls (e.g. the TFLite FP32 conversion).
-        require_faces: Fail when the reference finds no face ≥ 0.5 on the photos (off only for untrained models).
+        require_faces: Fail when the reference finds no face ≥ 0.5 on the photos, and judge the detections'
+            match rate; off only for untrained models (:meth:`~featherface_deploy.verify.tolerances.Tolerances.for_untrained`).
         exist_ok: Replace an existing output (atomically, after parity); otherwise an existing output is refused.
         untrained_seed: ``source`` is an in-memory model with random weights drawn from this seed
             (:func:`~featherface_deploy.models.registry.create_untrained_model`): the contract is flagged
-            untrained with the seed, and parity does not require the reference to find faces (raw outputs
-            and the detections ≥ 0.5 that random weights happen to give are still compared).
+            untrained with the seed, and parity judges the raw outputs only (the detections ≥ 0.5 that random
+            weights give are compared and reported, not judged: ``Tolerances.for_untrained``).
 
     Returns:
         The :class:`ExportOutcome` of the final row.
@@ -170,7 +171,7 @@ class _Build:
             raise ExportError(f"{row.name}: the contract read back from {target.name} differs from the one written")
         tolerances = tolerances or Tolerances.for_precision(row.precision)
         if not self.require_faces:
-            tolerances = tolerances.replace(min_reference_faces=0)
+            tolerances = tolerances.for_untrained()
         self.context.log(f"  parity {runtime.name} vs PyTorch on {len(self.images) or 'the shipped'} photo(s)…")
         reports = [check_parity(runtime, self.reference, self.images, tolerances, size=size)
                    for size in (sizes or (ANY_SIZE_BOX,))]
