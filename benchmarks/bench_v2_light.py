@@ -40,7 +40,7 @@ from pathlib import Path
 
 from common import RESULTS_DIR, default_shared
 
-from featherface_deploy.errors import ExportError
+from featherface_deploy.errors import FeatherFaceError
 from featherface_deploy.formats import get_format, resolve
 from featherface_deploy.harness.claims import COLUMNS as CLAIM_COLUMNS
 from featherface_deploy.harness.claims import LIGHT_CLAIMS, claims_rows
@@ -102,7 +102,7 @@ def main() -> None:
         for name in UNTRAINED:
             try:
                 census[name]["coreml"] = _coreml_census(name, args, photos)
-            except ExportError as error:  # recorded in the result, not hidden: the census says it failed
+            except FeatherFaceError as error:  # recorded in the result, not hidden: the census says it failed
                 census[name]["coreml"] = {"error": str(error).splitlines()[0]}
     latency = _latency(files, photos, size, args)
     rows = _rows(models, files, latency, backends)
