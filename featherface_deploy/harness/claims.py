@@ -107,8 +107,8 @@ def claims_rows(measured: Mapping[str, float], how: Mapping[str, str],
 
     Args:
         measured: Quantity → measured value (see the module docstring); missing → ``None``.
-        how: Quantity prefix (``params``, ``pth_mb``, ``file_mb``, ``speed``, ``time``, ``ap_delta``) → how it
-            was measured.
+        how: Quantity (or its prefix: ``params``, ``pth_mb``, ``file_mb``, ``speed``, ``time``, ``ap_delta``) → how
+            it was measured; a whole quantity name wins over its prefix.
         claims: The claims to report (:data:`CLAIMS` or :data:`LIGHT_CLAIMS`).
 
     Returns:
@@ -122,7 +122,7 @@ def claims_rows(measured: Mapping[str, float], how: Mapping[str, str],
         rows.append({"source": claim.source, "quote": claim.quote, "quantity": claim.quantity,
                      "claimed_value": claim.claimed, "measured_value": value,
                      "claimed": _format(claim.claimed, prefix), "measured": _format(value, prefix),
-                     "unit": UNITS[prefix], "how": how.get(prefix, "")})
+                     "unit": UNITS[prefix], "how": how.get(claim.quantity, how.get(prefix, ""))})
     return rows
 
 
