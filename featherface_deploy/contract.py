@@ -85,6 +85,9 @@ class DecodeContract:
         versions: Package versions that produced the file.
         extra: Format-specific facts (e.g. the DCN lowering, float-kept nodes).
         schema_version: Version of this schema.
+        untrained_seed: Set when the weights are not trained but a random initialisation
+            (``export --random-init``), seeded with this value: the file runs, its detections mean
+            nothing. ``None`` (trained weights) in every file written before the field existed.
     """
 
     model_name: str
@@ -102,6 +105,19 @@ class DecodeContract:
     versions: dict[str, str] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    untrained_seed: int | None = None
+
+    @property
+    def untrained(self) -> bool:
+        """Whether the weights are a random initialisation (see ``untrained_seed``)."""
+        return self.untrained_seed is not None
+
+    def weights_note(self) -> str:
+        """``""`` for trained weights, else the line every report shows (``UNTRAINED: random weights, seed 0 …``)."""
+        if not self.untrained:
+            return ""
+        return (f"UNTRAINED: random weights (seed {self.untrained_seed}), no checkpoint; "
+                "its detections mean nothing")
 
     def to_json(self) -> str:
         """Serialises the contract to a JSON string."""
@@ -164,6 +180,9 @@ class DecodeContract:
             found.append(f"mean_bgr {list(self.mean_bgr)} must be three finite numbers")
         if not isinstance(self.versions, dict) or not isinstance(self.extra, dict):
             found.append("versions and extra must be JSON objects")
+        seed = self.untrained_seed
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+            found.append(f"untrained_seed {seed!r} must be null or an integer ≥ 0")
         return found
 
     def replace(self, **changes) -> "DecodeContract":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from featherface_deploy.cli.options import friendly_errors, parse_size
+from featherface_deploy.cli.options import friendly_errors, parse_size, random_init_options, untrained_seed
 
 BUDGET_EXIT_CODE = 3
 
@@ -25,7 +25,7 @@ class ClickProgress:
 
 
 @click.command("compare")
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False), required=False)
 @click.option("--formats", default=None,
               help="Comma-separated artifacts to build and compare, e.g. torch,onnx,onnx-int8,tflite,tflite-fp16,"
                    "tflite-int8 (default: every one whose backend this installation has; torch is the reference).")
@@ -56,10 +56,12 @@ class ClickProgress:
 @click.option("--devices", "devices_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="devices.toml: also time the built artifacts on each listed device (ssh:// or adb), in parallel "
                    "across devices; writes OUT/NAME-devices.{md,csv,json,png}.")
+@random_init_options
 @friendly_errors
 def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name, imgsz, threads, warmup, iters, limit,
-            parity_images, min_match_rate, max_ap_drop, strict_parity, devices_file):
-    """Export CHECKPOINT to every format asked for, run all on the same inputs, and report side by side.
+            parity_images, min_match_rate, max_ap_drop, strict_parity, devices_file, architecture, random_init, seed):
+    """Export CHECKPOINT (or --architecture NAME --random-init) to every format asked for, run all on the same
+    inputs, and report side by side.
 
     Writes OUT/NAME.{md,csv,json,png} and prints the Markdown table. Exits with status 3 when a
     budget (--min-match-rate, --max-ap-drop, --strict-parity) is broken.
@@ -71,6 +73,16 @@ def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name,
 
     if widerface is None and images is None:
         raise click.UsageError("give --widerface DIR (accuracy + images) or --images DIR")
+    seed = untrained_seed(checkpoint, architecture, random_init, seed)
+    if architecture is not None and seed is None:
+        raise click.UsageError("compare reads the architecture from CHECKPOINT; --architecture is for --random-init")
+    if seed is not None:
+        if max_ap_drop is not None:
+            raise click.UsageError("--max-ap-drop: an untrained model has no AP to drop")
+        from featherface_deploy.models.checkpoint import write_untrained_checkpoint
+
+        checkpoint = write_untrained_checkpoint(architecture, seed, Path(cache or Path(out) / "artifacts"))
+        click.echo(f"{architecture}: random weights (seed {seed}), UNTRAINED; no AP will be reported", err=True)
     budgets = Budgets(min_match_rate, max_ap_drop, strict_parity)  # checked before the long run
     requested = formats.split(",") if formats else default_rows()
     fleet = _read_fleet(devices_file)  # a bad devices.toml fails now, not after the builds
@@ -79,7 +91,7 @@ def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name,
         get_format(row_name)
     config = CompareConfig(formats=names, imgsz=parse_size(imgsz), threads=threads, warmup=warmup, iters=iters,
                            widerface=_path(widerface), images=_path(images), limit=limit,
-                           parity_images=parity_images, calibration_dir=_path(calib_dir))
+                           parity_images=parity_images, calibration_dir=_path(calib_dir), untrained_seed=seed)
     result = run_compare(checkpoint, cache or Path(out) / "artifacts", config, ClickProgress())
     paths = write_report(out, name, result.rows, COLUMNS, result.facts, result.notes)
     click.echo(render_markdown({"columns": [c.to_dict() for c in COLUMNS], "rows": result.rows,

@@ -33,6 +33,7 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
     """
     start = time.perf_counter()
     runtime_name, runtime_note = f"remote {remote['remote']}", "ran on the device"
+    untrained_seed = None
     if remote["remote"] is not None:
         from featherface_deploy.remote.remote_evaluate import evaluate_on_device
 
@@ -52,6 +53,7 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
         detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, coreml_engine,
                                   compute_units)
         runtime_name, runtime_note = detector.runtime.name, detector.runtime.note
+        untrained_seed = detector.runtime.contract.untrained_seed
         ground_truth = load_ground_truth(widerface)  # read once: the progress bar and the evaluation share it
         total = len(list_images(widerface, ground_truth)[:limit])
         with click.progressbar(length=total, label="evaluating", file=sys.stderr) as bar:
@@ -62,10 +64,11 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
         write_predictions(result.predictions, pred_dir)
     if as_json:
         click.echo(json.dumps({"model": model, "runtime": runtime_name, "runtime_note": runtime_note,
-                               "images": result.images, **result.ap.percentages, "seconds": round(elapsed, 1)},
+                               "untrained_seed": untrained_seed, "images": result.images, **result.ap.percentages, "seconds": round(elapsed, 1)},
                               indent=2))
     else:
         click.echo(f"{model}: {result.images} images in {elapsed:.1f} s")
         click.echo(runtime_line(detector.runtime) if remote["remote"] is None
                    else f"runtime: {runtime_name} ({runtime_note})")
-        click.echo(f"AP  {result.ap.format()}")
+        click.echo(f"AP  {result.ap.format()}" + ("  (random weights: this AP measures nothing but the pipeline)"
+                                                  if untrained_seed is not None else ""))

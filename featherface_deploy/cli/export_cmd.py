@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from featherface_deploy.cli.options import friendly_errors, parse_size
+from featherface_deploy.cli.options import friendly_errors, parse_size, random_init_options, untrained_seed
 from featherface_deploy.errors import ExportError
 from featherface_deploy.formats import FORMATS, Format, family_names, get_format, row_for
 
@@ -59,7 +59,7 @@ _OPTION_PARSERS = {
 
 
 @click.command("export")
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False), required=False)
 @click.option("--format", "format_name", default="onnx", show_default=True,
               type=click.Choice(family_names() + [row.name for row in FORMATS if row.exporter and
                                                   row.name not in family_names()]),
@@ -108,15 +108,25 @@ _OPTION_PARSERS = {
 @click.option("--parity-images", default=None, type=click.Path(exists=True, file_okay=False),
               help=f"Folder of photos with faces for the parity checks (the first {MAX_PARITY_IMAGES}); "
                    "default: the photo shipped with the package.")
-@click.option("--architecture", default=None, help="Architecture name (detected from the keys if omitted).")
+@random_init_options
 @click.pass_context
 @friendly_errors
-def export(ctx: click.Context, checkpoint: str, format_name: str, output: str | None, exist_ok: bool, half: bool,
-           int8: str | None, parity_images: str | None, architecture: str | None, **given) -> None:
-    """Exports CHECKPOINT (.pth) and checks it against PyTorch; nothing is written if a check fails."""
+def export(ctx: click.Context, checkpoint: str | None, format_name: str, output: str | None, exist_ok: bool,
+           half: bool, int8: str | None, parity_images: str | None, architecture: str | None, random_init: bool,
+           seed: int | None, **given) -> None:
+    """Exports CHECKPOINT (.pth), or --architecture NAME --random-init, and checks it against PyTorch.
+
+    Nothing is written if a check fails.
+    """
     from featherface_deploy.pipeline import export_model
     from featherface_deploy.pipeline.options import default_output
 
+    seed = untrained_seed(checkpoint, architecture, random_init, seed)
+    source = checkpoint
+    if seed is not None:
+        from featherface_deploy.models.registry import create_untrained_model
+
+        source = create_untrained_model(architecture, seed)
     row = _chosen_row(format_name, half, int8)
     no_search = given.pop("no_search")
     options = {name: _OPTION_PARSERS[name](value) for name, value in given.items()
@@ -127,9 +137,12 @@ def export(ctx: click.Context, checkpoint: str, format_name: str, output: str | 
         options["search"] = False
     if row.family == "coreml" and int8 is not None:
         options["int8_mode"] = "weights" if int8 == "default" else int8
-    out = Path(output) if output else default_output(row, checkpoint)
-    outcome = export_model(checkpoint, out, row, options, parity_images=_images(parity_images),
-                           architecture=architecture, log=click.echo, exist_ok=exist_ok)
+    named = checkpoint if seed is None else f"{architecture}-untrained-seed{seed}.pth"
+    out = Path(output) if output else default_output(row, named)
+    if seed is not None:
+        click.echo(f"{architecture}: random weights (seed {seed}), UNTRAINED; the contract says so")
+    outcome = export_model(source, out, row, options, parity_images=_images(parity_images),
+                           architecture=architecture, log=click.echo, exist_ok=exist_ok, untrained_seed=seed)
     steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in outcome.timings.items())
     click.echo(f"done: {outcome.path} [{row.name}] ({steps})")
 

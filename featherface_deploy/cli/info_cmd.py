@@ -1,4 +1,4 @@
-"""``featherface-deploy info``: architecture, parameters and shapes of a model file."""
+"""``featherface-deploy info``: architecture, parameters and shapes of a model file or a registered architecture."""
 
 from __future__ import annotations
 
@@ -12,18 +12,52 @@ from featherface_deploy.postprocess import generate_priors
 
 def _checkpoint_info(path: str, size: tuple[int, int]) -> None:
     from featherface_deploy.models import load_model
-    from featherface_deploy.models.registry import base_contract
 
     loaded = load_model(path)
-    model = loaded.model
     click.echo(f"architecture: {loaded.architecture}")
+    _parameters(loaded.model, loaded.architecture)
+    _shapes(_base_contract(loaded.architecture), size)
+
+
+def _architecture_info(name: str, size: tuple[int, int]) -> None:
+    from featherface_deploy.models import create_model
+
+    model = create_model(name)
+    click.echo(f"architecture: {name} (no checkpoint: counted on a freshly initialised model)")
+    _parameters(model, name)
+    _shapes(_base_contract(name), size)
+
+
+def _base_contract(name: str):
+    from featherface_deploy.models.registry import base_contract
+
+    return base_contract(name)
+
+
+def _parameters(model, architecture: str) -> None:
+    """Parameters per top-level module, with the design documents' claims for each module beside them."""
+    from featherface_deploy.models.design_claims import TOTAL, module_claims
+
+    counts = {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
     total = sum(p.numel() for p in model.parameters())
+    claims = module_claims(architecture)
+    groups = [(name,) for name, count in counts.items() if count]
+    groups += list(dict.fromkeys(c.modules for c in claims if c.modules not in groups and c.modules != (TOTAL,)))
+    groups.append((TOTAL,))
+    width = max(len("+".join(modules)) for modules in groups)
     click.echo(f"parameters: {total:,}")
-    for name, child in model.named_children():
-        count = sum(p.numel() for p in child.parameters())
-        if count:
-            click.echo(f"  {name:<14} {count:>9,}")
-    _shapes(base_contract(loaded.architecture), size)
+    click.echo(f"  {'module':<{width}} {'parameters':>10}  {'claimed':>9}  claim (design documents)")
+    for modules in groups:
+        count = total if modules == (TOTAL,) else sum(counts.get(name, 0) for name in modules)
+        label = "+".join(modules)
+        mine = [claim for claim in claims if claim.modules == modules]
+        if not mine:
+            click.echo(f"  {label:<{width}} {count:>10,}")
+        for index, claim in enumerate(mine):
+            lead = f"  {label:<{width}} {count:>10,}" if index == 0 else " " * (width + 13)
+            click.echo(f"{lead}  {claim.label():>9}  {claim.citation()}")
+    if not claims:
+        click.echo("  (the design documents give no parameter counts for this architecture)")
 
 
 def _shapes(contract, size: tuple[int, int]) -> None:
@@ -36,12 +70,20 @@ def _shapes(contract, size: tuple[int, int]) -> None:
 
 
 @click.command()
-@click.argument("model", type=ModelPath(exists=True))
+@click.argument("model", type=ModelPath(exists=True), required=False)
+@click.option("--architecture", default=None,
+              help="A registered architecture instead of MODEL: its parameters per module beside the design "
+                   "documents' claims (see `featherface-deploy formats` for what runs it).")
 @click.option("--imgsz", default="640", show_default=True, help="Example input size for the shapes (N or HxW).")
 @friendly_errors
-def info(model, imgsz):
-    """Print the architecture, parameter counts and input/output shapes of MODEL, and what runs it here."""
+def info(model, architecture, imgsz):
+    """Print the architecture, parameter counts and input/output shapes of MODEL (or of --architecture NAME)."""
     size = parse_size(imgsz)
+    if (model is None) == (architecture is None):
+        raise click.UsageError("give a MODEL file or --architecture NAME (one of the two)")
+    if architecture is not None:
+        _architecture_info(architecture, size)
+        return
     row = format_for_path(model)
     if row.name == "torch":
         _checkpoint_info(model, size)
@@ -49,6 +91,8 @@ def info(model, imgsz):
     contract = read_sidecar(model)
     click.echo(f"architecture: {contract.model_name}  format: {contract.source_format}  "
                f"precision: {contract.precision}")
+    if contract.untrained:
+        click.echo(contract.weights_note())
     _shapes(contract, size)
     runs, why = row.runs_here()
     click.echo(f"runs here: {'yes' if runs else 'no'}" + (f", {why}" if why else ""))

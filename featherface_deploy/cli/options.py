@@ -56,8 +56,13 @@ def folder_suffixes() -> tuple[str, ...]:
 
 
 def runtime_line(runtime) -> str:
-    """``runtime: NAME`` plus the runtime's note when it is a stand-in (every report says what ran)."""
-    return f"runtime: {runtime.name}" + (f" ({runtime.note})" if runtime.note else "")
+    """``runtime: NAME`` plus the runtime's note when it is a stand-in (every report says what ran).
+
+    A model with random weights (``export --random-init``) gets a second line saying so.
+    """
+    untrained = runtime.contract.weights_note()
+    return f"runtime: {runtime.name}" + (f" ({runtime.note})" if runtime.note else "") + (
+        f"\n{untrained}" if untrained else "")
 
 
 def model_options(command):
@@ -84,6 +89,43 @@ def model_options(command):
     for decorator in reversed(decorators):
         command = decorator(command)
     return command
+
+
+def random_init_options(command):
+    """Adds ``--architecture``, ``--random-init`` and ``--seed`` (an untrained model instead of a checkpoint)."""
+    decorators = [
+        click.option("--architecture", default=None, help="Architecture name (detected from the keys if omitted)."),
+        click.option("--random-init", is_flag=True,
+                     help="No checkpoint: --architecture NAME with random weights (an UNTRAINED model, flagged so "
+                          "in every contract and report), to measure what the architecture costs before training."),
+        click.option("--seed", default=None, type=click.IntRange(0), help="--random-init: the weights' seed [0]."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def untrained_seed(checkpoint: str | None, architecture: str | None, random_init: bool,
+                   seed: int | None) -> int | None:
+    """The seed of the untrained model ``--random-init`` asks for, or ``None`` for ``checkpoint``.
+
+    Raises:
+        click.UsageError: ``--random-init`` with a checkpoint or without ``--architecture``, ``--seed``
+            without ``--random-init``, or neither a checkpoint nor ``--random-init``.
+    """
+    if random_init:
+        if checkpoint is not None:
+            raise click.UsageError(f"--random-init exports an untrained model, not {checkpoint}: give a CHECKPOINT "
+                                   "or --architecture NAME --random-init, not both")
+        if architecture is None:
+            raise click.UsageError("--random-init needs --architecture NAME (which model to initialise; "
+                                   "`featherface-deploy info --architecture NAME` shows its parameters)")
+        return 0 if seed is None else seed
+    if seed is not None:
+        raise click.UsageError("--seed applies to --random-init only (a checkpoint's weights are fixed)")
+    if checkpoint is None:
+        raise click.UsageError("give a CHECKPOINT (.pth), or --architecture NAME --random-init for an untrained model")
+    return None
 
 
 def build_detector(model: str, conf_threshold: float, nms_iou: float, imgsz: str | None,

@@ -30,11 +30,17 @@ class ExportContext:
         log: Called with one line per step (e.g. ``click.echo``).
         scratch: Intermediate results exporters share within one run (e.g. the TFLite FP32
             conversion that FP16 and INT8 reuse), keyed by the exporter.
+        untrained_seed: The seed of a randomly initialised (untrained) model; ``None`` for trained weights.
     """
 
     model_name: str
     log: Log = field(default=_quiet, compare=False)
     scratch: dict = field(default_factory=dict, compare=False)
+    untrained_seed: int | None = None
+
+    def stamp(self, contract: DecodeContract) -> DecodeContract:
+        """``contract`` flagged untrained (with the seed) when the model is; unchanged for trained weights."""
+        return contract if self.untrained_seed is None else contract.replace(untrained_seed=self.untrained_seed)
 
 
 @dataclass(frozen=True)

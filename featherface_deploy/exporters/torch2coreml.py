@@ -173,14 +173,14 @@ def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions
         mlmodel = timed(timings, "quantize", lambda: quantize_weights(ct, mlmodel))
         extra["int8"] = "8-bit weights (linear_symmetric, per channel), float compute"
     fixed = options.flexible is None and not options.sizes
-    contract = base_contract(
+    contract = context.stamp(base_contract(
         context.model_name, input_name=INPUT_NAME,
         input_size=imgsz if fixed else None, size_divisor=SIZE_DIVISOR,
         precision=row.precision, source_format="coreml",
         versions={"torch": torch.__version__, "coremltools": ct.__version__,
                   "featherface_deploy": featherface_deploy.__version__},
         extra=extra,
-    )
+    ))
     write_contract(mlmodel, contract)
     mlmodel.short_description = f"{context.model_name} face detector (featherface-deploy, {row.precision})"
     timed(timings, "save", lambda: mlmodel.save(str(out_path)))

@@ -131,7 +131,7 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
         check_onnx(proto)
         log(f"  {options.simplifier}: {node_counts['exported']} → {node_counts['simplified']} nodes "
             f"({timings['simplify']:.1f} s)")
-    contract = build_contract(context.model_name, options, proto)
+    contract = context.stamp(build_contract(context.model_name, options, proto))
     write_contract(proto, contract)
     data = proto.SerializeToString()
     atomic_write_bytes(out_path, data)

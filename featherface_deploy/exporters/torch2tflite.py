@@ -143,7 +143,7 @@ def export(model: nn.Module, out_path: Path, row: Format, options: TfliteOptions
                                                         context.model_name)
         context.log(f"  litert_torch.convert: {converted.seconds:.1f} s, {len(converted.data) / 1e6:.2f} MB")
     timings["convert"] = converted.seconds  # also when reused: the cost of making this file from scratch
-    contract = build_contract(context.model_name, options, row.precision)
+    contract = context.stamp(build_contract(context.model_name, options, row.precision))
     data, extra = converted.data, {}
     if row.precision == "fp16":
         data = timed(timings, "quantize", lambda: quantize_fp16(converted.data))

@@ -41,6 +41,8 @@ class BuildSettings:
         log: Progress lines.
         scratch: Intermediate results shared within one run (e.g. the TFLite FP32 conversion
             that FP16 and INT8 reuse).
+        untrained_seed: The checkpoint holds random weights drawn from this seed (``compare --random-init``):
+            every artifact is flagged untrained and its parity gate needs no face; ``None`` for trained weights.
     """
 
     imgsz: tuple[int, int] = (640, 640)
@@ -48,6 +50,7 @@ class BuildSettings:
     parity_images: Sequence[Path] = ()
     log: Log = field(default=lambda message: None, compare=False)
     scratch: dict = field(default_factory=dict, compare=False)
+    untrained_seed: int | None = None
 
     def options_for(self, row: Format) -> dict[str, object]:
         """The export options these settings mean for ``row`` (only those it takes)."""
@@ -61,8 +64,8 @@ class BuildSettings:
 
     def cache_key(self) -> dict:
         """The settings that change the built file (hashed into its name)."""
-        return {"imgsz": list(self.imgsz),
-                "calibration": str(self.calibration_dir) if self.calibration_dir else None}
+        key = {"imgsz": list(self.imgsz), "calibration": str(self.calibration_dir) if self.calibration_dir else None}
+        return key if self.untrained_seed is None else {**key, "untrained_seed": self.untrained_seed}
 
 
 def default_rows() -> list[str]:
@@ -148,8 +151,14 @@ def _build(row: Format, checkpoint: Path, digest: str, folder: Path, settings: B
     from featherface_deploy.pipeline import export_model
 
     start = time.perf_counter()
-    export_model(checkpoint, path, row, settings.options_for(row), parity_images=list(settings.parity_images),
-                 log=settings.log, reuse=reuse, scratch=settings.scratch, exist_ok=True)
+    source = checkpoint
+    if settings.untrained_seed is not None:  # the pipeline flags an in-memory model, never a file's claim
+        from featherface_deploy.models import load_model
+
+        source = load_model(checkpoint).model
+    export_model(source, path, row, settings.options_for(row), parity_images=list(settings.parity_images),
+                 log=settings.log, reuse=reuse, scratch=settings.scratch, exist_ok=True,
+                 untrained_seed=settings.untrained_seed)
     built[row.name] = BuiltArtifact(row, path, time.perf_counter() - start, False)
     return built[row.name]
 

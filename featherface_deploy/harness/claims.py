@@ -16,6 +16,14 @@ Measured quantities (keys of the ``measured`` mapping):
 - ``speed_v2_over_v1``: V1 median latency / V2 median latency (> 1: V2 faster);
 - ``time_v2_vs_v1_pct``: V2 latency change in percent;
 - ``ap_delta_easy`` / ``_medium`` / ``_hard``: V2 − V1 AP in points on the subset.
+
+:data:`LIGHT_CLAIMS` quotes the claims about the two untrained designs, V2-Optimized and
+V2-Ultra; their values come from ``benchmarks/bench_v2_light.py`` (random weights, so no AP):
+
+- ``params_v2opt``, ``params_v2ultra``: parameters of the models built from the registry;
+- ``speed_<model>_over_v1_<backend>``: V1 median inference time / the model's, on ONNX Runtime
+  (``onnxruntime``) or LiteRT (``litert``) FP32, all interleaved in one run;
+- ``file_mb_<model>_<format>``: size of the FP32 ``onnx`` / ``tflite`` file (MB, 10⁶ bytes).
 """
 
 from __future__ import annotations
@@ -68,30 +76,53 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(CA_DOC, "Hard | 77.2% | 88.0% | +10.8%", "ap_delta_hard", 10.8),
 )
 
-UNITS = {"pth_mb": "MB", "speed": "×", "time": "%", "ap_delta": "AP points", "params": "parameters"}
+LIGHT_BACKENDS = ("litert", "onnxruntime")
+LIGHT_FORMATS = ("onnx", "tflite")
+DIAGRAM_DOC = "v2-ultra-architecture-diagram.md"
+_OPT_SPEED = "Inference Speed | ~30 FPS | ~45 FPS | +50% faster"
+_ULTRA_SPEED = "Inference Time | 25ms | 16ms | 1.6x faster"
+
+LIGHT_CLAIMS: tuple[Claim, ...] = (
+    Claim(ARCH_DOC, "Total Parameters : 256,148 (47.2% réduction vs V1)", "params_v2opt", 256_148),
+    Claim(ULTRA_DOC, "Total | 487,103 | 244,483 | 49.8%", "params_v2ultra", 244_483),
+    Claim(ARCH_DOC, "Paramètres | 256,148 | 248,136 (49.1% réduction) [V2 Ultra]", "params_v2ultra", 248_136),
+    *(Claim(ARCH_DOC, _OPT_SPEED, f"speed_v2opt_over_v1_{b}", 1.5) for b in LIGHT_BACKENDS),
+    *(Claim(ULTRA_DOC, _ULTRA_SPEED, f"speed_v2ultra_over_v1_{b}", 1.6) for b in LIGHT_BACKENDS),
+    *(Claim(DIAGRAM_DOC, "Inference Speed: 60% faster than V1", f"speed_v2ultra_over_v1_{b}", 1.6)
+      for b in LIGHT_BACKENDS),
+    *(Claim(ARCH_DOC, "Model Size : 1.0 MB (47% reduction vs V1)", f"file_mb_v2opt_{f}", 1.0) for f in LIGHT_FORMATS),
+    *(Claim(ULTRA_DOC, "'model_size': '1.2MB'", f"file_mb_v2ultra_{f}", 1.2) for f in LIGHT_FORMATS),
+    *(Claim(DIAGRAM_DOC, "Model Size: 50% smaller (0.95 MB vs 1.9 MB)", f"file_mb_v2ultra_{f}", 0.95)
+      for f in LIGHT_FORMATS),
+)
+
+UNITS = {"pth_mb": "MB", "file_mb": "MB", "speed": "×", "time": "%", "ap_delta": "AP points", "params": "parameters"}
 COLUMNS = (Column("source", "Source (claim)"), Column("quote", "Claim, quoted"), Column("claimed", "Claimed"),
            Column("measured", "Measured"), Column("unit", "Unit"), Column("how", "Measured how"))
 
 
-def claims_rows(measured: Mapping[str, float], how: Mapping[str, str]) -> list[dict]:
+def claims_rows(measured: Mapping[str, float], how: Mapping[str, str],
+                claims: tuple[Claim, ...] = CLAIMS) -> list[dict]:
     """One row per claim with the measured value beside it.
 
     Args:
         measured: Quantity → measured value (see the module docstring); missing → ``None``.
-        how: Quantity prefix (``params``, ``pth_mb``, ``speed``, ``time``, ``ap_delta``) → how it was measured.
+        how: Quantity (or its prefix: ``params``, ``pth_mb``, ``file_mb``, ``speed``, ``time``, ``ap_delta``) → how
+            it was measured; a whole quantity name wins over its prefix.
+        claims: The claims to report (:data:`CLAIMS` or :data:`LIGHT_CLAIMS`).
 
     Returns:
         JSON-ready rows (``claimed`` and ``measured`` formatted as text, ``claimed_value`` and
         ``measured_value`` as numbers).
     """
     rows = []
-    for claim in CLAIMS:
+    for claim in claims:
         prefix = next(p for p in UNITS if claim.quantity.startswith(p))
         value = measured.get(claim.quantity)
         rows.append({"source": claim.source, "quote": claim.quote, "quantity": claim.quantity,
                      "claimed_value": claim.claimed, "measured_value": value,
                      "claimed": _format(claim.claimed, prefix), "measured": _format(value, prefix),
-                     "unit": UNITS[prefix], "how": how.get(prefix, "")})
+                     "unit": UNITS[prefix], "how": how.get(claim.quantity, how.get(prefix, ""))})
     return rows
 
 

@@ -88,6 +88,8 @@ class CompareConfig:
         latency_images: Distinct images cycled through while timing.
         calibration_dir: Calibration photos for INT8 builds.
         postprocess: The detection thresholds shared by all artifacts.
+        untrained_seed: The checkpoint holds random weights from this seed (``compare --random-init``): rows,
+            facts and notes say so, no AP is computed, parity needs no face. ``None``: trained weights.
     """
 
     formats: tuple[str, ...] = field(default_factory=lambda: tuple(default_rows()))
@@ -102,6 +104,7 @@ class CompareConfig:
     latency_images: int = 8
     calibration_dir: Path | None = None
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    untrained_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ def run_compare(checkpoint: str | Path, cache_dir: str | Path, config: CompareCo
     inputs = _load_inputs(config)
     names = list(dict.fromkeys([REFERENCE, *config.formats]))
     settings = BuildSettings(config.imgsz, config.calibration_dir, inputs.paths[:min(config.parity_images, 8)],
-                             progress.log)
+                             progress.log, untrained_seed=config.untrained_seed)
     built, failed = build_all(checkpoint, names, cache_dir, settings)
     if REFERENCE not in built:
         raise failed_reference(failed[REFERENCE])
@@ -166,13 +169,13 @@ def run_compare(checkpoint: str | Path, cache_dir: str | Path, config: CompareCo
     rows.update({name: {"label": name, "precision": get_format(name).precision, "error": error.splitlines()[0][:160],
                         "error_detail": error}
                  for name, error in failed.items()})
-    if inputs.keys is not None:
+    if inputs.keys is not None and config.untrained_seed is None:  # random weights: an AP would mean nothing
         _add_accuracy(rows, runtimes, inputs, config, progress)
     _add_parity(rows, runtimes, inputs, config, progress)
     _add_latency(rows, runtimes, inputs, config, progress)
     ordered = [rows[name] for name in names if name in rows and (name in config.formats or name == REFERENCE)]
     facts = machine_facts(threads=config.threads, imgsz=list(config.imgsz), checkpoint=str(checkpoint),
-                          images=len(inputs.images))
+                          images=len(inputs.images), untrained_seed=config.untrained_seed)
     return CompareResult(ordered, facts, _notes(ordered, config, len(inputs.images)))
 
 
@@ -194,7 +197,8 @@ def _load_inputs(config: CompareConfig) -> _Inputs:
 def _artifact_row(artifact: BuiltArtifact, runtime: Runtime, config: CompareConfig) -> dict:
     return {"label": artifact.row.name, "format": artifact.row.family, "precision": artifact.row.precision,
             "runtime": runtime.name, "runtime_note": runtime.note, "path": str(artifact.path), "file_mb": file_size_mb(artifact.path),
-            "threads": config.threads, "build_s": round(artifact.build_seconds, 1), "cached": artifact.cached}
+            "threads": config.threads, "build_s": round(artifact.build_seconds, 1), "cached": artifact.cached,
+            "untrained_seed": config.untrained_seed}
 
 
 def _add_accuracy(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, config: CompareConfig,
@@ -227,8 +231,10 @@ def _add_parity(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, co
         if name == REFERENCE:
             continue
         progress.log(f"parity {name} vs {REFERENCE} on {len(images)} image(s)")
-        report = check_parity(runtime, reference, images, Tolerances.for_precision(rows[name]["precision"]),
-                              raise_on_failure=False, size=config.imgsz)
+        tolerances = Tolerances.for_precision(rows[name]["precision"])
+        if config.untrained_seed is not None:  # random weights: raw outputs judged, detections only reported
+            tolerances = tolerances.for_untrained()
+        report = check_parity(runtime, reference, images, tolerances, raise_on_failure=False, size=config.imgsz)
         rows[name].update({
             "parity_images": report.images, "max_abs_conf": report.max_abs["conf"],
             "max_abs_loc": report.max_abs["loc"], "max_abs_landmarks": report.max_abs["landmarks"],
@@ -271,6 +277,10 @@ def _notes(rows: Sequence[dict], config: CompareConfig, images: int) -> list[str
         "(the JSON also has the process's peak RSS while it runs: that includes the cached inputs and every "
         "other runtime, as all are loaded together).",
     ]
+    if config.untrained_seed is not None:
+        notes.insert(0, f"UNTRAINED: random weights (seed {config.untrained_seed}), no checkpoint: latency, sizes "
+                        "and parity are the architecture's; no AP is reported, because random weights detect "
+                        "nothing meaningful.")
     stand_ins = {row["runtime"]: row["runtime_note"] for row in rows if row.get("runtime_note")}
     notes += [f"Runtime {name}: {note}." for name, note in stand_ins.items()]
     onnx = next((row for row in rows if row["label"] == "onnx" and "infer_ms" in row), None)

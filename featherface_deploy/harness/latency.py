@@ -242,7 +242,8 @@ def benchmark_model(path: str | Path, images: Sequence[np.ndarray], imgsz: tuple
         options = {**dict(fmt.runtime_options), **(runtime_options or {})}
         runtime = open_for_timing(runtime_class, path, used, options)
         for batch in batches:
-            row = {"runtime": runtime.name, "runtime_note": runtime.note, "threads": used,
+            row = {"runtime": runtime.name, "runtime_note": runtime.note,
+                   "untrained_seed": runtime.contract.untrained_seed, "threads": used,
                    "threads_requested": count, "batch": batch, "file_mb": file_size_mb(path)}
             if runtime.max_batch is not None and batch > runtime.max_batch:
                 rows.append({**row, "skipped": f"model takes batches of at most {runtime.max_batch}"})

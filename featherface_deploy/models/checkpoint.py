@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ import torch
 from torch import nn
 
 from featherface_deploy.errors import CheckpointError
-from featherface_deploy.models.registry import create_model, list_models
+from featherface_deploy.file_writing import atomic_write_bytes
+from featherface_deploy.models.registry import create_model, create_untrained_model, list_models
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 _KEY_PREVIEW = 8
@@ -173,3 +175,20 @@ def load_model(path: str | Path, architecture: str | None = None) -> LoadedModel
         raise CheckpointError(f"{path}: {_mismatch_message(name, missing, unexpected, wrong, closest=False)}")
     model.load_state_dict(state, strict=True)
     return LoadedModel(model=model.eval(), architecture=name, path=Path(path))
+
+
+def write_untrained_checkpoint(name: str, seed: int, folder: str | Path) -> Path:
+    """Saves the random weights of ``create_untrained_model(name, seed)`` as ``folder/NAME-untrained-seedN.pth``.
+
+    For tools that take a checkpoint file (``compare --random-init``); the same name and seed always
+    give the same weights. Written atomically.
+
+    Returns:
+        The file's path.
+    """
+    buffer = io.BytesIO()
+    torch.save(create_untrained_model(name, seed).state_dict(), buffer)
+    path = Path(folder) / f"{name}-untrained-seed{seed}.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
 from torch import nn
 
 from featherface_deploy.contract import DecodeContract, PriorConfig
@@ -65,6 +66,23 @@ def create_model(name: str) -> nn.Module:
         CheckpointError: The name is not registered.
     """
     return _entry(name)[0]().eval()
+
+
+def create_untrained_model(name: str, seed: int) -> nn.Module:
+    """Builds the named architecture with random weights drawn from ``seed`` (the same seed, the same weights).
+
+    The global torch RNG is left as it was (the draw happens inside ``torch.random.fork_rng``).
+
+    Raises:
+        CheckpointError: The name is not registered.
+        ValueError: ``seed`` is negative.
+    """
+    if seed < 0:
+        raise ValueError(f"seed must be ≥ 0, got {seed}")
+    factory = _entry(name)[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory().eval()
 
 
 def architecture_defaults(name: str) -> ArchitectureDefaults:

@@ -69,8 +69,10 @@ def nearest_resize(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     (``Gather``/``GATHER``); a TFLite resize at non-integer ratios is not.
     """
     (in_h, in_w), (out_h, out_w) = x.shape[-2:], like.shape[-2:]
-    rows = torch.arange(out_h, device=x.device) * in_h // out_h
-    columns = torch.arange(out_w, device=x.device) * in_w // out_w
+    # int32 on purpose: coremltools lowers the traced floor division to float, and its gather refuses float
+    # indices ("expects tensor or scalar of dtype from type domain ['int32', …]"); the cast keeps them integer.
+    rows = (torch.arange(out_h, device=x.device) * in_h // out_h).to(torch.int32)
+    columns = (torch.arange(out_w, device=x.device) * in_w // out_w).to(torch.int32)
     return x.index_select(2, rows).index_select(3, columns)
 
 

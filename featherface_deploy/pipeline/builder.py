@@ -64,7 +64,8 @@ class ExportOutcome:
 def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[str, object] | None = None, *,
                  parity_images: Sequence[str | Path] = (), tolerances: Tolerances | None = None,
                  architecture: str | None = None, log: Log | None = None, reuse: Mapping[str, Path] | None = None,
-                 scratch: dict | None = None, require_faces: bool = True, exist_ok: bool = False) -> ExportOutcome:
+                 scratch: dict | None = None, require_faces: bool = True, exist_ok: bool = False,
+                 untrained_seed: int | None = None) -> ExportOutcome:
     """Exports a checkpoint (or an in-memory model) to one format row, verified before it is written.
 
     Args:
@@ -78,8 +79,13 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
         log: Called with one line per step (e.g. ``click.echo``).
         reuse: Row name → an already verified file to build from instead of rebuilding it.
         scratch: Intermediate results shared between calls (e.g. the TFLite FP32 conversion).
-        require_faces: Fail when the reference finds no face ≥ 0.5 on the photos (off only for untrained models).
+        require_faces: Fail when the reference finds no face ≥ 0.5 on the photos, and judge the detections'
+            match rate; off only for untrained models (:meth:`~featherface_deploy.verify.tolerances.Tolerances.for_untrained`).
         exist_ok: Replace an existing output (atomically, after parity); otherwise an existing output is refused.
+        untrained_seed: ``source`` is an in-memory model with random weights drawn from this seed
+            (:func:`~featherface_deploy.models.registry.create_untrained_model`): the contract is flagged
+            untrained with the seed, and parity judges the raw outputs only (the detections ≥ 0.5 that random
+            weights give are compared and reported, not judged: ``Tolerances.for_untrained``).
 
     Returns:
         The :class:`ExportOutcome` of the final row.
@@ -91,6 +97,8 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
         OutputError: ``out`` is an input, exists without ``exist_ok``, or cannot be written (checked first).
     """
     row = get_format(fmt) if isinstance(fmt, str) else fmt
+    if untrained_seed is not None and isinstance(source, (str, os.PathLike)):
+        raise ExportError(f"{source} is a checkpoint: an untrained seed applies only to a randomly initialised model")
     if row.exporter is None:
         raise ExportError(f"{row.name} is the reference format: there is nothing to export")
     inputs = [path for path in (source, *parity_images, *(reuse or {}).values())
@@ -101,9 +109,9 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
     prepared = prepare_options(row, split_options(row, options or {}), set(reuse or {}))
     started = time.perf_counter()
     model, model_name = load_source(source, architecture)
-    build = _Build(model, _reference(model), ExportContext(model_name, log or _quiet, {} if scratch is None
-                                                           else scratch),
-                   list(parity_images), prepared, dict(reuse or {}), require_faces)
+    context = ExportContext(model_name, log or _quiet, {} if scratch is None else scratch, untrained_seed)
+    build = _Build(model, _reference(model), context, list(parity_images), prepared, dict(reuse or {}),
+                   require_faces and untrained_seed is None)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=out.parent))
     try:
@@ -163,7 +171,7 @@ class _Build:
             raise ExportError(f"{row.name}: the contract read back from {target.name} differs from the one written")
         tolerances = tolerances or Tolerances.for_precision(row.precision)
         if not self.require_faces:
-            tolerances = tolerances.replace(min_reference_faces=0)
+            tolerances = tolerances.for_untrained()
         self.context.log(f"  parity {runtime.name} vs PyTorch on {len(self.images) or 'the shipped'} photo(s)…")
         reports = [check_parity(runtime, self.reference, self.images, tolerances, size=size)
                    for size in (sizes or (ANY_SIZE_BOX,))]
