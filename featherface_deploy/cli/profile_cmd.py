@@ -29,8 +29,8 @@ def profile(model, imgsz, threads, warmup, runs, json_path):
     from featherface_deploy.harness.profile import profile_model, report_tables
 
     report = profile_model(model, parse_size(imgsz), threads, warmup, runs)
-    facts = machine_facts(model=str(model), imgsz=report["summary"]["input_shape"][2:] or None,
-                          runtime=report["runtime"], threads=report["summary"]["threads"])
+    facts = machine_facts(model=str(model), input_shape=report["summary"]["input_shape"], runtime=report["runtime"],
+                          threads=report["summary"]["threads"])
     click.echo(report_tables(report))
     click.echo(facts_line(facts))
     if json_path is not None:

@@ -1,7 +1,9 @@
 """The physical floor of an ONNX graph: multiply-accumulates per node and the bytes its DCN sampling reads.
 
 Shapes come from ONNX shape inference (``onnx.shape_inference.infer_shapes`` with data propagation) after
-the input is fixed to batch 1 at the profiled size, so the counts hold for any exported model:
+the input is fixed to batch 1 at the profiled size, so the counts hold for any exported model; where a
+dynamic graph computes a size at run time (a ``Resize`` or ``Reshape`` target), inference cannot follow and
+the floor ops' remaining shapes are read from one ONNX Runtime run of the graph:
 
 - **MACs**: ``Conv`` (and ``FusedConv``/NCHWc never appear here: this is the exported graph) =
   output elements × input channels per group × kernel taps; ``MatMul`` = output elements × the inner
@@ -23,6 +25,7 @@ import numpy as np
 from featherface_deploy.errors import FeatherFaceError
 
 GATHERS = ("Gather", "GatherND", "GatherElements")
+FLOOR_OPS = ("Conv", "DeformConv", "MatMul", "Gemm", *GATHERS)
 CORNERS = 4  # bilinear sampling reads 4 neighbours per tap
 
 
@@ -45,8 +48,7 @@ def with_static_input(model, size: tuple[int, int]):
     for dim, value in zip(dims, (1, None, *size)):
         if value is not None and not dim.HasField("dim_value"):
             dim.dim_value = value
-    for value in fixed.graph.value_info:
-        value.type.tensor_type.ClearField("shape")  # stale symbolic shapes would pin the old sizes
+    del fixed.graph.value_info[:]  # inference keeps existing entries: stale symbolic shapes would stay unknown
     return onnx.shape_inference.infer_shapes(fixed, data_prop=True)
 
 
@@ -62,6 +64,7 @@ def node_floor(model, size: tuple[int, int]) -> dict[str, dict]:
     """
     inferred = with_static_input(model, size)
     shapes, sizes = _shapes(inferred)
+    _measure_unknown_shapes(inferred, shapes, sizes)
     constants = {tensor.name for tensor in inferred.graph.initializer}
     constants |= {out for node in inferred.graph.node if node.op_type == "Constant" for out in node.output}
     floor = {}
@@ -89,6 +92,28 @@ def _shapes(model) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
         shapes[tensor.name] = tuple(tensor.dims)
         sizes[tensor.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
     return shapes, sizes
+
+
+def _measure_unknown_shapes(model, shapes: dict, sizes: dict) -> None:
+    """Fills in the shapes inference left unknown (sizes computed at run time in dynamic graphs) by running
+    the graph once in ONNX Runtime with those tensors as extra outputs (only the floor ops' tensors)."""
+    import onnx
+
+    wanted = list(dict.fromkeys(
+        name for node in model.graph.node if node.op_type in FLOOR_OPS
+        for name in (*node.input[:2], node.output[0]) if name and name not in shapes))
+    if not wanted:
+        return
+    import onnxruntime
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in wanted)
+    session = onnxruntime.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    first = session.get_inputs()[0]
+    feed = {first.name: np.zeros(shapes[first.name], np.float32)}
+    for name, value in zip(wanted, session.run(wanted, feed)):
+        shapes[name], sizes[name] = tuple(value.shape), value.dtype.itemsize
 
 
 def _macs(node, shapes: dict) -> int:
