@@ -150,3 +150,15 @@ def test_cli_refuses_what_it_cannot_profile(tmp_path, name, content, message):
     path.write_bytes(content)
     result = CliRunner().invoke(cli, ["profile", str(path)])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_profilers_never_import_torch():
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("ai_edge_litert")
+    code = ("import sys, featherface_deploy.harness.profile_ort, featherface_deploy.harness.profile_litert, "
+            "featherface_deploy.harness.onnx_floor, featherface_deploy.harness.profile; print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
