@@ -70,13 +70,13 @@ def onnx_report(path: str | Path, size: tuple[int, int], threads: int | None, wa
     exported = node_scopes(model)
     groups, layers, ops = defaultdict(_cell), defaultdict(_cell), defaultdict(_cell)
     for name, ms in profile.node_ms.items():
-        path_ = ran.get(name, ())
-        for table, key in ((groups, group_of(path_)), (layers, layer_of(path_)), (ops, profile.node_op[name])):
+        module = ran.get(name, ())
+        for table, key in ((groups, group_of(module)), (layers, layer_of(module)), (ops, profile.node_op[name])):
             table[key]["ms"] += ms
             table[key]["nodes"] += 1
     for name, cost in floor.items():
-        path_ = exported.get(name, ())
-        for table, key in ((groups, group_of(path_)), (layers, layer_of(path_))):
+        module = exported.get(name, ())
+        for table, key in ((groups, group_of(module)), (layers, layer_of(module))):
             table[key]["macs"] += cost["macs"]
             table[key]["dcn_bytes"] += cost["dcn_bytes"]
     total = profile.kernels_ms

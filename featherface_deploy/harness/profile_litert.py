@@ -45,6 +45,7 @@ class LitertProfile:
         runs: Timed rounds.
         threads: Interpreter threads.
         input_shape: The input fed.
+        outside_types: Op type → how many ops of that type run outside XNNPACK.
     """
 
     ops: list[dict]
