@@ -14,6 +14,7 @@ from featherface_deploy.cli.evaluate_cmd import evaluate
 from featherface_deploy.cli.export_cmd import export
 from featherface_deploy.cli.formats_cmd import formats
 from featherface_deploy.cli.info_cmd import info
+from featherface_deploy.cli.profile_cmd import profile
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,6 +32,7 @@ cli.add_command(evaluate)
 cli.add_command(export)
 cli.add_command(formats)
 cli.add_command(info)
+cli.add_command(profile)
 
 
 def main() -> None:

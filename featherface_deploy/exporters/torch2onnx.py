@@ -46,6 +46,7 @@ NATIVE_DCN_MIN_OPSET = 19  # ONNX DeformConv
 MAX_DYNAMIC_SIDE = 4096
 DCN_LOWERINGS = ("portable", "native")
 SIMPLIFIERS = ("onnxsim", "onnxslim")
+NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # node metadata: the torch module path, e.g. ['', 'ssh1', …]
 
 
 
@@ -126,7 +127,9 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
     node_counts = {"exported": len(proto.graph.node)}
     timed(timings, "check", lambda: check_onnx(proto))
     if options.simplify:
+        exported = proto
         proto = timed(timings, "simplify", lambda: simplify_onnx(proto, options.simplifier))
+        keep_name_scopes(exported, proto)
         node_counts["simplified"] = len(proto.graph.node)
         check_onnx(proto)
         log(f"  {options.simplifier}: {node_counts['exported']} → {node_counts['simplified']} nodes "
@@ -198,6 +201,20 @@ def simplify_onnx(proto, simplifier: str = "onnxsim"):
         return simplified
     onnxslim = require("onnxslim", "export")
     return onnxslim.slim(proto)
+
+
+def keep_name_scopes(exported, simplified) -> None:
+    """Copies each node's torch module path (``pkg.torch.onnx.name_scopes``) onto the simplified graph.
+
+    The simplifiers drop node metadata but keep node names; the module path is what
+    ``featherface-deploy profile`` groups a graph's time and MACs by (backbone, BiFPN, each SSH/DCN block,
+    heads). Nodes the simplifier created have no path and count as "other".
+    """
+    scopes = {node.name: prop.value for node in exported.graph.node for prop in node.metadata_props
+              if prop.key == NAME_SCOPES_KEY}
+    for node in simplified.graph.node:
+        if node.name in scopes and not any(prop.key == NAME_SCOPES_KEY for prop in node.metadata_props):
+            node.metadata_props.add(key=NAME_SCOPES_KEY, value=scopes[node.name])
 
 
 def build_contract(model_name: str, config: OnnxOptions, proto) -> DecodeContract:
