@@ -50,5 +50,8 @@ def info(model, imgsz):
     click.echo(f"architecture: {contract.model_name}  format: {contract.source_format}  "
                f"precision: {contract.precision}")
     _shapes(contract, size)
+    if "dcn" in contract.extra:
+        selected = contract.extra.get("dcn_selected")
+        click.echo(f"dcn: {contract.extra['dcn']}" + (f" ({selected})" if selected else ""))
     runs, why = row.runs_here()
     click.echo(f"runs here: {'yes' if runs else 'no'}" + (f", {why}" if why else ""))
