@@ -173,9 +173,12 @@ def test_v1_finds_the_face_in_the_shipped_photo(v1_weights):
     assert len(parity_inputs(runtime.contract)) == 1
 
 
-def test_compare_builds_int8_through_the_gated_pipeline(tiny_checkpoint, tmp_path, monkeypatch):
-    """compare's INT8 row is exported by export_model (the parity gate), reusing the cached ONNX it is built from."""
+@pytest.mark.parametrize("dcn", ["gather", "native"])
+def test_compare_builds_int8_through_the_gated_pipeline(tiny_checkpoint, tmp_path, monkeypatch, dcn):
+    """compare's INT8 row is exported by export_model (the parity gate), reusing the cached ONNX it is built from
+    unless that one has the native DCN (no INT8 kernel): then export_model builds its own plain-op source."""
     import featherface_deploy.pipeline as pipeline
+    from featherface_deploy.contract import DecodeContract
     from featherface_deploy.harness.artifacts import BuildSettings, build_all
 
     calls = []
@@ -183,7 +186,7 @@ def test_compare_builds_int8_through_the_gated_pipeline(tiny_checkpoint, tmp_pat
     def recording_export(source, out, row, options, **kwargs):
         calls.append((row.name, dict(options), {k: Path(v).name for k, v in kwargs["reuse"].items()}))
         Path(out).write_bytes(b"model")
-        Path(f"{out}.json").write_text("{}")
+        Path(f"{out}.json").write_text(DecodeContract("featherface-tiny", extra={"dcn": dcn}).to_json())
 
     monkeypatch.setattr(pipeline, "export_model", recording_export)
     built, failed = build_all(tiny_checkpoint, ["torch", "onnx-int8"], tmp_path,
@@ -192,6 +195,9 @@ def test_compare_builds_int8_through_the_gated_pipeline(tiny_checkpoint, tmp_pat
     assert [c[0] for c in calls] == ["onnx", "onnx-int8"]
     assert calls[0][1] == {"imgsz": (64, 64)}
     assert calls[1][1] == {"imgsz": (64, 64), "calib_dir": str(tmp_path)}
+    if dcn == "native":
+        assert calls[1][2] == {}
+        return
     reused = calls[1][2]["onnx"]  # the INT8 build starts from the cached FP32 file, not a second export
     assert reused.startswith(f"{tiny_checkpoint.stem}-onnx-") and reused.endswith(".onnx")
 

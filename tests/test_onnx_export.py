@@ -18,6 +18,7 @@ import torch  # noqa: E402
 
 from featherface_deploy.contract import METADATA_KEY, DecodeContract, sidecar_path  # noqa: E402
 from featherface_deploy.errors import ExportError, ParityError  # noqa: E402
+from featherface_deploy.exporters.dcn_choice import FASTEST  # noqa: E402
 from featherface_deploy.models import create_model, load_model  # noqa: E402
 from featherface_deploy.models.bifpn import same_maxpool  # noqa: E402
 from featherface_deploy.runtimes.ort_runtime import OrtRuntime  # noqa: E402
@@ -55,7 +56,7 @@ def test_static_export_writes_model_metadata_and_sidecar(tmp_path):
     assert contract == result.contract
     assert contract.input_size == TINY_SIZE and contract.size_divisor == 32
     assert contract.source_format == "onnx" and contract.precision == "fp32"
-    assert contract.extra["dcn"] == "portable" and contract.extra["opset"] == 18
+    assert contract.extra["dcn"] == FASTEST["onnx"] and contract.extra["dcn_selected"].startswith("auto")
     assert {"torch", "onnx", "onnxruntime", "featherface_deploy"} <= set(contract.versions)
     assert result.parity.passed
     x = np.random.default_rng(1).normal(0, 60, (1, 3, *TINY_SIZE)).astype(np.float32)

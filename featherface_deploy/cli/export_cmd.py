@@ -76,8 +76,9 @@ _OPTION_PARSERS = {
 @click.option("--opset", default=None, type=int, help="onnx: opset [18; 19 with --dcn native].")
 @click.option("--simplify/--no-simplify", default=None, help="onnx: simplify the graph [on].")
 @click.option("--simplifier", default=None, type=click.Choice(["onnxsim", "onnxslim"]), help="onnx [onnxsim].")
-@click.option("--dcn", default=None, type=click.Choice(["portable", "native"]),
-              help="onnx: deformable conv lowering: plain ops (any converter) or ONNX DeformConv [portable].")
+@click.option("--dcn", default=None, type=click.Choice(["auto", "gather", "gather_float", "native", "portable"]),
+              help="onnx, tflite: deformable conv lowering: plain ops (gather = portable, gather_float) or ONNX "
+                   "DeformConv (onnx) [auto: the one measured fastest for the format's runtime].")
 @click.option("--calib-dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="INT8: folder of calibration photos (never evaluation images).")
 @click.option("--calib-images", default=None, type=click.IntRange(1), help="INT8: photos sampled [100].")

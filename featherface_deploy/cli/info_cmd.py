@@ -94,5 +94,8 @@ def info(model, architecture, imgsz):
     if contract.untrained:
         click.echo(contract.weights_note())
     _shapes(contract, size)
+    if "dcn" in contract.extra:
+        selected = contract.extra.get("dcn_selected")
+        click.echo(f"dcn: {contract.extra['dcn']}" + (f" ({selected})" if selected else ""))
     runs, why = row.runs_here()
     click.echo(f"runs here: {'yes' if runs else 'no'}" + (f", {why}" if why else ""))

@@ -14,11 +14,13 @@ The pipeline then checks the INT8 file against PyTorch with the INT8 tolerances 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair, timed
+from featherface_deploy.exporters.dcn_choice import int8_source_lowering
 from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
 from featherface_deploy.metadata.onnx import read_contract
 
@@ -83,10 +85,16 @@ class OnnxInt8Options:
         """The search's agreement budget: ``search_budget``, else :data:`SEARCH_BUDGET`."""
         return SEARCH_BUDGET if self.search_budget is None else self.search_budget
 
-    def validate_source(self, source) -> None:
-        """Refuses a source ONNX with the native DCN: ``DeformConv`` has no INT8 kernel."""
-        if getattr(source, "dcn", "portable") != "portable":
-            raise ExportError("ONNX INT8 needs the portable DCN (DeformConv has no INT8 kernel): drop --dcn native")
+    def source_options(self, source):
+        """The FP32 source's options to quantize from: ``auto`` DCN → ``gather``; refuses ``native`` (no INT8 kernel)."""
+        replaced = dataclasses.replace(source, dcn=int8_source_lowering(source.dcn))
+        replaced.validate()
+        return replaced
+
+    @staticmethod
+    def accepts_source(contract) -> bool:
+        """Whether an FP32 ONNX file with this contract can be quantized (not with ``DeformConv``: no INT8 kernel)."""
+        return contract.extra.get("dcn") != "native"
 
 
 def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context: ExportContext) -> ExportResult:
@@ -102,6 +110,9 @@ def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context:
     from featherface_deploy.exporters.int8_sensitivity import search_keep_float
 
     contract = read_contract(source)
+    if not OnnxInt8Options.accepts_source(contract):
+        raise ExportError(f"{source} has the native DCN (DeformConv has no INT8 kernel): quantize an export made "
+                          "with --dcn portable")
     size = contract.input_size or size_pair(options.imgsz)
     timings: dict[str, float] = {}
     calib = timed(timings, "calibration_set", lambda: build_calibration_set(

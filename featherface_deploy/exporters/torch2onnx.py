@@ -6,10 +6,11 @@ embeds the decode contract in ``metadata_props`` and writes the file
 (atomically). The export pipeline then runs it with ONNX Runtime against the
 PyTorch model before moving it into place with its sidecar JSON.
 
-DCN lowerings (``dcn=``):
+DCN lowerings (``dcn=``; ``auto``, the default, takes the one measured fastest
+in ONNX Runtime, see :mod:`~featherface_deploy.exporters.dcn_choice`):
 
-- ``portable``: the model's own plain-op DCNv2 (Conv, Gather, arithmetic), the
-  graph every converter (TFLite, Core ML) can take.
+- ``gather`` (alias ``portable``) and ``gather_float``: the model's own
+  plain-op DCNv2 (Conv, Gather, arithmetic), graphs every converter can take.
 - ``native``: one ONNX ``DeformConv`` (opset ≥ 19) per layer, through the
   ``featherface::deform_conv3x3`` custom op and an onnxscript translation.
 """
@@ -30,6 +31,7 @@ import featherface_deploy
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
+from featherface_deploy.exporters.dcn_choice import ALIASES, AUTO, CHOICES, choose_lowering
 from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.metadata.onnx import write_contract
 from featherface_deploy.models.deform_conv import ModulatedDeformConv2d, modulated_deform_conv3x3, set_dcn_lowering
@@ -44,7 +46,7 @@ SIZE_DIVISOR = 32
 MIN_OPSET = 18  # the dynamo exporter emits opset 18 at least (17 silently becomes 18)
 NATIVE_DCN_MIN_OPSET = 19  # ONNX DeformConv
 MAX_DYNAMIC_SIDE = 4096
-DCN_LOWERINGS = ("portable", "native")
+DCN_LOWERINGS = (AUTO, *CHOICES["onnx"], *ALIASES)
 SIMPLIFIERS = ("onnxsim", "onnxslim")
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # node metadata: the torch module path, e.g. ['', 'ssh1', …]
 
@@ -60,7 +62,8 @@ class OnnxOptions:
         opset: ONNX opset (≥ 18; ≥ 19 for ``dcn="native"``); ``None``: 18, or 19 with the native DCN.
         simplify: Run a graph simplifier after export.
         simplifier: ``onnxsim`` (default: faster to run, fewer nodes, ~9% faster graph) or ``onnxslim``.
-        dcn: ``portable`` or ``native`` lowering of the deformable convolutions.
+        dcn: Lowering of the deformable convolutions: ``auto`` (the fastest measured in ONNX Runtime,
+            ``gather`` when ``opset`` < 19), ``gather`` (``portable``), ``gather_float`` or ``native``.
     """
 
     imgsz: int | tuple[int, int] = (640, 640)
@@ -68,7 +71,7 @@ class OnnxOptions:
     opset: int | None = None
     simplify: bool = True
     simplifier: str = "onnxsim"
-    dcn: str = "portable"
+    dcn: str = AUTO
 
     @property
     def size(self) -> tuple[int, int]:
@@ -80,7 +83,18 @@ class OnnxOptions:
         """The opset exported: the one asked for, else 18 (19 with the native DCN)."""
         if self.opset is not None:
             return self.opset
-        return NATIVE_DCN_MIN_OPSET if self.dcn == "native" else MIN_OPSET
+        return NATIVE_DCN_MIN_OPSET if self.dcn_choice()[0] == "native" else MIN_OPSET
+
+    def dcn_choice(self) -> tuple[str, str]:
+        """(the DCN lowering exported, how it was selected); see :func:`~featherface_deploy.exporters.dcn_choice.choose_lowering`.
+
+        Raises:
+            ExportError: An unknown lowering, or ``gather_float`` with dynamic shapes.
+        """
+        lowering, how = choose_lowering("onnx", self.dcn, self.dynamic)
+        if self.dcn == AUTO and lowering == "native" and self.opset is not None and self.opset < NATIVE_DCN_MIN_OPSET:
+            return "gather", f"auto: opset {self.opset} has no DeformConv"
+        return lowering, how
 
     def validate(self, row: Format | None = None) -> None:
         """Raises :class:`ExportError` with the fix for any unsupported value."""
@@ -88,11 +102,10 @@ class OnnxOptions:
         if height <= 0 or width <= 0 or height % SIZE_DIVISOR or width % SIZE_DIVISOR:
             raise ExportError(f"imgsz must be positive multiples of {SIZE_DIVISOR}, got {height}x{width} "
                               f"(e.g. 640x640 or 480x640)")
-        if self.dcn not in DCN_LOWERINGS:
-            raise ExportError(f"unknown DCN lowering '{self.dcn}'; choose one of: {', '.join(DCN_LOWERINGS)}")
+        lowering, _ = self.dcn_choice()
         if self.resolved_opset < MIN_OPSET:
             raise ExportError(f"opset {self.opset} is not supported: the dynamo exporter emits opset ≥ {MIN_OPSET}")
-        if self.dcn == "native" and self.resolved_opset < NATIVE_DCN_MIN_OPSET:
+        if lowering == "native" and self.resolved_opset < NATIVE_DCN_MIN_OPSET:
             raise ExportError(f"dcn='native' needs ONNX DeformConv, i.e. opset ≥ {NATIVE_DCN_MIN_OPSET} "
                               f"(got {self.opset}); pass opset={NATIVE_DCN_MIN_OPSET} or dcn='portable'")
         if self.simplifier not in SIMPLIFIERS:
@@ -120,7 +133,7 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
     require("onnx", "export")
     require("onnxscript", "export")
     log, timings = context.log, {}
-    log(f"  exporting {context.model_name} ({options.dcn} DCN, opset {options.resolved_opset}, "
+    log(f"  exporting {context.model_name} ({options.dcn_choice()[0]} DCN, opset {options.resolved_opset}, "
         f"{'dynamic' if options.dynamic else 'static'} {options.size[0]}x{options.size[1]})")
     proto = timed(timings, "export", lambda: build_onnx(model, options))
     log(f"  torch.onnx.export (dynamo): {timings['export']:.1f} s, {len(proto.graph.node)} nodes")
@@ -144,7 +157,8 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
 
 def build_onnx(model: nn.Module, config: OnnxOptions):
     """Runs the dynamo exporter and returns the ``onnx.ModelProto`` (input ``input``, outputs loc/conf/landmarks)."""
-    model = with_native_dcn(model) if config.dcn == "native" else with_portable_dcn(model)
+    lowering, _ = config.dcn_choice()
+    model = with_native_dcn(model) if lowering == "native" else with_portable_dcn(model, lowering)
     height, width = config.size
     # Batch 2 in the example: torch.export specialises dimensions that are 1 in the example.
     example = torch.zeros(2 if config.dynamic else 1, 3, height, width)
@@ -154,7 +168,7 @@ def build_onnx(model: nn.Module, config: OnnxOptions):
         cols = torch.export.Dim("cols", min=1, max=MAX_DYNAMIC_SIDE // SIZE_DIVISOR)
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024),
                            2: SIZE_DIVISOR * rows, 3: SIZE_DIVISOR * cols},)
-    translations = _native_translations() if config.dcn == "native" else None
+    translations = _native_translations() if lowering == "native" else None
     try:
         program = torch.onnx.export(
             model.eval(), (example,), dynamo=True, opset_version=config.resolved_opset, input_names=[INPUT_NAME],
@@ -222,6 +236,7 @@ def build_contract(model_name: str, config: OnnxOptions, proto) -> DecodeContrac
     import onnx
     import onnxscript
 
+    lowering, selected = config.dcn_choice()
     return base_contract(
         model_name,
         input_name=INPUT_NAME,
@@ -232,7 +247,7 @@ def build_contract(model_name: str, config: OnnxOptions, proto) -> DecodeContrac
         versions={"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
                   "onnxruntime": _installed_version("onnxruntime"),  # what the export is verified with
                   "featherface_deploy": featherface_deploy.__version__},
-        extra={"opset": _default_opset(proto), "dcn": config.dcn, "dynamic": config.dynamic,
+        extra={"opset": _default_opset(proto), "dcn": lowering, "dcn_selected": selected, "dynamic": config.dynamic,
                "simplifier": config.simplifier if config.simplify else None,
                "zero_pad_maxpool": "concat"},
     )
@@ -281,14 +296,14 @@ class _NativeDeformConv(nn.Module):
         return _deform_conv_op()(x, self.offset_conv(x), mask, self.regular_conv.weight)
 
 
-def with_portable_dcn(model: nn.Module) -> nn.Module:
-    """Returns a copy of ``model`` whose DCN layers use the plain-op ``gather`` lowering.
+def with_portable_dcn(model: nn.Module, lowering: str = "gather") -> nn.Module:
+    """Returns a copy of ``model`` whose DCN layers use a plain-op lowering (``gather`` or ``gather_float``).
 
     The eager default (``grid_sample``) exports to ``GridSample``, slow in ONNX
     Runtime and absent from TFLite.
     """
     model = copy.deepcopy(model)
-    set_dcn_lowering(model, "gather")
+    set_dcn_lowering(model, lowering)
     return model
 
 

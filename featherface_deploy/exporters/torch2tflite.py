@@ -4,8 +4,10 @@ One ``litert_torch.convert`` produces the FP32 flatbuffer (the slow step, about
 a minute for V1); FP16 and INT8 are derived from it by ai-edge-quantizer in
 seconds, so :func:`convert_fp32` can be reused for every precision.
 
-- **FP32**: the model with its DCN forced to the portable ``gather`` lowering
-  (``GATHER_ND``; TFLite has no ``grid_sample``), wrapped so the signature has
+- **FP32**: the model with its DCN in a plain-op lowering (TFLite has no
+  ``grid_sample``): by default ``gather_float``, whose sampling arithmetic
+  XNNPACK takes all but the one cast and row lookup of (the fastest measured,
+  :mod:`~featherface_deploy.exporters.dcn_choice`), or ``gather``, wrapped so the signature has
   one input ``input`` (``NHWC`` by default, what Android apps feed; ``NCHW``
   on request) and outputs named ``loc``, ``conf``, ``landmarks``. The BiFPN's
   zero padding stays a separate ``PAD``/``CONCATENATION`` before a VALID
@@ -45,6 +47,7 @@ from featherface_deploy.calibration import CalibrationConfig, CalibrationSet, bu
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import BackendNotInstalledError, ExportError, missing_backend
 from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
+from featherface_deploy.exporters.dcn_choice import AUTO, FASTEST, choose_lowering
 from featherface_deploy.exporters.tflite_graph import op_census, rewrite_leaky_relu
 from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.metadata.tflite import embed_contract
@@ -81,6 +84,8 @@ class TfliteOptions:
             (default: backbone stage 1, see :data:`DEFAULT_KEEP_FLOAT`). The DCN sampling path is always float.
         calib_dir: INT8 only: folder of calibration photos (required for INT8).
         calib_images: INT8 only: photos sampled from it.
+        dcn: Lowering of the deformable convolutions: ``auto`` (the fastest measured in LiteRT),
+            ``gather`` (``portable``) or ``gather_float``.
     """
 
     imgsz: int | tuple[int, int] = (640, 640)
@@ -89,6 +94,7 @@ class TfliteOptions:
     keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT
     calib_dir: str | Path | None = None
     calib_images: int = CalibrationConfig().num_images
+    dcn: str = AUTO
 
     @property
     def size(self) -> tuple[int, int]:
@@ -106,6 +112,15 @@ class TfliteOptions:
             raise ExportError("INT8 needs calibration images: pass --calib-dir DIR (calib_dir=…)")
         if self.calib_images < 1:
             raise ExportError("calib_images must be ≥ 1")
+        self.dcn_choice()
+
+    def dcn_choice(self) -> tuple[str, str]:
+        """(the DCN lowering converted, how it was selected).
+
+        Raises:
+            ExportError: A lowering LiteRT cannot take.
+        """
+        return choose_lowering("tflite", self.dcn)
 
 
 @dataclass(frozen=True)
@@ -134,13 +149,14 @@ def export(model: nn.Module, out_path: Path, row: Format, options: TfliteOptions
         BackendNotInstalledError: litert-torch / ai-edge-quantizer / ai-edge-litert missing.
     """
     timings: dict[str, float] = {}
-    key = scratch_key(model, options.size, options.input_layout)
+    lowering, _ = options.dcn_choice()
+    key = scratch_key(model, options.size, options.input_layout, lowering)
     converted = context.scratch.get(key)
     if converted is None:
         context.log(f"  converting {context.model_name} with litert-torch ({options.input_layout} "
-                    f"{options.size[0]}x{options.size[1]})…")
+                    f"{options.size[0]}x{options.size[1]}, {lowering} DCN)…")
         converted = context.scratch[key] = convert_fp32(model, options.size, options.input_layout,
-                                                        context.model_name)
+                                                        context.model_name, lowering)
         context.log(f"  litert_torch.convert: {converted.seconds:.1f} s, {len(converted.data) / 1e6:.2f} MB")
     timings["convert"] = converted.seconds  # also when reused: the cost of making this file from scratch
     contract = context.stamp(build_contract(context.model_name, options, row.precision))
@@ -163,9 +179,10 @@ def export(model: nn.Module, out_path: Path, row: Format, options: TfliteOptions
     return ExportResult(Path(out_path), contract, timings, {"size_bytes": len(data), **extra})
 
 
-def scratch_key(model: nn.Module, imgsz: tuple[int, int], input_layout: str) -> tuple:
+def scratch_key(model: nn.Module, imgsz: tuple[int, int], input_layout: str,
+                dcn: str = FASTEST["tflite"]) -> tuple:
     """Where :func:`export` keeps (and looks for) the FP32 conversion of ``model`` in ``context.scratch``."""
-    return ("tflite-fp32-conversion", id(model), tuple(imgsz), input_layout)
+    return ("tflite-fp32-conversion", id(model), tuple(imgsz), input_layout, dcn)
 
 
 class _TfliteSignature(nn.Module):
@@ -194,15 +211,15 @@ def _require_litert_torch():
 
 
 def convert_fp32(model: nn.Module, imgsz: tuple[int, int] = (640, 640), input_layout: str = "NHWC",
-                 model_name: str | None = None) -> ConvertedModel:
-    """Converts a model to an FP32 TFLite flatbuffer with litert-torch (no metadata).
+                 model_name: str | None = None, dcn: str = FASTEST["tflite"]) -> ConvertedModel:
+    """Converts a model to an FP32 TFLite flatbuffer with litert-torch (no metadata), its DCN lowered as ``dcn``.
 
     Raises:
         ExportError: The conversion failed.
     """
     litert_torch = _require_litert_torch()
     portable = copy.deepcopy(model).eval()
-    set_dcn_lowering(portable, "gather")  # TFLite has no grid_sample; GATHER_ND is exact
+    set_dcn_lowering(portable, dcn)  # TFLite has no grid_sample
     height, width = imgsz
     example = torch.zeros((1, height, width, 3) if input_layout == "NHWC" else (1, 3, height, width))
     started = time.perf_counter()
@@ -273,10 +290,11 @@ def build_contract(model_name: str, options: TfliteOptions, precision: str) -> D
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
+    lowering, selected = options.dcn_choice()
     return base_contract(
         model_name, input_name=INPUT_NAME, input_size=options.size, size_divisor=SIZE_DIVISOR,
         input_layout=options.input_layout, precision=precision, source_format="tflite", versions=versions,
-        extra={"signature": SIGNATURE, "dcn": "gather", "converter": "litert-torch"},
+        extra={"signature": SIGNATURE, "dcn": lowering, "dcn_selected": selected, "converter": "litert-torch"},
     )
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from featherface_deploy.contract import sidecar_path
+from featherface_deploy.contract import read_sidecar, sidecar_path
 from featherface_deploy.errors import BackendNotInstalledError, FeatherFaceError
 from featherface_deploy.formats import CHECKPOINT, FORMATS, REFERENCE, Format, get_format, resolve
 from featherface_deploy.harness.latency import open_for_timing
@@ -140,7 +140,10 @@ def _build(row: Format, checkpoint: Path, digest: str, folder: Path, settings: B
         return built[row.name]
     reuse = {}
     if row.source != CHECKPOINT:
-        reuse[row.source] = _build(get_format(row.source), checkpoint, digest, folder, settings, built).path
+        source = _build(get_format(row.source), checkpoint, digest, folder, settings, built).path
+        accepts = getattr(resolve(row.options_class), "accepts_source", None)
+        if accepts is None or accepts(read_sidecar(source)):  # else export_model builds a source that fits
+            reuse[row.source] = source
     key = hashlib.sha256(json.dumps({"checkpoint": digest, "row": row.name, **settings.cache_key()},
                                     sort_keys=True).encode()).hexdigest()[:12]
     path = folder / f"{checkpoint.stem}-{row.name}-{key}{row.suffix}"

@@ -12,7 +12,7 @@ and the convolution are both linear, so the result is identical, while the
 gathered tensor has C_out instead of C_in channels (2–4× less memory traffic in
 this model, where C_out ≤ C_in).
 
-Three lowerings compute the same function (tests hold them to each other and
+Four lowerings compute the same function (tests hold them to each other and
 to a brute-force reference):
 
 - ``bags`` (eager default): one ``embedding_bag`` per output pixel over a
@@ -23,10 +23,15 @@ to a brute-force reference):
   from TFLite.
 - ``gather`` (portable, for export): integer index arithmetic, one ``Gather``
   and two MatMuls — ops that ONNX, TFLite and Core ML all know.
+- ``gather_float`` (for LiteRT's XNNPACK): the same graph with the index
+  arithmetic in float32 (constant base grid, validity from clamp/abs/relu, one
+  cast to int32, an embedding-style row lookup), so every op but the cast and
+  the lookup is one XNNPACK takes.
 
 By default (``"auto"``) eager execution uses ``bags`` and any tracing or
 export (``torch.export``, the dynamo ONNX exporter, ``torch.jit.trace``) uses
-``gather``; :func:`set_dcn_lowering` forces one.
+``gather``; :func:`set_dcn_lowering` forces one (the exporters set the one
+measured fastest for their backend: ``exporters/dcn_choice.py``).
 
 Conventions (torchvision's ``deform_conv2d``): for tap k = i·3 + j, offset
 channel 2k is the row (y) offset and 2k+1 the column (x) offset; mask channel k
@@ -111,6 +116,81 @@ def modulated_deform_conv3x3(
     index = torch.stack(indices, dim=-1).reshape(-1)
     corner_weight = torch.stack(weights, dim=-1).reshape(batch, pixels, 1, 4 * KERNEL_TAPS)
     sampled = torch.index_select(table, 0, index).reshape(batch, pixels, 4 * KERNEL_TAPS, out_channels)
+    out = torch.matmul(corner_weight, sampled)
+    return out.reshape(batch, height, width, out_channels).permute(0, 3, 1, 2)
+
+
+# Float32 holds every integer below 2**24 exactly, so flat indices computed in float are exact below it.
+FLOAT_EXACT_INDEX_LIMIT = 2 ** 24
+_TAP_DY = (-1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0)
+_TAP_DX = (-1.0, 0.0, 1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 1.0)
+
+
+def _inside(coordinate: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(coordinate clamped into [0, size − 1], 1.0 where it was inside else 0.0), for integer-valued floats.
+
+    The validity comes from arithmetic, not comparisons: a coordinate that lies
+    outside moves by at least one when clamped, so ``relu(1 − |c − clamp(c)|)``
+    is exactly 1 inside and 0 outside.
+    """
+    clamped = coordinate.clamp(0, size - 1)
+    return clamped, torch.relu(1 - (coordinate - clamped).abs())
+
+
+def modulated_deform_conv3x3_float_index(
+    x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """Same as :func:`modulated_deform_conv3x3` with the index arithmetic in float32 (``gather_float`` lowering).
+
+    Written for delegates that take only float arithmetic (LiteRT's XNNPACK):
+    the base grid is a constant for a fixed size (no integer ``arange``
+    arithmetic), the validity of each corner comes from clamp/abs/relu
+    (:func:`_inside`) instead of comparisons and logical ops, the flat table
+    indices are computed in float (exact: every index stays below 2**24) and
+    cast to int32 once, before the one Gather. Sizes whose table would reach
+    2**24 rows fall back to the integer :func:`modulated_deform_conv3x3`.
+    """
+    batch, in_channels, height, width = x.shape
+    out_channels = weight.shape[0]
+    pixels = height * width
+    if batch * pixels * KERNEL_TAPS >= FLOAT_EXACT_INDEX_LIMIT:
+        return modulated_deform_conv3x3(x, offset, mask, weight)
+
+    pixels_last = x.permute(0, 2, 3, 1).reshape(batch, pixels, in_channels)
+    tap_weight = weight.permute(1, 2, 3, 0).reshape(in_channels, KERNEL_TAPS * out_channels)
+    table = torch.matmul(pixels_last, tap_weight).reshape(batch * pixels * KERNEL_TAPS, out_channels)
+
+    tap_dy = torch.tensor(_TAP_DY, dtype=x.dtype, device=x.device)
+    tap_dx = torch.tensor(_TAP_DX, dtype=x.dtype, device=x.device)
+    rows = torch.arange(height, dtype=x.dtype, device=x.device).view(1, height, 1, 1)
+    cols = torch.arange(width, dtype=x.dtype, device=x.device).view(1, 1, width, 1)
+    offset = offset.reshape(batch, KERNEL_TAPS, 2, height, width).permute(0, 3, 4, 1, 2)
+    sample_y = offset[..., 0] + (rows + tap_dy)  # (B, H, W, 9)
+    sample_x = offset[..., 1] + (cols + tap_dx)
+    mask = mask.permute(0, 2, 3, 1)
+    y0 = torch.floor(sample_y)
+    x0 = torch.floor(sample_x)
+    frac_y = sample_y - y0
+    frac_x = sample_x - x0
+
+    # Table row of (b, y, x, tap) = ((b·H + y)·W + x)·9 + tap.
+    tap = torch.arange(KERNEL_TAPS, dtype=x.dtype, device=x.device)
+    image_start = (torch.arange(batch, dtype=x.dtype, device=x.device) * (pixels * KERNEL_TAPS)).view(batch, 1, 1, 1)
+    row_parts, col_parts = [], []
+    for dy, wy in ((0, 1 - frac_y), (1, frac_y)):
+        row, row_ok = _inside(y0 + dy, height)
+        row_parts.append((row * (width * KERNEL_TAPS) + image_start, wy * row_ok * mask))
+    for dx, wx in ((0, 1 - frac_x), (1, frac_x)):
+        col, col_ok = _inside(x0 + dx, width)
+        col_parts.append((col * KERNEL_TAPS + tap, wx * col_ok))
+    indices = [row + col for row, _ in row_parts for col, _ in col_parts]
+    weights = [wy * wx for _, wy in row_parts for _, wx in col_parts]
+
+    index = torch.stack(indices, dim=-1).reshape(-1).to(torch.int32)
+    corner_weight = torch.stack(weights, dim=-1).reshape(batch, pixels, 1, 4 * KERNEL_TAPS)
+    # An embedding lookup is a bare row gather (TFLite EMBEDDING_LOOKUP, ONNX Gather); index_select adds
+    # negative-index and bounds handling around TFLite's GATHER_ND that no delegate takes.
+    sampled = F.embedding(index, table).reshape(batch, pixels, 4 * KERNEL_TAPS, out_channels)
     out = torch.matmul(corner_weight, sampled)
     return out.reshape(batch, height, width, out_channels).permute(0, 3, 1, 2)
 
@@ -260,6 +340,7 @@ LOWERINGS: dict[str, Callable[..., torch.Tensor]] = {
     "bags": modulated_deform_conv3x3_bags,
     "grid_sample": modulated_deform_conv3x3_grid_sample,
     "gather": modulated_deform_conv3x3,
+    "gather_float": modulated_deform_conv3x3_float_index,
 }
 
 

@@ -183,8 +183,8 @@ class _Build:
 def prepare_options(row: Format, split: dict[str, dict[str, object]], reused: set[str]) -> dict[str, object]:
     """Builds and validates every link's options before anything is built (a bad option fails in seconds).
 
-    Also checks that each link can be exported and run here, and lets a link's options veto its
-    source's (``validate_source``: e.g. INT8 ONNX refuses a native-DCN source).
+    Also checks that each link can be exported and run here, and lets a link's options fix or veto
+    its source's (``source_options``: e.g. INT8 ONNX refuses a native-DCN source).
 
     Raises:
         ExportError: An invalid option or combination.
@@ -202,8 +202,8 @@ def prepare_options(row: Format, split: dict[str, dict[str, object]], reused: se
         options.validate(link)
         prepared[link.name] = options
     for link in build_chain(row):
-        if link.source in prepared and hasattr(prepared.get(link.name), "validate_source"):
-            prepared[link.name].validate_source(prepared[link.source])
+        if link.source in prepared and hasattr(prepared.get(link.name), "source_options"):
+            prepared[link.source] = prepared[link.name].source_options(prepared[link.source])
     return prepared
 
 
