@@ -106,6 +106,43 @@ def test_upsample_nearest_neighbor_integer_and_fractional(tmp_path, scale):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("align_corners", [True, False])
+@pytest.mark.parametrize("scale_h, scale_w", [(1.7, 2.0), (0.6, 0.75)])
+def test_upsample_bilinear_matches_torch_at_the_output_size(tmp_path, align_corners, scale_h, scale_w):
+    """MIL recomputes the spacing from the sizes: torch's ``interpolate(size=...)`` is the same map."""
+    x = RNG.standard_normal((1, 3, 5, 8)).astype(np.float32)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=x.shape)], opset_version=ct.target.iOS16)
+    def program(x):
+        return mb.upsample_bilinear(x=x, scale_factor_height=scale_h, scale_factor_width=scale_w,
+                                    align_corners=align_corners)
+
+    _, (got,) = _run(tmp_path, program, x)
+    size = (int(5 * scale_h), int(8 * scale_w))
+    want = F.interpolate(torch.from_numpy(x), size=size, mode="bilinear", align_corners=align_corners).numpy()
+    assert got.shape == want.shape == (1, 3, *size)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("align_corners, half_pixel_centers, grid", [
+    (True, None, [0.0, 0.25, 0.5, 0.75, 1.0]),
+    (False, None, [0.0, 0.1, 0.5, 0.9, 1.0]),
+    (False, False, [0.0, 0.4, 0.8, 1.0, 1.0]),  # i · in/out, clamped
+])
+def test_upsample_bilinear_samples_the_documented_grid(tmp_path, align_corners, half_pixel_centers, grid):
+    """An input row [0, 1] reads back its sample coordinates: the op definition's 2 → 5 examples."""
+    x = np.array([[[0.0, 1.0]]], np.float32)
+    extra = {} if half_pixel_centers is None else {"half_pixel_centers": half_pixel_centers}
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=x.shape)], opset_version=ct.target.iOS16)
+    def program(x):
+        return mb.upsample_bilinear(x=x, scale_factor_height=1.0, scale_factor_width=2.5,
+                                    align_corners=align_corners, **extra)
+
+    _, (got,) = _run(tmp_path, program, x)
+    np.testing.assert_allclose(got.reshape(-1), grid, atol=1e-6)
+
+
 def test_slice_by_index_masks_gather_negative_indices_and_reshape_zero(tmp_path):
     x = RNG.standard_normal((3, 5, 4)).astype(np.float32)
     indices = np.array([[0, -1], [2, 1]], np.int32)

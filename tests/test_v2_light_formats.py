@@ -4,8 +4,8 @@ Each test exports one model to one FP32 row through the gated pipeline
 (``export_model`` with ``untrained_seed``: parity against PyTorch on two real
 photos, raw outputs judged at the FP32 limits, the detections ≥ 0.5 that random
 weights give reported but not judged, and the contract read back), at 160×160 to stay small. Core ML is checked with the
-numpy reference interpreter off macOS; it cannot run V2-Ultra's package (see
-``_ULTRA_COREML``). One conversion per test, so all are slow.
+numpy reference interpreter off macOS (V2-Ultra's package includes ``upsample_bilinear``). One conversion per test,
+so all are slow.
 """
 
 from __future__ import annotations
@@ -13,21 +13,14 @@ from __future__ import annotations
 import pytest
 from conftest import requires_backend, shared_path
 
-from featherface_deploy.errors import InterpreterError
 from featherface_deploy.models.registry import create_untrained_model
 from featherface_deploy.pipeline import export_model
 
 SIZE = (160, 160)
 SEED = 0
 ROWS = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage"}
-# V2-Ultra's Multi-Scale Intelligence rescales bilinearly at non-integer ratios, which coremltools lowers to
-# upsample_bilinear: the numpy reference interpreter has no such op, so its parity cannot be checked here
-# (the pipeline then writes nothing). Strict: this test fails once the interpreter gains the op.
-_ULTRA_COREML = pytest.mark.xfail(raises=InterpreterError, strict=True,
-                                  reason="the Core ML reference interpreter does not implement upsample_bilinear")
-CASES = [pytest.param(architecture, row, marks=_ULTRA_COREML if (architecture, row) == (
-    "featherface-v2-ultra", "coreml") else ()) for architecture in ("featherface-v2-optimized", "featherface-v2-ultra")
-    for row in sorted(ROWS)]
+CASES = [(architecture, row) for architecture in ("featherface-v2-optimized", "featherface-v2-ultra")
+         for row in sorted(ROWS)]
 
 
 @pytest.fixture(scope="module")

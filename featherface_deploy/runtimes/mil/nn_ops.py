@@ -3,7 +3,8 @@
 Only 2-D spatial ops are implemented (the converted detectors have no others);
 a 1-D or 3-D one raises. Kernels follow the op definitions in
 ``coremltools.converters.mil.mil.ops.defs.iOS15`` (``conv``, ``max_pool``,
-``avg_pool``, ``batch_norm``, ``linear``, ``matmul``, ``upsample_nearest_neighbor``).
+``avg_pool``, ``batch_norm``, ``linear``, ``matmul``, ``upsample_nearest_neighbor``,
+``upsample_bilinear``; the iOS 16 version of the last adds ``half_pixel_centers``).
 """
 
 from __future__ import annotations
@@ -146,6 +147,44 @@ def _upsample_nearest_neighbor(x, scale_factor_height=1, scale_factor_width=1):
     return x[..., rows, :][..., cols]
 
 
+def _bilinear_taps(size: int, scale: float, align_corners: bool, half_pixel_centers: bool):
+    """Low index, high index and high weight of each output sample along one axis.
+
+    The output has floor(size · scale) samples and the spacing is recomputed from
+    the sizes (the op's ``recompute_scale_factor`` semantics): with
+    ``align_corners`` the grid is i · (size − 1) / (out − 1), otherwise
+    i · size / out, shifted by half a pixel with ``half_pixel_centers``; then
+    clamped to [0, size − 1].
+    """
+    out = int(math.floor(size * scale))
+    if out < 1:
+        raise ValueError(f"upsample_bilinear: scale {scale} leaves no output sample of an axis of {size}")
+    steps = np.arange(out, dtype=np.float64)
+    if align_corners:
+        grid = steps * ((size - 1) / (out - 1) if out > 1 else 0.0)
+    else:
+        spacing = size / out
+        grid = steps * spacing + (0.5 * spacing - 0.5 if half_pixel_centers else 0.0)
+    grid = np.clip(grid, 0.0, size - 1)
+    low = np.floor(grid).astype(np.int64)
+    high = np.minimum(low + 1, size - 1)
+    return low, high, (grid - low).astype(np.float32)
+
+
+def _upsample_bilinear(x, scale_factor_height=1, scale_factor_width=1, align_corners=True, half_pixel_centers=None):
+    if x.ndim < 3:
+        raise ValueError(f"upsample_bilinear: the input must have rank at least 3, got rank {x.ndim}")
+    align_corners = bool(align_corners)
+    half_pixel_centers = not align_corners if half_pixel_centers is None else bool(half_pixel_centers)
+    if align_corners and half_pixel_centers:
+        raise ValueError("upsample_bilinear: align_corners and half_pixel_centers cannot both be true")
+    top, bottom, dy = _bilinear_taps(x.shape[-2], float(scale_factor_height), align_corners, half_pixel_centers)
+    left, right, dx = _bilinear_taps(x.shape[-1], float(scale_factor_width), align_corners, half_pixel_centers)
+    x = x.astype(np.float32, copy=False)
+    rows = x[..., top, :] * (1 - dy)[:, None] + x[..., bottom, :] * dy[:, None]
+    return rows[..., left] * (1 - dx) + rows[..., right] * dx
+
+
 def nn_ops() -> dict:
     """Returns ``{op_type: kernel(**inputs)}`` for the neural-network ops."""
     return {
@@ -156,4 +195,5 @@ def nn_ops() -> dict:
         "linear": _linear,
         "matmul": _matmul,
         "upsample_nearest_neighbor": _upsample_nearest_neighbor,
+        "upsample_bilinear": _upsample_bilinear,
     }
