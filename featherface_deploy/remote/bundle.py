@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,11 @@ def module_closure(roots: list[str]) -> list[str]:
     return sorted(seen)
 
 
+# CPython 3.11's ast.parse is not safe in several threads at once (seen here: "SystemError: AST constructor
+# recursion depth mismatch" when `compare --devices` built two bundles in parallel): one bundle parses its modules at a time.
+_PARSE_LOCK = threading.Lock()
+
+
 def build_bundle(model: str | Path, out: str | Path) -> Bundle:
     """Writes a device bundle for ``model`` to the folder or ``.zip`` ``out`` (atomically).
 
@@ -117,9 +123,10 @@ def build_bundle(model: str | Path, out: str | Path) -> Bundle:
             bundle, or a module to copy would not run on Python 3.8.
     """
     model, out = Path(model), Path(out)
-    modules = runtime_modules(model)
-    sources = {_relative(name): _module_file(name) for name in modules}
-    problems = check_files(list(sources.values()), _PACKAGE_ROOT.parent)
+    with _PARSE_LOCK:
+        modules = runtime_modules(model)
+        sources = {_relative(name): _module_file(name) for name in modules}
+        problems = check_files(list(sources.values()), _PACKAGE_ROOT.parent)
     if problems:
         raise ExportError("these modules would not run on a device's Python 3.8: " + "; ".join(problems))
     contents = {rel: path.read_bytes() for rel, path in sources.items()}
