@@ -22,12 +22,14 @@ import argparse
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from common import default_shared, machine_facts, median_ms, time_interleaved, write_result
+
+from featherface_deploy.harness.profile_litert import delegation
 
 SIZE = (640, 640)
 RATIO_TARGET = 1.5
@@ -41,31 +43,12 @@ RETINAFACE = "retinaface-mnet025 (onnx)"
 def xnnpack_delegation(interpreter) -> dict:
     """Which operators of a LiteRT interpreter XNNPACK took: counts, partitions and the rest by type.
 
-    The interpreter lists the file's operators followed by one ``DELEGATE`` node
-    per partition. An operator ran inside a partition when one of its outputs
-    leaves that partition (a ``DELEGATE`` output), or when everything that reads
-    its outputs is delegated and none of them is a ``DELEGATE`` input (an
-    internal tensor). Operators come in execution order, so walking them
-    backwards decides each from its consumers.
+    Summarises :func:`featherface_deploy.harness.profile_litert.delegation`, which ``profile`` uses too.
     """
-    details = interpreter._get_ops_details()  # the only listing of nodes the Python API offers
-    delegates = [op for op in details if op["op_name"] == "DELEGATE"]
-    operators = [op for op in details if op["op_name"] != "DELEGATE"]
-    leaving = {int(t) for op in delegates for t in op["outputs"]}
-    entering = {int(t) for op in delegates for t in op["inputs"]}
-    consumers = defaultdict(list)
-    for op in operators:
-        for tensor in op["inputs"]:
-            consumers[int(tensor)].append(op["index"])
-    delegated: dict[int, bool] = {}
-    for op in reversed(operators):
-        outputs = [int(t) for t in op["outputs"]]
-        readers = [reader for t in outputs for reader in consumers[t]]
-        delegated[op["index"]] = any(t in leaving for t in outputs) or (
-            bool(readers) and not any(t in entering for t in outputs) and all(delegated[r] for r in readers))
-    rest = Counter(op["op_name"] for op in operators if not delegated[op["index"]])
-    return {"operators": len(operators), "delegated": sum(delegated.values()), "partitions": len(delegates),
-            "not_delegated": dict(rest.most_common())}
+    ops, partitions = delegation(interpreter)
+    rest = Counter(op["op"] for op in ops if op["partition"] is None)
+    return {"operators": len(ops), "delegated": sum(op["partition"] is not None for op in ops),
+            "partitions": partitions, "not_delegated": dict(rest.most_common())}
 
 
 def main() -> None:
