@@ -177,10 +177,21 @@ def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, c
     embedded = json.loads({p.key: p.value for p in onnx.load(str(searched.path)).metadata_props}[METADATA_KEY])
     facts = embedded["extra"]["int8"]
     assert facts["search"]["ran"] is True and facts["agreement"]["default"] == default_agreement
-    assert facts["agreement"]["met"] is (history[-1].agreement >= 1.0)
-    assert set(history[1].kept_float) <= set(facts["keep_float_nodes"])
-    assert facts["float_mac_fraction"] == pytest.approx(history[1].float_fraction, abs=1e-4)
-    assert facts["float_mac_fraction"] > kept.facts["float_mac_fraction"]
+    met = history[-1].agreement >= 1.0
+    assert facts["agreement"]["met"] is met
+    chosen = facts["search"]["chosen_round"]
+    assert chosen == (1 if met else max((0, 1), key=lambda i: (history[i].agreement, -history[i].float_fraction)))
+    assert facts["agreement"]["final"] == history[chosen].agreement
+    assert set(history[chosen].kept_float) <= set(facts["keep_float_nodes"])
+    assert facts["float_mac_fraction"] == pytest.approx(history[chosen].float_fraction, abs=1e-4)
+
+
+def test_a_search_that_misses_its_budget_keeps_its_best_round_not_its_last() -> None:
+    from featherface_deploy.exporters.int8_sensitivity import SearchStep, best_round
+
+    history = [SearchStep((), 0.9718, 0.045), SearchStep(("a",), 0.9893, 0.219), SearchStep(("a", "b"), 0.9851, 0.388),
+               SearchStep(("a", "b", "c"), 0.9893, 0.30)]
+    assert best_round(history) == 1
 
 
 def test_forced_search_ranks_layers_even_when_the_default_meets_the_budget(workdir: Path, calib_set) -> None:

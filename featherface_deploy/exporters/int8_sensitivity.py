@@ -201,8 +201,9 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
             ``budget``: ``budget``).
 
     Returns:
-        The final :class:`Int8Result` (``extra["int8"]`` records ``agreement`` and ``search``), the
-        search history, and the last sensitivity report (empty when none was needed).
+        The kept :class:`Int8Result` (``extra["int8"]`` records ``agreement`` and ``search``), the
+        search history, and the last sensitivity report (empty when none was needed). The kept
+        round is the first to reach ``budget``, or when none does, :func:`best_round`.
     """
     from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, read_contract
 
@@ -214,10 +215,12 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
     report: list[LayerError] = []
     with tempfile.TemporaryDirectory(prefix="featherface-search-") as scratch:
         prepared = prepare_for_quantization(Path(fp32_path), Path(scratch) / "prepared.onnx")
+        trials: list[Int8Result] = []
         for round_index in range(max_rounds + 1):
             trial = Path(scratch) / f"trial-{round_index}.onnx"
             result = quantize_onnx(fp32_path, trial, calib_set, options=_with_kept(options, kept), contract=contract)
             agreement = detection_agreement(prepared, trial, calib_set, contract)
+            trials.append(result)
             history.append(SearchStep(tuple(kept), round(agreement, 4), round(result.float_fraction, 4)))
             log(f"  {len(kept):2d} layers float beyond the defaults "
                 f"({100 * result.float_fraction:.1f}% of MACs float): detection agreement {agreement:.4f}")
@@ -237,16 +240,28 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
             if met or not report:
                 break
             kept += [row.node for row in report[:per_round]]
+        chosen = best_round(history) if ran and not met else len(history) - 1
         if ran and not met:
-            log(f"  warning: the budget {budget} was not reached in {len(history) - 1} rounds")
+            step = history[chosen]
+            log(f"  warning: the budget {budget} was not reached in {len(history) - 1} rounds; keeping round "
+                f"{chosen}, the best ({step.agreement:.4f}, {100 * step.float_fraction:.1f}% of MACs float)")
         facts = {"agreement": {"threshold": threshold, "budget": budget, "default": history[0].agreement,
-                               "final": history[-1].agreement, "met": met if ran else True,
+                               "final": history[chosen].agreement, "met": met if ran else True,
                                "images": len(calib_set), "measured_on": "calibration"},
                  "search": {"mode": "forced" if forced else "auto", "ran": ran, "budget": budget,
-                            "history": [asdict(step) for step in history],
+                            "chosen_round": chosen, "history": [asdict(step) for step in history],
                             "report_top": [asdict(row) for row in report[:10]]}}
-        final = with_facts(result, out_path, facts)
+        final = with_facts(trials[chosen], out_path, facts)
     return final, history, report
+
+
+def best_round(history: Sequence[SearchStep]) -> int:
+    """The round a search that missed its budget keeps: the highest agreement, then the fewest MACs in float.
+
+    Agreement is not monotone in the layers kept float (V2-CA: 0.9893 at round 6, 0.9851 at round 12),
+    so the last round is not the best one.
+    """
+    return max(range(len(history)), key=lambda index: (history[index].agreement, -history[index].float_fraction))
 
 
 def _with_kept(options: Int8Options, kept: Sequence[str]) -> Int8Options:
