@@ -29,7 +29,8 @@ _ONNX_OPTIONS = ("imgsz", "dynamic", "opset", "simplify", "simplifier", "dcn")
 _ONNX_INT8_OPTIONS = ("imgsz", "calib_dir", "calib_images", "calib_method", "keep_float", "quantize_depthwise", "search",
                       "search_budget")
 _TFLITE_OPTIONS = ("imgsz", "input_layout", "dcn")
-_TFLITE_INT8_OPTIONS = (*_TFLITE_OPTIONS, "calib_dir", "calib_images", "keep_float", "float_io")
+_TFLITE_INT8_OPTIONS = (*_TFLITE_OPTIONS, "calib_dir", "calib_images", "keep_float", "float_io", "search",
+                        "search_budget")
 _COREML_OPTIONS = ("imgsz", "target", "image_input", "flexible", "sizes")
 _ENGINE_OPTIONS = ("workspace", "dla")
 _RECIPE_OPTIONS = ("imgsz", "trt_version", "workspace", "dla")

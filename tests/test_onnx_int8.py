@@ -187,7 +187,7 @@ def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, c
 
 
 def test_a_search_that_misses_its_budget_keeps_its_best_round_not_its_last() -> None:
-    from featherface_deploy.exporters.int8_sensitivity import SearchStep, best_round
+    from featherface_deploy.exporters.keep_float_rounds import SearchStep, best_round
 
     history = [SearchStep((), 0.9718, 0.045), SearchStep(("a",), 0.9893, 0.219), SearchStep(("a", "b"), 0.9851, 0.388),
                SearchStep(("a", "b", "c"), 0.9893, 0.30)]

@@ -229,3 +229,42 @@ def test_nchw_layout_and_all_negative_pool(tmp_path):
     # Borders that touch the padding pool zeros (−inf padding would give the negatives); the inside stays negative.
     assert (pooled[0] == 0).all() and (pooled[-1] == 0).all() and (pooled[:, -1] == 0).all()
     assert (pooled[1:-1, :-1] < 0).all()
+
+
+@pytest.mark.slow
+def test_int8_measures_its_agreement_and_a_forced_search_keeps_groups_float(tiny, converted, scratch, calib_dir,
+                                                                               tmp_path):
+    from featherface_deploy.exporters.tflite_graph import float_mac_fraction
+    from featherface_deploy.exporters.tflite_int8_search import DCN_CONVOLUTIONS, module_groups
+    from featherface_deploy.exporters.torch2tflite import DEFAULT_KEEP_FLOAT
+
+    everything = [label for label, _ in module_groups(converted.data)]
+    groups = module_groups(converted.data, DEFAULT_KEEP_FLOAT)
+    assert "MobileNetV1_body/Sequential_stage2" in everything and "MobileNetV1_body/Sequential_stage1" in everything
+    assert [label for label, _ in groups] == [label for label in everything if not label.endswith("_stage1")]
+    assert groups[-1] == DCN_CONVOLUTIONS and len(groups) > 2
+    assert all(label and pattern for label, pattern in groups)
+    result = export_row(tiny, tmp_path / "searched.tflite", "tflite-int8", imgsz=SIZE, calib_dir=calib_dir,
+                        calib_images=6, tolerances=LOOSE, scratch=scratch, search=True, search_budget=1.0)
+    facts = read_sidecar(result.path).extra["int8"]
+    search, agreement, history = facts["search"], facts["agreement"], facts["search"]["history"]
+    assert search["mode"] == "forced" and search["ran"] is True
+    assert [row["group"] for row in search["screen"]] == [label for label, _ in groups]
+    assert agreement["default"] == history[0]["agreement"] and agreement["images"] == 6
+    chosen = history[search["chosen_round"]]
+    assert agreement["final"] == chosen["agreement"] == max(row["agreement"] for row in history) or agreement["met"]
+    assert facts["float_mac_fraction"] == pytest.approx(float_mac_fraction(result.path.read_bytes()), abs=1e-4)
+    assert facts["float_mac_fraction"] == chosen["float_fraction"]
+    assert len(search["groups_kept_float"]) == len(chosen["kept_float"])
+
+
+@pytest.mark.slow
+def test_int8_no_search_is_unchecked_and_says_so(tiny, converted, scratch, calib_dir, tmp_path):
+    result = export_row(tiny, tmp_path / "plain.tflite", "tflite-int8", imgsz=SIZE, calib_dir=calib_dir,
+                        calib_images=6, tolerances=LOOSE, scratch=scratch, search=False)
+    facts = result.contract.extra["int8"]
+    assert facts["search"] == {"mode": "off", "ran": False} and "agreement" not in facts
+    assert 0.0 < facts["float_mac_fraction"] < 1.0
+    with pytest.raises(ExportError, match="--no-search never"):
+        export_row(tiny, tmp_path / "bad.tflite", "tflite-int8", imgsz=SIZE, calib_dir=calib_dir,
+                   search=False, search_budget=0.9)

@@ -89,12 +89,14 @@ _OPTION_PARSERS = {
 @click.option("--quantize-depthwise", is_flag=True, default=None,
               help="onnx-int8: quantize the depthwise convolutions too (costs ~9 AP points on V1).")
 @click.option("--search", is_flag=True, default=None,
-              help="onnx-int8: always run the greedy keep-float search (by default it runs only when the "
-                   "plain quantization's detection agreement with FP32 is below 0.975).")
+              help="onnx-int8, tflite-int8: always run the keep-float search (by default it runs only when "
+                   "the plain quantization's detection agreement with FP32 is below 0.975 for ONNX, 0.98 for "
+                   "TFLite).")
 @click.option("--no-search", is_flag=True, default=None,
-              help="onnx-int8: plain quantization, no agreement check and no search.")
+              help="onnx-int8, tflite-int8: plain quantization, no agreement check and no search.")
 @click.option("--search-budget", default=None, type=click.FloatRange(0, 1),
-              help="onnx-int8: detection agreement with FP32 on the calibration photos the search reaches [0.99].")
+              help="onnx-int8, tflite-int8: detection agreement with FP32 on the calibration photos the search "
+                   "aims at [0.99].")
 @click.option("--float-io", is_flag=True, default=None, help="tflite-int8: float32 input and outputs.")
 @click.option("--input-layout", default=None, type=click.Choice(["NHWC", "NCHW"]), help="tflite [NHWC].")
 @click.option("--target", default=None, help="coreml: minimum deployment target (iOS16, iOS17, macOS13…) [iOS16].")

@@ -28,11 +28,9 @@ import numpy as np
 from featherface_deploy.calibration.dataset import CalibrationSet
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import missing_backend
+from featherface_deploy.exporters.keep_float_rounds import SearchStep, best_round
 from featherface_deploy.exporters.onnx2int8 import MAC_OP_TYPES, Int8Options, Int8Result, quantize_onnx, with_facts
-from featherface_deploy.postprocess import PostprocessConfig, decode_image
-from featherface_deploy.postprocess.nms import iou_matrix
-from featherface_deploy.postprocess.preprocess import Transform
-from featherface_deploy.verify.metrics import ranked_average_precision
+from featherface_deploy.verify.agreement import detection_agreement as agreement_of
 
 try:
     import onnx
@@ -129,48 +127,21 @@ def _dequantized_source(name: str, producers: dict) -> str:
 
 def detection_agreement(fp32_path: str | Path, int8_path: str | Path, calib_set: CalibrationSet,
                         contract: DecodeContract, reference_score: float = 0.1, iou: float = 0.5) -> float:
-    """AP of the INT8 model's detections, taking the float model's (score ≥ 0.1) as ground truth.
+    """:func:`~featherface_deploy.verify.agreement.detection_agreement` of two ONNX files on the calibration inputs."""
+    reference, candidate = (_infer(_session(path), contract) for path in (fp32_path, int8_path))
+    return agreement_of(reference, candidate, calib_set.batches(1), contract, reference_score, iou)
 
-    1.0 means the INT8 model finds exactly the float model's faces, ranked first.
-    Detections use the default protocol (conf ≥ 0.02, NMS 0.4) on the calibration inputs.
-    """
-    sessions = [_session(path) for path in (fp32_path, int8_path)]
-    config = PostprocessConfig()
-    height, width = calib_set.inputs.shape[2:]
-    identity = Transform(1.0, 1.0, (height, width))
-    scores, hits, total = [], [], 0
-    for batch in calib_set.batches(1):
-        found = []
-        for session in sessions:
-            loc, conf, landmarks = session.run(list(contract.output_names), {contract.input_name: batch})
-            found.append(decode_image(loc[0], conf[0], landmarks[0], (height, width), contract, identity, config))
-        reference, test = found
-        truth = reference.boxes[reference.scores >= reference_score]
-        total += len(truth)
-        used = np.zeros(len(truth), dtype=bool)
-        for box, score in zip(test.boxes, test.scores):
-            overlaps = iou_matrix(box[None], truth)[0]
-            best = int(np.argmax(overlaps)) if len(truth) else -1
-            hit = best >= 0 and overlaps[best] >= iou and not used[best]
-            if hit:
-                used[best] = True
-            scores.append(float(score))
-            hits.append(hit)
-    return ranked_average_precision(np.array(scores), np.array(hits, dtype=bool), total)
+
+def _infer(session: "onnxruntime.InferenceSession", contract: DecodeContract):
+    def infer(batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = session.run(list(contract.output_names), {contract.input_name: batch})
+        return dict(zip(("loc", "conf", "landmarks"), outputs))
+    return infer
 
 
 def _session(path: str | Path) -> "onnxruntime.InferenceSession":
     options = onnxruntime.SessionOptions()
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-@dataclass(frozen=True)
-class SearchStep:
-    """One round of the greedy search: the layers kept float so far and the agreement reached."""
-
-    kept_float: tuple[str, ...]
-    agreement: float
-    float_fraction: float
 
 
 def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: CalibrationSet,
@@ -249,19 +220,10 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
                                "final": history[chosen].agreement, "met": met if ran else True,
                                "images": len(calib_set), "measured_on": "calibration"},
                  "search": {"mode": "forced" if forced else "auto", "ran": ran, "budget": budget,
-                            "chosen_round": chosen, "history": [asdict(step) for step in history],
+                            "chosen_round": chosen, "history": [step.record() for step in history],
                             "report_top": [asdict(row) for row in report[:10]]}}
         final = with_facts(trials[chosen], out_path, facts)
     return final, history, report
-
-
-def best_round(history: Sequence[SearchStep]) -> int:
-    """The round a search that missed its budget keeps: the highest agreement, then the fewest MACs in float.
-
-    Agreement is not monotone in the layers kept float (V2-CA: 0.9893 at round 6, 0.9851 at round 12),
-    so the last round is not the best one.
-    """
-    return max(range(len(history)), key=lambda index: (history[index].agreement, -history[index].float_fraction))
 
 
 def _with_kept(options: Int8Options, kept: Sequence[str]) -> Int8Options:

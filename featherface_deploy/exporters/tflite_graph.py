@@ -9,7 +9,8 @@
   so the FP32/FP16 files keep the single fused op and one ``litert_torch``
   conversion serves every precision.
 - :func:`op_census` counts operators by type and output dtype (to report
-  what an INT8 model still runs in float).
+  what an INT8 model still runs in float), :func:`float_mac_fraction` the share
+  of its multiply-accumulates left in float.
 """
 
 from __future__ import annotations
@@ -112,3 +113,40 @@ def op_census(data: bytes) -> Counter:
             dtype = dtypes.get(subgraph.tensors[op.outputs[0]].type, "?") if len(op.outputs) else "-"
             census[f"{name}:{dtype}"] += 1
     return census
+
+
+# MAC-carrying op types and how many multiply-accumulates one output element costs, from the op's inputs.
+_MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
+
+
+def float_mac_fraction(data: bytes) -> float:
+    """Share of the multiply-accumulates (Conv, depthwise Conv, FullyConnected, BatchMatMul) computed in float.
+
+    An op counts as float when its output is FLOAT32. MACs per op: output elements × the reduction
+    length (kernel height × width × input channels for ``CONV_2D``, kernel height × width for
+    ``DEPTHWISE_CONV_2D``, the contracted dimension for the two matrix products).
+    """
+    _, schema = _schema()
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = unpack_model(data)
+    total = floating = 0
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            name = names.get(_builtin_code(model.operatorCodes[op.opcodeIndex]), "CUSTOM")
+            if name not in _MAC_OPS:
+                continue
+            output = subgraph.tensors[op.outputs[0]]
+            weight = [int(v) for v in subgraph.tensors[op.inputs[1]].shape]
+            if name == "CONV_2D":
+                reduction = weight[1] * weight[2] * weight[3]
+            elif name == "DEPTHWISE_CONV_2D":
+                reduction = weight[1] * weight[2]
+            elif name == "FULLY_CONNECTED":
+                reduction = weight[-1]
+            else:  # BATCH_MATMUL: x[..., M, K] @ y[..., K, N], either side possibly adjointed
+                x_shape = [int(v) for v in subgraph.tensors[op.inputs[0]].shape]
+                reduction = x_shape[-2] if getattr(op.builtinOptions, "adjX", False) else x_shape[-1]
+            macs = int(np.prod([int(v) for v in output.shape])) * reduction
+            total += macs
+            floating += macs if output.type == schema.TensorType.FLOAT32 else 0
+    return floating / total if total else 0.0
