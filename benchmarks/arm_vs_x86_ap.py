@@ -3,8 +3,9 @@
 ``python benchmarks/arm_vs_x86_ap.py MODEL... --limit N [--out DIR] [--device-dir DIR]`` runs, for each
 model, ``featherface-deploy evaluate --remote`` on the device that ``benchmarks/arm64_device.py up`` started
 (ARM kernels under QEMU) and the same ``evaluate`` locally, on the same first N images of the shared subset,
-and prints a Markdown table of Easy / Medium / Hard AP. Each run's JSON is kept as ``OUT/NAME.arm.json`` and
-``OUT/NAME.x86.json``; a run whose JSON is already there is not repeated. Emulated seconds are not device
+and prints a Markdown table of Easy / Medium / Hard AP; where the FP32 file of the same model and size is
+listed too, a second table gives each INT8/FP16 file's AP minus FP32's (x86) on ARM and on x86. Each run's
+JSON is kept as ``OUT/NAME.arm.json`` and ``OUT/NAME.x86.json``; a run whose JSON is already there is not repeated. Emulated seconds are not device
 latency, so the table has no timing column.
 """
 
@@ -51,6 +52,29 @@ def table(rows: list[tuple[str, dict, dict]], cpu: str) -> str:
     return "\n".join(lines)
 
 
+def budget_table(rows: list[tuple[str, dict, dict]], models: list[Path]) -> str:
+    """Markdown: each reduced-precision model's AP minus its FP32 model's x86 AP (same images), on ARM and on x86.
+
+    A model's FP32 reference is the listed FP32 file whose contract names the same model and input size.
+    """
+    from featherface_deploy.contract import read_sidecar
+
+    contracts = {model.name: read_sidecar(model) for model in models}
+    fp32 = {(c.model_name, tuple(c.input_size or ())): name for name, c in contracts.items() if c.precision == "fp32"}
+    x86 = {name: result for name, _, result in rows}
+    lines = ["| model | FP32 reference | " + " | ".join(f"{s.title()} ARM | {s.title()} x86" for s in SETTINGS) + " |",
+             "|" + "---|" * (2 + 2 * len(SETTINGS))]
+    for name, arm, here in rows:
+        contract = contracts[name]
+        reference = fp32.get((contract.model_name, tuple(contract.input_size or ())))
+        if contract.precision == "fp32" or reference is None:
+            continue
+        base = x86[reference]
+        cells = [f"{arm[s] - base[s]:+.2f} | {here[s] - base[s]:+.2f}" for s in SETTINGS]
+        lines.append(f"| {name} | {reference} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the comparison and prints the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -75,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         x86 = evaluate(model, args.widerface, args.limit, [], args.out / f"{model.name}.x86.json")
         rows.append((model.name, arm, x86))
     print(table(rows, state.get("cpu", "?")))
+    budget = budget_table(rows, args.models)
+    if budget:
+        print("\nAP minus the FP32 model's AP on x86, same images (the 1-point budget):\n")
+        print(budget)
     return 0
 
 

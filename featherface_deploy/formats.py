@@ -27,7 +27,7 @@ CHECKPOINT = "checkpoint"
 
 _ONNX_OPTIONS = ("imgsz", "dynamic", "opset", "simplify", "simplifier", "dcn")
 _ONNX_INT8_OPTIONS = ("imgsz", "calib_dir", "calib_images", "calib_method", "keep_float", "quantize_depthwise", "search",
-                      "search_budget")
+                      "search_budget", "reduce_range")
 _TFLITE_OPTIONS = ("imgsz", "input_layout", "dcn")
 _TFLITE_INT8_OPTIONS = (*_TFLITE_OPTIONS, "calib_dir", "calib_images", "keep_float", "float_io", "search",
                         "search_budget")

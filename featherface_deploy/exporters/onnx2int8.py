@@ -77,6 +77,9 @@ class Int8Options:
         quantize_bias: Write int32 quantized biases with their ``DequantizeLinear`` (ORT's default).
             ``False`` keeps biases float: TensorRT rejects an int32 DQ (onnx-tensorrt#850,
             onnxruntime#14229, onnxruntime#17738); see :mod:`~featherface_deploy.exporters.onnx2trt_int8`.
+        reduce_range: 7-bit weights (ORT's ``reduce_range``): on x86 CPUs without VNNI (AVX2, AVX-512)
+            ONNX Runtime's 8-bit convolutions pair-sum products in 16 bits, which can saturate; 7-bit
+            weights cannot. Costs a bit of weight precision everywhere else.
     """
 
     method: str = "minmax"
@@ -89,6 +92,7 @@ class Int8Options:
     num_bins: int = 2048
     batch_size: int = 1
     quantize_bias: bool = True
+    reduce_range: bool = False
 
     def validate(self) -> None:
         """Raises :class:`ExportError` for an unknown method or a bad number."""
@@ -154,7 +158,8 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_set: Calibr
     # Reported: the layers kept float by request or by the search, not the DCN sampling arithmetic.
     kept = tuple(sorted(n for n in excluded if n not in protected and _node_op(model, n) in options.op_types))
     facts = {
-        "method": options.method, "per_channel": options.per_channel, "weights": "int8 symmetric",
+        "method": options.method, "per_channel": options.per_channel,
+        "weights": "7-bit symmetric (reduce_range)" if options.reduce_range else "int8 symmetric",
         "activations": "int8 symmetric", "format": "QDQ", "quantized_op_types": list(options.op_types),
         "keep_float_nodes": list(kept), "keep_float_op_types": list(options.keep_float_op_types),
         "dcn_sampling_nodes_float": len(protected), "float_mac_fraction": round(fraction, 4),
@@ -297,7 +302,7 @@ def _run_quantize_static(prepared: Path, out: Path, calib_set: CalibrationSet, i
                         op_types_to_quantize=op_types, per_channel=options.per_channel,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=excluded, calibrate_method=METHODS[options.method],
-                        extra_options=extra)
+                        reduce_range=options.reduce_range, extra_options=extra)
     except Exception as error:  # ORT raises bare Exceptions/RuntimeErrors of many kinds here
         raise ExportError(f"ONNX Runtime static quantization failed: {error}") from error
 

@@ -51,6 +51,8 @@ class OnnxInt8Options:
             reach (``None``: :data:`SEARCH_BUDGET`); an unforced search starts below
             :data:`AGREEMENT_THRESHOLD` or this budget, whichever is lower.
         quantize_bias: int32 biases with their DequantizeLinear (ORT's default; TensorRT wants ``False``).
+        reduce_range: 7-bit weights, for x86 CPUs without VNNI whose 8-bit dot products saturate
+            (``--reduce-range``; README, "INT8 on ARM kernels").
         imgsz: Calibration size for a dynamic-shape source (a fixed-size source uses its own).
     """
 
@@ -62,12 +64,14 @@ class OnnxInt8Options:
     search: bool | None = None
     search_budget: float | None = None
     quantize_bias: bool = True
+    reduce_range: bool = False
     imgsz: int | tuple[int, int] = (640, 640)
 
     def quantization(self) -> Int8Options:
         """The :class:`Int8Options` these choices mean."""
         return Int8Options(method=self.calib_method, keep_float_nodes=tuple(self.keep_float),
-                           keep_float_depthwise=not self.quantize_depthwise, quantize_bias=self.quantize_bias)
+                           keep_float_depthwise=not self.quantize_depthwise, quantize_bias=self.quantize_bias,
+                           reduce_range=self.reduce_range)
 
     def validate(self, row=None) -> None:
         """Raises :class:`ExportError` with the fix for a missing calibration folder or a bad value."""
