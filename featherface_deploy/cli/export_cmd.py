@@ -100,7 +100,7 @@ _OPTION_PARSERS = {
               help="onnx-int8, tflite-int8: plain quantization, no agreement check and no search.")
 @click.option("--search-budget", default=None, type=click.FloatRange(0, 1),
               help="onnx-int8, tflite-int8: detection agreement with FP32 on the calibration photos the search "
-                   "aims at [0.99].")
+                   "aims at [ONNX 0.99, TFLite 0.985].")
 @click.option("--float-io", is_flag=True, default=None, help="tflite-int8: float32 input and outputs.")
 @click.option("--input-layout", default=None, type=click.Choice(["NHWC", "NCHW"]), help="tflite [NHWC].")
 @click.option("--target", default=None, help="coreml: minimum deployment target (iOS16, iOS17, macOS13…) [iOS16].")

@@ -74,10 +74,12 @@ DEFAULT_KEEP_FLOAT = (r"MobileNetV1_body/torch\.nn\.modules\.container\.Sequenti
 PACKAGES = ("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert")
 # Detection agreement of the INT8 file with the FP32 one on the 24 calibration photos; below the threshold the
 # module-group search runs, aiming at the budget. At 640×640, V1's default agrees 0.987 and meets the 1-point AP
-# budget on the WIDER subset; V2-CA's agrees 0.977 and misses it (Easy −1.05): the threshold sits between them
-# (two checkpoints only: a thin calibration; README, "TFLite (LiteRT)").
+# budget on the WIDER subset; V2-CA's agrees 0.977 and misses it (Easy −1.05): the threshold sits between them.
+# The budget is the agreement V1 meets the AP budget with: V2-CA reaches 0.986 with its first SSH float (60.1% of
+# MACs float, −0.76 / −0.69 / −0.32), where aiming at 0.99 kept 91.3% float for −0.36 / −0.38 / −0.40.
+# Two checkpoints only: a thin calibration (README, "TFLite (LiteRT)").
 AGREEMENT_THRESHOLD = 0.98
-SEARCH_BUDGET = 0.99
+SEARCH_BUDGET = 0.985
 
 
 
