@@ -120,7 +120,8 @@ def test_formats_command_lists_every_row_and_what_runs_here():
 def test_exporters_import_no_runtime():
     """Exporters only write files: no module under exporters/ imports a runtime, the parity check or the pipeline.
 
-    (``verify.metrics`` is plain numpy arithmetic — the one AP — which the INT8 sensitivity search uses.)"""
+    (``verify.metrics`` and ``verify.agreement`` are plain numpy arithmetic — the one AP, and the detection
+    agreement the INT8 searches use; the TFLite one runs its files through ``ExportContext.open_tflite``.)"""
     forbidden = ("featherface_deploy.runtimes", "featherface_deploy.verify.parity", "featherface_deploy.pipeline")
     offenders = []
     for path in sorted((PACKAGE / "exporters").glob("*.py")):

@@ -31,12 +31,16 @@ class ExportContext:
         scratch: Intermediate results exporters share within one run (e.g. the TFLite FP32
             conversion that FP16 and INT8 reuse), keyed by the exporter.
         untrained_seed: The seed of a randomly initialised (untrained) model; ``None`` for trained weights.
+        open_tflite: Opens a TFLite flatbuffer (bytes, decode contract) as a runtime, for an exporter that
+            measures what it made (the INT8 agreement check). Given by the pipeline, which may import
+            runtimes; exporters themselves do not.
     """
 
     model_name: str
     log: Log = field(default=_quiet, compare=False)
     scratch: dict = field(default_factory=dict, compare=False)
     untrained_seed: int | None = None
+    open_tflite: Callable | None = field(default=None, compare=False)
 
     def stamp(self, contract: DecodeContract) -> DecodeContract:
         """``contract`` flagged untrained (with the seed) when the model is; unchanged for trained weights."""

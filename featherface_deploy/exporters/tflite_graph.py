@@ -115,6 +115,12 @@ def op_census(data: bytes) -> Counter:
     return census
 
 
+def tensor_names(data: bytes) -> list[str]:
+    """Every tensor's name, subgraph by subgraph, in index order."""
+    model = unpack_model(data)
+    return [tensor.name.decode("utf-8") for subgraph in model.subgraphs for tensor in subgraph.tensors]
+
+
 # MAC-carrying op types and how many multiply-accumulates one output element costs, from the op's inputs.
 _MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
 

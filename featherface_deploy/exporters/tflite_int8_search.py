@@ -22,15 +22,17 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
+from typing import Any
 
 from featherface_deploy.calibration import CalibrationSet
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.exporters.keep_float_rounds import SearchStep, best_round
-from featherface_deploy.exporters.tflite_graph import float_mac_fraction
-from featherface_deploy.runtimes.tflite_runtime import TfliteRuntime
+from featherface_deploy.exporters.tflite_graph import float_mac_fraction, tensor_names
 from featherface_deploy.verify.agreement import detection_agreement
 
 Log = Callable[[str], None]
+# (flatbuffer, decode contract) → something with ``infer``: the pipeline passes a LiteRT runtime.
+OpenTflite = Callable[[bytes, DecodeContract], Any]
 # The DCN offset/mask convolutions are int8 by default (their sampling arithmetic is always float).
 DCN_CONVOLUTIONS = ("DCN convolutions", "ModulatedDeformConv2d")
 # A backbone is split into its stages; every other child of the model is one group.
@@ -45,11 +47,9 @@ def module_groups(fp32: bytes, already_float: tuple[str, ...] = ()) -> list[tupl
     Groups are the model's children, the backbone's stages instead of the backbone, and the DCN
     convolutions. Groups that a regex of ``already_float`` covers are left out.
     """
-    from ai_edge_litert.interpreter import Interpreter  # the runtime's own import already proved it is there
-
     scopes: list[str] = []
-    for detail in Interpreter(model_content=fp32).get_tensor_details():
-        parts = detail["name"].split(";")[0].split("/")
+    for name in tensor_names(fp32):
+        parts = name.split(";")[0].split("/")
         if len(parts) < 4:  # a constant, a signature tensor, or an op of the model itself
             continue
         depth = 4 if parts[2].endswith(_BACKBONE_SUFFIX) and len(parts) > 4 else 3
@@ -65,8 +65,9 @@ def module_groups(fp32: bytes, already_float: tuple[str, ...] = ()) -> list[tupl
     return [*groups, DCN_CONVOLUTIONS]
 
 
-def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract: DecodeContract, *,
-                     threshold: float, budget: float, forced: bool = False, max_rounds: int = 8,
+def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract: DecodeContract,
+                     open_tflite: OpenTflite, *, threshold: float, budget: float, forced: bool = False,
+                     max_rounds: int = 8,
                      log: Log | None = None, timings: dict[str, float] | None = None) -> tuple[bytes, dict]:
     """The INT8 flatbuffer (and its ``extra["int8"]`` facts) that meets the agreement budget, or the best one found.
 
@@ -75,6 +76,7 @@ def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract
         calibration: The calibration set (also where the agreement is measured).
         options: :class:`~featherface_deploy.exporters.torch2tflite.TfliteOptions`; the search adds to ``keep_float``.
         contract: The INT8 file's decode contract (input layout, size, priors).
+        open_tflite: Opens a flatbuffer as a runtime (the pipeline's ``ExportContext.open_tflite``).
         threshold: Agreement of the default quantization below which an unforced search runs.
         budget: Agreement the search aims at.
         forced: Search even when the default meets ``threshold`` (``--search``).
@@ -89,7 +91,7 @@ def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract
 
     log = log or (lambda message: None)
     threshold = min(threshold, budget)
-    reference = TfliteRuntime(fp32, contract=contract.replace(precision="fp32", extra={})).infer
+    reference = open_tflite(fp32, contract.replace(precision="fp32", extra={})).infer
     batches = [batch.transpose(0, 3, 1, 2).copy() if contract.input_layout == "NHWC" else batch
                for batch in calibration.batches(1)]
 
@@ -97,7 +99,7 @@ def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract
         trial_timings: dict[str, float] = {}
         keep = (*options.keep_float, *extra_scopes)
         data, facts = quantize_int8(fp32, calibration, dataclasses.replace(options, keep_float=keep), trial_timings)
-        agreement = detection_agreement(reference, TfliteRuntime(data, contract=contract).infer, batches, contract)
+        agreement = detection_agreement(reference, open_tflite(data, contract).infer, batches, contract)
         return data, facts, SearchStep(extra_scopes, round(agreement, 4), round(float_mac_fraction(data), 4)), \
             trial_timings
 

@@ -317,9 +317,12 @@ def quantize_for_export(fp32: bytes, calibration: CalibrationSet, options: Tflit
     if options.search is False:
         data, extra = quantize_int8(fp32, calibration, options, timings)
         return data, plain_facts(data, extra)
+    if context.open_tflite is None:
+        raise ExportError("the INT8 agreement check runs the file it made: export through the pipeline "
+                          "(featherface_deploy.pipeline), or pass search=False (--no-search)")
     return timed(timings, "search", lambda: quantize_checked(
-        fp32, calibration, options, contract, threshold=AGREEMENT_THRESHOLD, budget=options.budget(),
-        forced=bool(options.search), log=context.log, timings=timings))
+        fp32, calibration, options, contract, context.open_tflite, threshold=AGREEMENT_THRESHOLD,
+        budget=options.budget(), forced=bool(options.search), log=context.log, timings=timings))
 
 
 def build_contract(model_name: str, options: TfliteOptions, precision: str) -> DecodeContract:

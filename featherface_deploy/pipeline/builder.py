@@ -109,7 +109,8 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
     prepared = prepare_options(row, split_options(row, options or {}), set(reuse or {}))
     started = time.perf_counter()
     model, model_name = load_source(source, architecture)
-    context = ExportContext(model_name, log or _quiet, {} if scratch is None else scratch, untrained_seed)
+    context = ExportContext(model_name, log or _quiet, {} if scratch is None else scratch, untrained_seed,
+                            open_tflite=_open_tflite)
     build = _Build(model, _reference(model), context, list(parity_images), prepared, dict(reuse or {}),
                    require_faces and untrained_seed is None)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -234,3 +235,10 @@ def _publish(outcome: ExportOutcome, out: Path) -> None:
 
 def _quiet(message: str) -> None:
     """Discards a log line."""
+
+
+def _open_tflite(data: bytes, contract: DecodeContract):
+    """A LiteRT runtime over a flatbuffer in memory (what exporters measure their INT8 files with)."""
+    from featherface_deploy.runtimes.tflite_runtime import TfliteRuntime
+
+    return TfliteRuntime(data, contract=contract)
