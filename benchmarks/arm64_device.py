@@ -304,6 +304,18 @@ def is_running(state: dict) -> bool:
     return bool(state.get("pid")) and _alive(state["pid"])
 
 
+def running_state(directory: Path) -> dict:
+    """The connection facts of the device running from ``directory``.
+
+    Raises:
+        DeviceError: It is not up there (the message says to run ``up``).
+    """
+    state = read_state(directory)
+    if not is_running(state):
+        raise DeviceError(f"the emulated device is not up in {directory}: run benchmarks/arm64_device.py up")
+    return state
+
+
 def _write_state(directory: Path, state: dict) -> None:
     partial = _state_path(directory).with_suffix(".partial")
     partial.write_text(json.dumps(state, indent=2) + "\n")

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import arm64_device
+from common import default_shared
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = ("easy", "medium", "hard")
@@ -81,14 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--limit", type=int, required=True, help="evaluate the first N images (emulation is slow)")
     parser.add_argument("--widerface", type=Path,
-                        default=Path(os.environ.get("FEATHERFACE_SHARED", REPO.parent / "shared"))
-                        / "data" / "widerface-val-416")
+                        default=default_shared() / "data" / "widerface-val-416")
     parser.add_argument("--out", type=Path, default=Path("arm-vs-x86"), help="folder of the runs' JSON")
     parser.add_argument("--device-dir", type=Path, default=arm64_device.default_dir())
     args = parser.parse_args(argv)
-    state = arm64_device.read_state(args.device_dir)
-    if not arm64_device.is_running(state):
-        print(f"the emulated device is not up in {args.device_dir}: run benchmarks/arm64_device.py up", file=sys.stderr)
+    try:
+        state = arm64_device.running_state(args.device_dir)
+    except arm64_device.DeviceError as error:
+        print(error, file=sys.stderr)
         return 2
     remote = ["--remote", state["url"], "--identity", state["identity"], "--known-hosts", state["known_hosts"],
               "--python", state["python"], "--remote-timeout", "7200"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import arm64_device
+from common import default_shared
 
 REPO = Path(__file__).resolve().parent.parent
 ROLES = ("loc", "conf", "landmarks")
@@ -108,14 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("models", nargs="+", type=Path, help=".onnx files of one input size")
     parser.add_argument("--images", type=int, default=6, help="calibration photos fed to every model")
-    parser.add_argument("--calib-dir", type=Path,
-                        default=Path(os.environ.get("FEATHERFACE_SHARED", REPO.parent / "shared")) / "data" / "calibration")
+    parser.add_argument("--calib-dir", type=Path, default=default_shared() / "data" / "calibration")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--device-dir", type=Path, default=arm64_device.default_dir())
     args = parser.parse_args(argv)
-    state = arm64_device.read_state(args.device_dir)
-    if not arm64_device.is_running(state):
-        print(f"the emulated device is not up in {args.device_dir}: run benchmarks/arm64_device.py up", file=sys.stderr)
+    try:
+        state = arm64_device.running_state(args.device_dir)
+    except arm64_device.DeviceError as error:
+        print(error, file=sys.stderr)
         return 2
     if any(model.suffix != ".onnx" for model in args.models):
         print("only .onnx files: the runner uses onnxruntime on both machines", file=sys.stderr)
