@@ -109,12 +109,14 @@ def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract
         f"({100 * first[2].float_fraction:.1f}% of MACs float)")
     ran = forced or first[2].agreement < threshold
     screened: list[tuple[float, str, str]] = []
+    alone: dict[str, tuple] = {}  # each group's screen trial: the first accumulation round is one of them
     if ran:
         log(f"  {'forced' if forced else f'below the threshold {threshold}'}: keep-float search over module "
             f"groups to {budget}")
         for label, pattern in module_groups(fp32, tuple(options.keep_float)):
             result = trial((pattern,))
             screened.append((result[2].agreement, label, pattern))
+            alone[pattern] = result
             log(f"    {label} float: {result[2].agreement:.4f}")
         kept: list[str] = []
         helpful = sorted((row for row in screened if row[0] > first[2].agreement), key=lambda row: -row[0])
@@ -122,7 +124,7 @@ def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract
             if history[-1].agreement >= budget:
                 break
             kept.append(pattern)
-            result = trial(tuple(kept))
+            result = alone[pattern] if len(kept) == 1 else trial(tuple(kept))
             history.append(result[2])
             files.append(result)
             log(f"  + {label}: {result[2].agreement:.4f} ({100 * result[2].float_fraction:.1f}% of MACs float)")
