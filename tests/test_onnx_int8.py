@@ -27,13 +27,12 @@ SIZE = (64, 64)
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from conftest import export_row
-    from featherface_deploy.models import create_model
+    from featherface_deploy.models.registry import create_untrained_model
 
     root = tmp_path_factory.mktemp("int8")
     # The tests below lean on this random model's INT8 agreement (between 0.5 and 1): fix its weights, whatever
     # ran before in the session (torch's own default seed, with which these tests were written).
-    torch.manual_seed(67280421310721)
-    export_row(create_model("featherface-tiny"), root / "tiny.onnx", "onnx", imgsz=SIZE, simplify=False,
+    export_row(create_untrained_model("featherface-tiny", 67280421310721), root / "tiny.onnx", "onnx", imgsz=SIZE, simplify=False,
                dcn="gather")  # INT8 quantizes a plain-op DCN graph (the ONNX default, native DeformConv, has no INT8 kernel)
     images = root / "images"
     images.mkdir()
@@ -92,13 +91,22 @@ def test_runs_and_outputs_float(int8, calib_set) -> None:
     assert out["conf"].dtype == np.float32 and np.isfinite(out["loc"]).all()
 
 
-def test_contract_says_int8(int8, calib_set) -> None:
+def test_contract_says_int8(workdir: Path, int8, calib_set) -> None:
+    from featherface_deploy.exporters.onnx2int8 import layer_macs, prepare_for_quantization
+
     model = onnx.load(str(int8.path))
     embedded = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
     assert embedded["precision"] == "int8"
     facts = embedded["extra"]["int8"]
     assert facts["calibration"]["digest"] == calib_set.digest and facts["method"] == "minmax"
-    assert 0.0 <= facts["float_mac_fraction"] <= 1.0
+    # The recorded share of float MACs is what the file holds: the MAC layers whose weights are not dequantized.
+    prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared-macs.onnx")
+    macs = layer_macs(onnx.load(str(prepared)), calib_set.inputs[:1])
+    producers, nodes = _producers(model), {node.name: node for node in model.graph.node}
+    float_macs = sum(count for name, count in macs.items()
+                     if getattr(producers.get(nodes[name].input[1]), "op_type", None) != "DequantizeLinear")
+    assert 0 < float_macs < sum(macs.values())
+    assert facts["float_mac_fraction"] == pytest.approx(float_macs / sum(macs.values()), abs=1e-4)
     assert read_sidecar(int8.path).precision == "int8"
 
 
@@ -159,7 +167,14 @@ def test_detection_agreement_is_one_against_itself_and_at_most_one_for_int8(work
     contract = read_contract(workdir / "tiny.onnx")
     prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared-agreement.onnx")
     assert detection_agreement(prepared, prepared, calib_set, contract) == pytest.approx(1.0, abs=1e-12)
-    assert 0.0 <= detection_agreement(prepared, int8.path, calib_set, contract) <= 1.0
+    # The same measure through the runtimes on every calibration input; INT8 changes some detections.
+    from featherface_deploy.runtimes.ort_runtime import OrtRuntime
+    from featherface_deploy.verify.agreement import detection_agreement as agreement_of
+
+    expected = agreement_of(OrtRuntime(prepared, contract=contract).infer, OrtRuntime(int8.path).infer,
+                            calib_set.batches(1), contract)
+    assert detection_agreement(prepared, int8.path, calib_set, contract) == pytest.approx(expected, abs=1e-12)
+    assert 0.5 <= expected < 1.0
 
 
 def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, calib_set) -> None:
