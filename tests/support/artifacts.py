@@ -2,8 +2,8 @@
 
 An artifact is a format row exported from a seeded random model (``create_untrained_model``), with
 options. Its cache key is the row, the options (a folder or file option by its content), the model and
-a digest of the code that builds it: every file of the ``featherface_deploy`` package and the versions
-of the conversion and runtime packages. A change to any of them gives new keys, so entries may be
+a digest of the code that builds it: every file of the ``featherface_deploy`` package, this module and
+the versions of the conversion and runtime packages. A change to any of them gives new keys, so entries may be
 reused across sessions; an unchanged tree reuses them. Each entry is built under a file lock and
 published by one rename, so concurrent workers (pytest-xdist) and sessions share one build.
 
@@ -41,9 +41,10 @@ def _hash_path(digest: "hashlib._Hash", path: Path) -> None:
 
 @functools.cache
 def code_digest() -> str:
-    """SHA-256 of the ``featherface_deploy`` sources and the installed backend versions that build artifacts."""
+    """SHA-256 of the ``featherface_deploy`` sources, this factory and the installed backend versions."""
     digest = hashlib.sha256()
     _hash_path(digest, PACKAGE_ROOT)
+    _hash_path(digest, Path(__file__))  # how this factory builds and names them
     for name in BACKEND_DISTRIBUTIONS:
         try:
             version = metadata.version(name)
@@ -74,6 +75,12 @@ class ArtifactSpec:
     seed: int = 0
     untrained: bool = False
     require_faces: bool = True
+
+    def file_name(self) -> str:
+        """The artifact's file name: the architecture without its family prefix and the row's suffix (``tiny.onnx``)."""
+        from featherface_deploy.formats import get_format
+
+        return self.architecture.removeprefix("featherface-") + get_format(self.row).suffixes[0]
 
     def key(self) -> str:
         """The cache key: this spec and :func:`code_digest`."""
@@ -128,7 +135,7 @@ class ArtifactFactory:
         with FileLock(str(final) + ".lock"):
             if not final.is_dir():
                 self._build(spec, final)
-        return final / _artifact_name(row)
+        return final / spec.file_name()
 
     def _build(self, spec: ArtifactSpec, final: Path) -> None:
         from featherface_deploy.pipeline import export_model
@@ -136,7 +143,7 @@ class ArtifactFactory:
         partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
-        out = partial / _artifact_name(spec.row)
+        out = partial / spec.file_name()
         export_model(self.model(spec.architecture, spec.seed), out, spec.row, spec.options,
                      untrained_seed=spec.seed if spec.untrained else None, require_faces=spec.require_faces,
                      scratch=self._scratch)
@@ -150,12 +157,6 @@ def _remove_stale_siblings(root: Path) -> None:
     for other in root.parent.iterdir():
         if other != root and other.is_dir() and now - other.stat().st_mtime > STALE_AFTER_S:
             shutil.rmtree(other, ignore_errors=True)
-
-
-def _artifact_name(row: str) -> str:
-    from featherface_deploy.formats import get_format
-
-    return "artifact" + get_format(row).suffixes[0]
 
 
 def copy_artifact(path: Path, folder: Path, name: str | None = None) -> Path:
