@@ -35,15 +35,16 @@ def formats_markdown() -> str:
     """The format table as Markdown, one line per row; the same on every machine (no "here" verdicts)."""
     lines = ["| " + " | ".join(MARKDOWN_HEADER) + " |", "|" + "---|" * len(MARKDOWN_HEADER)]
     for row in FORMATS:
-        cells = (f"`{row.name}`", row.precision, _source(row), f"`{row.suffix}`" if row.suffix else "(folder)",
-                 f"`{row.runtime.split(':')[1]}`", f"`{row.extra}`",
+        source = _source(row)
+        cells = (f"`{row.name}`", row.precision, source if source in ("—", CHECKPOINT) else f"`{source}`",
+                 f"`{row.suffix}`" if row.suffix else "(folder)", f"`{row.runtime.split(':')[1]}`", f"`{row.extra}`",
                  f"`{row.export_extra}`" if row.exporter and row.export_extra else "—", _needs(row), row.description)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def _source(row: Format) -> str:
-    return "—" if row.source is None else "checkpoint" if row.source == CHECKPOINT else f"`{row.source}`"
+    return "—" if row.source is None else row.source
 
 
 def _needs(row: Format) -> str:
