@@ -25,7 +25,8 @@ from featherface_deploy.errors import ExportError, FeatherFaceError
 
 CHECKPOINT = "checkpoint"
 
-_ONNX_OPTIONS = ("imgsz", "dynamic", "opset", "simplify", "simplifier", "dcn")
+END2END_OPTIONS = ("end2end", "max_det", "conf", "nms_iou", "pre_nms_top_k")
+_ONNX_OPTIONS = ("imgsz", "dynamic", "opset", "simplify", "simplifier", "dcn", *END2END_OPTIONS)
 _ONNX_INT8_OPTIONS = ("imgsz", "calib_dir", "calib_images", "calib_method", "keep_float", "quantize_depthwise", "search",
                       "search_budget", "reduce_range")
 _TFLITE_OPTIONS = ("imgsz", "input_layout", "dcn")

@@ -119,7 +119,7 @@ def open_for_timing(runtime_class: type[Runtime], path: str | Path, threads: int
     Returns:
         The opened runtime.
     """
-    return runtime_class(path, threads=threads, **TIMING_OPTIONS.get(runtime_class.name, {}), **(options or {}))
+    return runtime_class.open(path, threads=threads, **TIMING_OPTIONS.get(runtime_class.name, {}), **(options or {}))
 
 
 class Pipeline:
