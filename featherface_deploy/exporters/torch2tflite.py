@@ -47,12 +47,13 @@ from torch import nn
 
 import featherface_deploy
 from featherface_deploy.calibration import CalibrationConfig, CalibrationSet, build_calibration_set
-from featherface_deploy.contract import DecodeContract, End2EndSpec, end2end_setting_problems
+from featherface_deploy.contract import DecodeContract, End2EndSpec
 from featherface_deploy.errors import BackendNotInstalledError, ExportError, missing_backend
 from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
 from featherface_deploy.exporters.dcn_choice import AUTO, FASTEST, choose_lowering
 from featherface_deploy.exporters import nms_tflite
 from featherface_deploy.exporters.end2end_head import end2end_model
+from featherface_deploy.exporters.end2end_options import End2EndOptions
 from featherface_deploy.exporters.tflite_graph import drop_outputs, op_census, rewrite_leaky_relu
 from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.metadata.tflite import embed_contract
@@ -87,7 +88,7 @@ END2END_TAIL_SCOPE = r"End2EndTail"  # the end-to-end head's decoding and NMS: f
 
 
 @dataclass(frozen=True)
-class TfliteOptions:
+class TfliteOptions(End2EndOptions):
     """How to export (the options of the ``tflite``, ``tflite-fp16`` and ``tflite-int8`` rows; precision is the row's).
 
     Attributes:
@@ -104,10 +105,9 @@ class TfliteOptions:
             calibration photos and search module groups to keep float when it is below
             :data:`AGREEMENT_THRESHOLD`; ``True``: always search; ``False``: plain quantization, unchecked.
         search_budget: INT8 only: the agreement the search aims at (``None``: :data:`SEARCH_BUDGET`).
-        end2end: Decoding and NMS inside the file (:mod:`~featherface_deploy.exporters.end2end_head`, NMS
-            lowered by :mod:`~featherface_deploy.exporters.nms_tflite`): RGB 0–255 input in ``input_layout``,
-            ``detections`` and ``num_detections`` outputs; the head stays float in FP16 and INT8.
-        max_det, conf, nms_iou, pre_nms_top_k: The end-to-end settings (:class:`~featherface_deploy.contract.End2EndSpec`).
+        end2end, max_det, conf, nms_iou, pre_nms_top_k: :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`
+            (NMS lowered by :mod:`~featherface_deploy.exporters.nms_tflite`; RGB 0–255 input in ``input_layout``;
+            the head stays float in FP16 and INT8).
     """
 
     imgsz: int | tuple[int, int] = (640, 640)
@@ -119,11 +119,6 @@ class TfliteOptions:
     dcn: str = AUTO
     search: bool | None = None
     search_budget: float | None = None
-    end2end: bool = False
-    max_det: int = End2EndSpec.max_det
-    conf: float = End2EndSpec.conf
-    nms_iou: float = End2EndSpec.nms_iou
-    pre_nms_top_k: int = End2EndSpec.pre_nms_top_k
 
     @property
     def size(self) -> tuple[int, int]:
@@ -147,17 +142,8 @@ class TfliteOptions:
             raise ExportError("--search-budget is the agreement the search must reach, and --no-search never "
                               "searches nor measures it: drop one of them")
         self.dcn_choice()
-        if self.end2end:
-            problems = end2end_setting_problems(self.max_det, self.conf, self.nms_iou, self.pre_nms_top_k)
-            if problems:
-                raise ExportError("; ".join(problems))
-
-    def end2end_spec(self) -> End2EndSpec | None:
-        """The end-to-end settings, or ``None`` for a raw-output export."""
-        if not self.end2end:
-            return None
-        return End2EndSpec(max_det=self.max_det, conf=float(self.conf), nms_iou=float(self.nms_iou),
-                           pre_nms_top_k=self.pre_nms_top_k)
+        if self.end2end_problems():
+            raise ExportError("; ".join(self.end2end_problems()))
 
     def budget(self) -> float:
         """The search's agreement budget: ``search_budget``, else :data:`SEARCH_BUDGET`."""
