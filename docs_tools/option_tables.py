@@ -46,8 +46,11 @@ def declared_options(reference: str) -> dict[str, OptionField]:
                                                                  or node.level):
             source = importlib.util.resolve_name("." * node.level + node.module, module_name.rpartition(".")[0])
             imported = _constants(_module_tree(source))
-            constants.update({alias.asname or alias.name: imported[alias.name] for alias in node.names
-                              if alias.name in imported})
+            for alias in node.names:
+                for key, value in imported.items():
+                    head, dot, rest = key.partition(".")
+                    if head == alias.name:
+                        constants[(alias.asname or alias.name) + dot + rest] = value
     cls = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name)
     docs = attribute_docs(ast.get_docstring(cls) or "")
     fields = {}
@@ -63,8 +66,13 @@ def _module_tree(module_name: str) -> ast.Module:
 
 
 def _constants(tree: ast.Module) -> dict[str, ast.expr]:
-    return {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)}
+    """Module-level ``NAME = value`` and class-level ``Class.field = value`` (dataclass defaults) of a module."""
+    constants = {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                 for target in node.targets if isinstance(target, ast.Name)}
+    for cls in (node for node in tree.body if isinstance(node, ast.ClassDef)):
+        constants.update({f"{cls.name}.{node.target.id}": node.value for node in cls.body
+                          if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value})
+    return constants
 
 
 def attribute_docs(docstring: str) -> dict[str, str]:
@@ -96,8 +104,8 @@ def _default(node: ast.expr | None, constants: dict[str, ast.expr]) -> str:
         node = next((k.value for k in node.keywords if k.arg == "default"), None)
         if node is None:
             return "—" if factory is not None and ast.unparse(factory) in ("tuple", "list", "dict") else "required"
-    if isinstance(node, ast.Name) and node.id in constants:
-        node = constants[node.id]
+    if isinstance(node, (ast.Name, ast.Attribute)) and ast.unparse(node) in constants:
+        node = constants[ast.unparse(node)]
     try:
         value = ast.literal_eval(node)
     except ValueError:
