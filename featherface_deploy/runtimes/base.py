@@ -193,6 +193,7 @@ class DetectingRuntime(ABC):
     name = "runtime"
     note = ""
     postprocess = "in-graph"
+    max_batch = None  # images are detected one at a time; callers loop
 
     def __init__(self, contract: DecodeContract) -> None:
         self.contract = contract
