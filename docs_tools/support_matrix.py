@@ -42,6 +42,9 @@ WHERE: dict[str, Where] = {
                   "x86_64; aarch64 only emulated"),
     "tflite": Where("TFLite / LiteRT", "Linux x86_64, macOS", "any CPU, Android", "yes",
                     "x86_64; aarch64 only emulated; no phone"),
+    "mediapipe": Where("MediaPipe ObjectDetector (`.tflite` + task metadata)", "Linux x86_64, macOS",
+                       "MediaPipe Tasks: Android, iOS, web, Python", "Python and web tasks run; Android/iOS not",
+                       "x86_64 (Python, web); no phone"),
     "coreml": Where("Core ML (`.mlpackage`)", "Linux x86_64, macOS", "macOS, iOS; elsewhere a numpy reference "
                     "interpreter", "export and interpreter; Core ML skipped (macOS)", "**never**: Core ML itself "
                     "never ran"),
