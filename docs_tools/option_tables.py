@@ -3,7 +3,8 @@
 Each exporter declares its options as the fields of a frozen dataclass (``Format.options_class``) and
 documents them in the class docstring's ``Attributes:`` section; a row accepts the fields named in
 ``Format.options``, through its chain (``onnx-int8`` also takes the options of the ``onnx`` file it is
-built from). The table lists, per option: its command-line flag, its default and that description.
+built from). The table lists, per option: its command-line flag (or, where ``export`` has none, its key for
+:func:`featherface_deploy.pipeline.export_model`), its default and that description.
 """
 
 from __future__ import annotations
@@ -113,9 +114,22 @@ def _default(node: ast.expr | None, constants: dict[str, ast.expr]) -> str:
     return "—" if value is None or value == () else f"`{value}`"
 
 
+def command_line_flags() -> set[str]:
+    """Every flag of ``featherface-deploy export``."""
+    from featherface_deploy.cli.export_cmd import export
+
+    return {flag for param in export.params for flag in (*param.opts, *param.secondary_opts)}
+
+
+def _spelling(name: str, flags: set[str]) -> str:
+    """The option's command-line flag, or its key for ``export_model`` when the command has no flag for it."""
+    flag = option_flag(name)
+    return f"`{flag}`" if flag in flags else f"`{name}` (Python API only)"
+
+
 def options_rows(row_name: str) -> list[dict]:
     """One dict per option ``row_name`` accepts (its own first, then its source's): flag, default, row, text."""
-    rows, seen = [], set()
+    rows, seen, flags = [], set(), command_line_flags()
     for link in build_chain(get_format(row_name)):
         if not link.options_class:
             continue
@@ -123,7 +137,7 @@ def options_rows(row_name: str) -> list[dict]:
         for name in link.options:
             if name not in seen:
                 seen.add(name)
-                rows.append({"flag": f"`{option_flag(name)}`", "default": fields[name].default,
+                rows.append({"flag": _spelling(name, flags), "default": fields[name].default,
                              "row": f"`{link.name}`", "text": fields[name].text})
     return rows
 

@@ -87,5 +87,5 @@ def support_matrix_markdown() -> str:
     """The matrix as a Markdown table."""
     return markdown_table(support_rows(), [
         Column("format", "format"), Column("precisions", "precisions"),
-        Column("end2end", "end-to-end (`--end2end`)"), Column("exports", "exports on"), Column("runs", "runs on"),
+        Column("end2end", "end-to-end (NMS in the graph)"), Column("exports", "exports on"), Column("runs", "runs on"),
         Column("ci", "tested in CI (Linux x86_64, no GPU)"), Column("hardware", "run on real target hardware")])
