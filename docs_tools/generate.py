@@ -6,6 +6,7 @@
 Section names say what fills them:
 
 - ``formats``: ``featherface-deploy formats --markdown``;
+- ``support-matrix``: the README's support matrix (:mod:`docs_tools.support_matrix`);
 - ``options:ROW``: the options table of format row ``ROW``, from its exporter's option declarations;
 - ``results:NAME``: the table(s) of ``benchmarks/results/NAME.json``;
 - ``environment:NAME,NAME…``: the environment block of a benchmark page, from those results files.
@@ -23,6 +24,7 @@ from docs_tools.environment import environment_block
 from docs_tools.option_tables import options_markdown
 from docs_tools.results_tables import RESULTS_DIR, load_results, render_results
 from docs_tools.sections import find_sections, replace_sections
+from docs_tools.support_matrix import support_matrix_markdown
 from featherface_deploy.cli.formats_cmd import formats_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +39,8 @@ def render_section(name: str, results_dir: Path = RESULTS_DIR) -> str:
     kind, _, argument = name.partition(":")
     if kind == "formats" and not argument:
         return formats_markdown()
+    if kind == "support-matrix" and not argument:
+        return support_matrix_markdown()
     if kind == "options":
         return options_markdown(argument)
     if kind == "results":
@@ -44,8 +48,8 @@ def render_section(name: str, results_dir: Path = RESULTS_DIR) -> str:
     if kind == "environment":
         stems = argument.split(",")
         return environment_block([(f"{stem}.json", load_results(stem, results_dir)) for stem in stems])
-    raise ValueError(f"unknown generated section '{name}' (known: formats, options:ROW, results:NAME, "
-                     "environment:NAME,…)")
+    raise ValueError(f"unknown generated section '{name}' (known: formats, support-matrix, options:ROW, "
+                     "results:NAME, environment:NAME,…)")
 
 
 def documentation_files(root: Path = ROOT) -> list[Path]:

@@ -3,7 +3,8 @@
 Each exporter declares its options as the fields of a frozen dataclass (``Format.options_class``) and
 documents them in the class docstring's ``Attributes:`` section; a row accepts the fields named in
 ``Format.options``, through its chain (``onnx-int8`` also takes the options of the ``onnx`` file it is
-built from). The table lists, per option: its command-line flag, its default and that description.
+built from). The table lists, per option: its command-line flag (or, where ``export`` has none, its key for
+:func:`featherface_deploy.pipeline.export_model`), its default and that description.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ def declared_options(reference: str) -> dict[str, OptionField]:
                                                                  or node.level):
             source = importlib.util.resolve_name("." * node.level + node.module, module_name.rpartition(".")[0])
             imported = _constants(_module_tree(source))
-            constants.update({alias.asname or alias.name: imported[alias.name] for alias in node.names
-                              if alias.name in imported})
+            for alias in node.names:
+                for key, value in imported.items():
+                    head, dot, rest = key.partition(".")
+                    if head == alias.name:
+                        constants[(alias.asname or alias.name) + dot + rest] = value
     cls = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name)
     docs = attribute_docs(ast.get_docstring(cls) or "")
     fields = {}
@@ -63,8 +67,13 @@ def _module_tree(module_name: str) -> ast.Module:
 
 
 def _constants(tree: ast.Module) -> dict[str, ast.expr]:
-    return {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)}
+    """Module-level ``NAME = value`` and class-level ``Class.field = value`` (dataclass defaults) of a module."""
+    constants = {target.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                 for target in node.targets if isinstance(target, ast.Name)}
+    for cls in (node for node in tree.body if isinstance(node, ast.ClassDef)):
+        constants.update({f"{cls.name}.{node.target.id}": node.value for node in cls.body
+                          if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value})
+    return constants
 
 
 def attribute_docs(docstring: str) -> dict[str, str]:
@@ -96,8 +105,8 @@ def _default(node: ast.expr | None, constants: dict[str, ast.expr]) -> str:
         node = next((k.value for k in node.keywords if k.arg == "default"), None)
         if node is None:
             return "—" if factory is not None and ast.unparse(factory) in ("tuple", "list", "dict") else "required"
-    if isinstance(node, ast.Name) and node.id in constants:
-        node = constants[node.id]
+    if isinstance(node, (ast.Name, ast.Attribute)) and ast.unparse(node) in constants:
+        node = constants[ast.unparse(node)]
     try:
         value = ast.literal_eval(node)
     except ValueError:
@@ -105,9 +114,22 @@ def _default(node: ast.expr | None, constants: dict[str, ast.expr]) -> str:
     return "—" if value is None or value == () else f"`{value}`"
 
 
+def command_line_flags() -> set[str]:
+    """Every flag of ``featherface-deploy export``."""
+    from featherface_deploy.cli.export_cmd import export
+
+    return {flag for param in export.params for flag in (*param.opts, *param.secondary_opts)}
+
+
+def _spelling(name: str, flags: set[str]) -> str:
+    """The option's command-line flag, or its key for ``export_model`` when the command has no flag for it."""
+    flag = option_flag(name)
+    return f"`{flag}`" if flag in flags else f"`{name}` (Python API only)"
+
+
 def options_rows(row_name: str) -> list[dict]:
     """One dict per option ``row_name`` accepts (its own first, then its source's): flag, default, row, text."""
-    rows, seen = [], set()
+    rows, seen, flags = [], set(), command_line_flags()
     for link in build_chain(get_format(row_name)):
         if not link.options_class:
             continue
@@ -115,7 +137,7 @@ def options_rows(row_name: str) -> list[dict]:
         for name in link.options:
             if name not in seen:
                 seen.add(name)
-                rows.append({"flag": f"`{option_flag(name)}`", "default": fields[name].default,
+                rows.append({"flag": _spelling(name, flags), "default": fields[name].default,
                              "row": f"`{link.name}`", "text": fields[name].text})
     return rows
 
