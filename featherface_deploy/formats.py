@@ -34,7 +34,7 @@ _TFLITE_INT8_OPTIONS = (*_TFLITE_OPTIONS, "calib_dir", "calib_images", "keep_flo
                         "search_budget")
 _COREML_OPTIONS = ("imgsz", "target", "image_input", "flexible", "sizes")
 _ENGINE_OPTIONS = ("workspace", "dla")
-_RECIPE_OPTIONS = ("imgsz", "trt_version", "workspace", "dla")
+_RECIPE_OPTIONS = ("imgsz", "trt_version", "workspace", "dla", *END2END_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -204,6 +204,8 @@ FORMATS: tuple[Format, ...] = (
     _recipe_row("trt-recipe-int8", "int8", (*_RECIPE_OPTIONS, "calib_dir", "calib_images")),
 )
 REFERENCE = "torch"
+# The rows whose files can carry decoding and NMS in the graph (``--end2end``).
+END2END_ROWS = ("onnx", "trt-recipe", "trt-recipe-fp16")
 
 
 def format_names() -> list[str]:
