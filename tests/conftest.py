@@ -137,3 +137,23 @@ def artifacts(request, tmp_path_factory):
     session = tmp_path_factory.getbasetemp()
     return ArtifactFactory((session.parent if hasattr(request.config, "workerinput") else session)
                            / "featherface-artifacts")
+
+
+TINY_E2E_SETTINGS = {"imgsz": (64, 64), "end2end": True, "max_det": 20, "conf": 0.3, "nms_iou": 0.4,
+                     "pre_nms_top_k": 100}
+
+
+@pytest.fixture(scope="session")
+def tiny_e2e_onnx(tmp_path_factory):
+    """A seeded ``featherface-tiny`` exported end to end (64×64, conf 0.3, max_det 20) through the pipeline.
+
+    Returns:
+        (path, ExportOutcome): the verified file and its export outcome (parity and in-graph reports).
+    """
+    pytest.importorskip("torch")
+    requires_backend("onnx", "export")
+    from featherface_deploy.models.registry import create_untrained_model
+
+    path = tmp_path_factory.mktemp("tiny-e2e") / "tiny-e2e.onnx"
+    outcome = export_row(create_untrained_model("featherface-tiny", 0), path, "onnx", **TINY_E2E_SETTINGS)
+    return path, outcome
