@@ -1,7 +1,6 @@
 """Generated sections of Markdown files: ``<!-- generated:NAME begin -->`` … ``<!-- generated:NAME end -->``.
 
-The markers are the ones :func:`featherface_deploy.harness.report.update_readme` writes, so a
-benchmark script and the documentation generator fill the same sections.
+The same markers as ``benchmarks/README.md``'s generated tables.
 """
 
 from __future__ import annotations
@@ -10,10 +9,9 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from featherface_deploy.harness.report import SECTION
-
+SECTION = "<!-- generated:{name} {edge} -->"
 _SECTION = re.compile(r"<!-- generated:(?P<name>[^ ]+) begin -->\n(?P<body>.*?)\n?<!-- generated:(?P=name) end -->",
-                      re.DOTALL)  # SECTION's begin and end markers
+                      re.DOTALL)
 
 
 @dataclass(frozen=True)
