@@ -36,30 +36,40 @@ class OptionField:
 def declared_options(reference: str) -> dict[str, OptionField]:
     """The fields of an options dataclass (``module:Class``), read from its source without importing it.
 
-    Reading the source keeps the tables buildable where the exporter's backend is not installed
-    (TensorRT's options module imports ``tensorrt``).
+    Fields inherited from base classes (an ``End2EndOptions`` mixin) come first. Reading the source keeps
+    the tables buildable where the exporter's backend is not installed (TensorRT's options module imports
+    ``tensorrt``).
     """
     module_name, class_name = reference.split(":")
     tree = _module_tree(module_name)
     constants = _constants(tree)
-    for node in tree.body:  # constants imported by name from the package (``from .dcn_choice import AUTO``)
+    imported_from = {}
+    for node in tree.body:  # names imported from the package (``from .dcn_choice import AUTO``)
         if isinstance(node, ast.ImportFrom) and node.module and (node.module.startswith("featherface_deploy")
                                                                  or node.level):
             source = importlib.util.resolve_name("." * node.level + node.module, module_name.rpartition(".")[0])
             imported = _constants(_module_tree(source))
             for alias in node.names:
+                imported_from[alias.asname or alias.name] = f"{source}:{alias.name}"
                 for key, value in imported.items():
                     head, dot, rest = key.partition(".")
                     if head == alias.name:
                         constants[(alias.asname or alias.name) + dot + rest] = value
     cls = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name)
+    fields: dict[str, OptionField] = {}
+    for base in cls.bases:
+        if isinstance(base, ast.Name) and (base.id in imported_from or _defines_class(tree, base.id)):
+            fields.update(declared_options(imported_from.get(base.id, f"{module_name}:{base.id}")))
     docs = attribute_docs(ast.get_docstring(cls) or "")
-    fields = {}
     for node in cls.body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             name = node.target.id
             fields[name] = OptionField(name, _default(node.value, constants), docs.get(name, ""))
     return fields
+
+
+def _defines_class(tree: ast.Module, name: str) -> bool:
+    return any(isinstance(node, ast.ClassDef) and node.name == name for node in tree.body)
 
 
 def _module_tree(module_name: str) -> ast.Module:
