@@ -1,9 +1,11 @@
-"""Which options a format row takes, and which output names it may write.
+"""Which options a format row takes, their docs table, and which output names it may write.
 
 A row accepts its own exporter's options and those of the rows it is built
 from (``onnx-int8`` takes ``--calib-dir`` and, through ``onnx``, ``--dynamic``).
 Anything else is an error naming the option and the rows that do take it, so an
-option is never silently ignored.
+option is never silently ignored. :func:`options_markdown` renders a row's
+options (from their declarations in :mod:`featherface_deploy.export_options`)
+as the docs' table.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from featherface_deploy.errors import ExportError
-from featherface_deploy.formats import CHECKPOINT, FORMATS, Format, get_format
+from featherface_deploy.formats import CHECKPOINT, FORMATS, Format, get_format, resolve
+from featherface_deploy.option_fields import option_fields, option_flag
 
 
 def build_chain(row: Format) -> list[Format]:
@@ -26,11 +29,6 @@ def build_chain(row: Format) -> list[Format]:
 def accepted_options(row: Format) -> set[str]:
     """Every option name ``row`` accepts, through its chain."""
     return {name for link in build_chain(row) for name in link.options}
-
-
-def option_flag(name: str) -> str:
-    """The CLI spelling of an option name (``calib_dir`` → ``--calib-dir``)."""
-    return "--" + name.replace("_", "-")
 
 
 def split_options(row: Format, given: Mapping[str, object]) -> dict[str, dict[str, object]]:
@@ -54,6 +52,33 @@ def split_options(row: Format, given: Mapping[str, object]) -> dict[str, dict[st
         for key, value in link.source_overrides:
             split[link.source][key] = value
     return split
+
+
+def options_markdown(row: Format | str) -> str:
+    """The options ``row`` takes as a Markdown table (option, default, the row that takes it, description).
+
+    Options of the rows it is built from come after its own (``onnx-int8``: its calibration options,
+    then ``onnx``'s); an option several links take is listed once, at the first.
+    """
+    row = get_format(row) if isinstance(row, str) else row
+    lines = ["| Option | Default | Row | Description |", "| --- | --- | --- | --- |"]
+    listed: set[str] = set()
+    for link in build_chain(row):
+        if link.options_class is None:
+            continue
+        for item in option_fields(resolve(link.options_class)):
+            if item.name in listed or not item.taken_at(link.precision):
+                continue
+            listed.add(item.name)
+            flag = f"`{_spelling(item)}`" if item.option.cli else f"`{item.name}` (API only)"
+            default = item.default_text()
+            cells = (flag, f"`{default}`" if default else "—", f"`{link.name}`", item.option.help + ".")
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _spelling(item) -> str:
+    return f"{item.flag} / --no-{item.flag[2:]}" if item.option.kind == "switch" else item.flag
 
 
 def check_suffix(row: Format, out: str | Path) -> Path:
