@@ -9,27 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import sys
 from pathlib import Path
 
-from featherface_deploy.harness.report import render_markdown
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-SECTION = "<!-- generated:{name} {edge} -->"
-
-
-def update_readme(readme: str | Path, name: str, markdown: str) -> None:
-    """Replaces the text between ``<!-- generated:NAME begin -->`` and ``… end -->`` markers.
-
-    Raises:
-        ValueError: The README has no such markers.
-    """
-    path = Path(readme)
-    text = path.read_text()
-    begin, end = SECTION.format(name=name, edge="begin"), SECTION.format(name=name, edge="end")
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
-    if not pattern.search(text):
-        raise ValueError(f"{path} has no '{begin}' … '{end}' section")
-    path.write_text(pattern.sub(lambda _: f"{begin}\n{markdown}\n{end}", text))
+from docs_tools.sections import update_readme  # noqa: E402
+from featherface_deploy.harness.report import render_markdown  # noqa: E402
 
 
 def main() -> None:

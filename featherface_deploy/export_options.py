@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import require, size_pair
 from featherface_deploy.exporters.dcn_choice import ALIASES, AUTO, CHOICES, choose_lowering, int8_source_lowering
-from featherface_deploy.formats import Format, get_format
+from featherface_deploy.exporters.end2end_options import End2EndOptions
+from featherface_deploy.formats import END2END_ROWS, Format, get_format
 from featherface_deploy.option_fields import ExportOption, parse_mebibytes, parse_size, parse_sizes
 from featherface_deploy.trt.versions import get_version, version_for_installed
 
@@ -99,7 +100,7 @@ def _check_search(search: bool | None, search_budget: float | None) -> None:
 
 
 @dataclass(frozen=True)
-class OnnxOptions:
+class OnnxOptions(End2EndOptions):
     """How to export (the options of the ``onnx`` row).
 
     Attributes:
@@ -110,6 +111,8 @@ class OnnxOptions:
         simplifier: ``onnxsim`` (default: faster to run, fewer nodes, ~9% faster graph) or ``onnxslim``.
         dcn: Lowering of the deformable convolutions: ``auto`` (the fastest measured in ONNX Runtime,
             ``gather`` when ``opset`` < 19), ``gather`` (``portable``), ``gather_float`` or ``native``.
+
+    The end-to-end options (decoding and NMS inside the graph) are :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`'s.
     """
 
     imgsz: int | tuple[int, int] = IMGSZ.field()
@@ -157,6 +160,11 @@ class OnnxOptions:
                               f"(got {self.opset}); pass opset={NATIVE_DCN_MIN_OPSET} or dcn='portable'")
         if self.simplifier not in SIMPLIFIERS:
             raise ExportError(f"unknown simplifier '{self.simplifier}'; choose one of: {', '.join(SIMPLIFIERS)}")
+        problems = self.end2end_problems()
+        if self.end2end and self.dynamic:
+            problems.append("--end2end needs a fixed input size (its priors are constants): drop --dynamic")
+        if problems:
+            raise ExportError("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,9 @@ class OnnxInt8Options:
 
     def source_options(self, source: OnnxOptions) -> OnnxOptions:
         """The FP32 source's options to quantize from: ``auto`` DCN → ``gather``; refuses ``native`` (no INT8 kernel)."""
+        if source.end2end:
+            raise ExportError("--end2end is not available for --format onnx-int8 yet (quantizing it would have to "
+                              f"keep the decoding and NMS float); it applies to: {', '.join(END2END_ROWS)}")
         replaced = dataclasses.replace(source, dcn=int8_source_lowering(source.dcn))
         replaced.validate(get_format("onnx"))
         return replaced
@@ -233,7 +244,7 @@ class OnnxInt8Options:
 
 
 @dataclass(frozen=True)
-class TfliteOptions:
+class TfliteOptions(End2EndOptions):
     """How to export (the options of the ``tflite``, ``tflite-fp16`` and ``tflite-int8`` rows; precision is the row's).
 
     Attributes:
@@ -250,6 +261,10 @@ class TfliteOptions:
             calibration photos and search module groups to keep float when it is below
             :data:`TFLITE_AGREEMENT_THRESHOLD`; ``True``: always search; ``False``: plain quantization, unchecked.
         search_budget: INT8 only: the agreement the search aims at (``None``: :data:`TFLITE_SEARCH_BUDGET`).
+
+    The end-to-end options are :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`'s (NMS lowered by
+    :mod:`~featherface_deploy.exporters.nms_tflite`; RGB 0–255 input in ``input_layout``; the head stays float in FP16
+    and INT8).
     """
 
     imgsz: int | tuple[int, int] = IMGSZ.field()
@@ -282,6 +297,8 @@ class TfliteOptions:
             raise ExportError("search_budget must be in [0, 1]")
         _check_search(self.search, self.search_budget)
         self.dcn_choice()
+        if self.end2end_problems():
+            raise ExportError("; ".join(self.end2end_problems()))
 
     def budget(self) -> float:
         """The search's agreement budget: ``search_budget``, else :data:`TFLITE_SEARCH_BUDGET`."""
@@ -366,7 +383,7 @@ class EngineOptions:
 
 
 @dataclass(frozen=True)
-class RecipeExportOptions:
+class RecipeExportOptions(End2EndOptions):
     """The options of the ``trt-recipe`` rows (the precision is the row's).
 
     Attributes:
@@ -376,6 +393,9 @@ class RecipeExportOptions:
         dla: Jetson DLA core (GPU fallback allowed), or ``None``.
         calib_dir: INT8: folder of calibration photos (required for INT8).
         calib_images: INT8: photos sampled from it.
+
+    The end-to-end options are :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`'s (the recipe's
+    ONNX is the end-to-end graph; TensorRT ≥ 8.5; ``pre_nms_top_k`` ≤ 3840, its TopK limit).
     """
 
     imgsz: int | tuple[int, int] = IMGSZ.field()
@@ -385,6 +405,11 @@ class RecipeExportOptions:
     calib_dir: str | Path | None = CALIB_DIR.field(only=("int8",))
     calib_images: int = CALIB_IMAGES.field(only=("int8",))
 
+    def onnx_options(self, dcn: str) -> OnnxOptions:
+        """The ONNX export this recipe carries (the end-to-end graph when asked)."""
+        return OnnxOptions(imgsz=self.imgsz, dcn=dcn, end2end=self.end2end, max_det=self.max_det, conf=self.conf,
+                           nms_iou=self.nms_iou, pre_nms_top_k=self.pre_nms_top_k)
+
     def recipe(self, precision: str) -> RecipeOptions:
         """The :class:`~featherface_deploy.exporters.onnx2trt_recipe.RecipeOptions` of this version at ``precision``."""
         return _recipe_options(get_version(self.trt_version), precision, self.workspace, self.dla)
@@ -392,6 +417,10 @@ class RecipeExportOptions:
     def validate(self, row: Format) -> None:
         """Raises :class:`ExportError` for a build TensorRT cannot do, or INT8 without photos."""
         self.recipe(row.precision).validate()
+        if self.end2end and row.precision == "int8":
+            raise ExportError(f"--end2end is not available for --format {row.name} yet (the INT8 build would have "
+                              f"to keep the decoding and NMS float); it applies to: {', '.join(END2END_ROWS)}")
+        self.onnx_options("portable").validate(get_format("onnx"))
         if row.precision == "int8" and self.calib_dir is None:
             raise ExportError("--int8 needs --calib-dir: a folder of photos like the deployment's")
 

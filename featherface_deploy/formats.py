@@ -210,6 +210,8 @@ FORMATS: tuple[Format, ...] = (
     _recipe_row("trt-recipe-int8", "int8"),
 )
 REFERENCE = "torch"
+# The rows whose files can carry decoding and NMS in the graph (``--end2end``).
+END2END_ROWS = ("onnx", "trt-recipe", "trt-recipe-fp16")
 
 
 def format_names() -> list[str]:

@@ -119,14 +119,19 @@ class OptionField:
 
 
 def option_fields(options_class: type) -> list[OptionField]:
-    """The user-facing option fields of an options dataclass, in declaration order."""
+    """The user-facing option fields of an options dataclass: its own in declaration order, then its bases'."""
     found = []
-    for item in dataclasses.fields(options_class):
+    for item in sorted(dataclasses.fields(options_class), key=lambda item: _declared_in(options_class, item.name)):
         declared = item.metadata.get(METADATA_KEY)
         if declared is None:
             continue
         found.append(OptionField(item.name, declared.option, item.default, declared.only))
     return found
+
+
+def _declared_in(options_class: type, name: str) -> int:
+    """How far up the class hierarchy ``name`` is declared (0: the class itself)."""
+    return next(depth for depth, cls in enumerate(options_class.__mro__) if name in cls.__dict__.get("__annotations__", {}))
 
 
 def declared_options(options_classes: Iterable[type]) -> dict[str, ExportOption]:

@@ -12,7 +12,7 @@ from featherface_deploy.harness import compare as compare_module
 from featherface_deploy.harness.compare import Budgets, CompareResult, MemoRuntime
 from featherface_deploy.harness.latency import LatencyConfig, LatencyStats, Pipeline, measure_interleaved, \
     measure_peak_memory
-from benchmarks.update_readme import update_readme
+from docs_tools.sections import update_readme
 from featherface_deploy.harness.report import Column, markdown_table, write_report
 from featherface_deploy.cli.main import cli
 from featherface_deploy.contract import DecodeContract

@@ -65,10 +65,10 @@ def test_parse_size_and_help_text():
 
 def test_options_markdown_lists_a_row_and_the_rows_it_is_built_from():
     table = options_markdown("onnx-int8").splitlines()
-    assert table[0] == "| Option | Default | Row | Description |"
+    assert table[0] == "| Option | Default | Row | What it does |"
     rows = {line.split(" | ")[0].strip("| `"): line for line in table[2:]}
-    assert set(rows) >= {"--calib-dir", "--search-budget", "--dynamic", "--simplify / --no-simplify"}
+    assert set(rows) >= {"--calib-dir", "--search-budget", "--dynamic", "--simplify"}
     assert "`onnx-int8`" in rows["--calib-dir"] and "`onnx`" in rows["--dynamic"]
-    assert "`100`" in rows["--calib-images"]
+    assert "`100`" in rows["--calib-images"] and "`(640, 640)`" in rows["--imgsz"]
     assert len(rows) == len(set(get_format("onnx-int8").options) | set(get_format("onnx").options))
-    assert "`int8_mode` (API only)" in options_markdown("coreml-int8w")
+    assert "`int8_mode` (Python API only)" in options_markdown("coreml-int8w")

@@ -24,6 +24,7 @@ from featherface_deploy.exporters.onnx2int8 import quantize_onnx
 from featherface_deploy.export_options import ONNX_AGREEMENT_THRESHOLD, OnnxInt8Options
 from featherface_deploy.metadata.onnx import read_contract
 
+
 def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context: ExportContext) -> ExportResult:
     """Writes the QDQ INT8 model of an FP32 ONNX file, calibrated on ``options.calib_dir``.
 

@@ -4,7 +4,7 @@ What :mod:`~featherface_deploy.exporters.torch2tflite` exports and the keep-floa
 :mod:`~featherface_deploy.exporters.tflite_int8_search` tries, each with more scopes kept float.
 ``LEAKY_RELU`` is first rewritten to ``MAXIMUM(x, MUL(x, 0.1))`` (exact; quantizable, see
 :mod:`~featherface_deploy.exporters.tflite_graph`). The DCN sampling path is always float,
-its convolutions int8.
+its convolutions int8; an end-to-end head's decoding and NMS stay float in every precision.
 """
 
 from __future__ import annotations
@@ -18,14 +18,19 @@ from featherface_deploy.exporters.tflite_graph import op_census, rewrite_leaky_r
 INPUT_NAME = "input"  # the converted model's one input, in its one signature
 SIGNATURE = "serving_default"
 DCN_SAMPLING_SCOPE = "ModulatedDeformConv2d"  # tensor names carry the torch module path
+END2END_TAIL_SCOPE = r"End2EndTail"  # the end-to-end head's decoding and NMS: float in every precision
 
 
-def quantize_fp16(fp32: bytes) -> bytes:
-    """FP16 weights (``FLOAT_CASTING``): half the size, float32 compute."""
+def quantize_fp16(fp32: bytes, end2end: bool = False) -> bytes:
+    """FP16 weights (``FLOAT_CASTING``): half the size, float32 compute; an end-to-end head's constants
+    (priors, rank scores) stay float32."""
     quantizer, _, qtyping, algorithms = _quantizer()
     qt = quantizer.Quantizer(bytearray(fp32))
     qt.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
                               algorithm_key=algorithms.FLOAT_CASTING)
+    if end2end:
+        qt.update_quantization_recipe(regex=END2END_TAIL_SCOPE, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                      algorithm_key=algorithms.NO_QUANTIZE)
     return bytes(qt.quantize(enable_progress_report=False).quantized_model)
 
 
@@ -41,7 +46,7 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteOption
     ops = qtyping.TFLOperationName
     rewritten, leaky = rewrite_leaky_relu(fp32)
     qt = quantizer.Quantizer(bytearray(rewritten), recipe.static_wi8_ai8())
-    float_scopes = list(config.keep_float)
+    float_scopes = [*config.keep_float, *([END2END_TAIL_SCOPE] if config.end2end else [])]
     # Later entries win: everything under the DCN scope float, then its convolutions back to int8.
     qt.update_quantization_recipe(regex=DCN_SAMPLING_SCOPE, operation_name=ops.ALL_SUPPORTED,
                                   algorithm_key=algorithms.NO_QUANTIZE)

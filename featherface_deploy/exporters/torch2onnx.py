@@ -27,9 +27,11 @@ import torch
 from torch import nn
 
 import featherface_deploy
-from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract
+from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract, End2EndSpec
 from featherface_deploy.errors import ExportError, first_line
 from featherface_deploy.exporters.common import ExportContext, ExportResult, require, timed
+from featherface_deploy.exporters.end2end_head import end2end_model
+from featherface_deploy.exporters.nms_onnx import nms_translation
 from featherface_deploy.export_options import SIZE_DIVISOR, OnnxOptions
 from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.metadata.onnx import write_contract
@@ -68,7 +70,7 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
     log, timings = context.log, {}
     log(f"  exporting {context.model_name} ({options.dcn_choice()[0]} DCN, opset {options.resolved_opset}, "
         f"{'dynamic' if options.dynamic else 'static'} {options.size[0]}x{options.size[1]})")
-    proto = timed(timings, "export", lambda: build_onnx(model, options))
+    proto = timed(timings, "export", lambda: build_onnx(model, options, context.model_name))
     log(f"  torch.onnx.export (dynamo): {timings['export']:.1f} s, {len(proto.graph.node)} nodes")
     node_counts = {"exported": len(proto.graph.node)}
     timed(timings, "check", lambda: check_onnx(proto))
@@ -81,6 +83,9 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
         log(f"  {options.simplifier}: {node_counts['exported']} → {node_counts['simplified']} nodes "
             f"({timings['simplify']:.1f} s)")
     contract = context.stamp(build_contract(context.model_name, options, proto))
+    if options.end2end:
+        drop_raw_outputs(proto, contract.end2end)
+        check_onnx(proto)
     write_contract(proto, contract)
     data = proto.SerializeToString()
     atomic_write_bytes(out_path, data)
@@ -88,10 +93,23 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
     return ExportResult(Path(out_path), contract, timings, {"node_counts": node_counts})
 
 
-def build_onnx(model: nn.Module, config: OnnxOptions):
-    """Runs the dynamo exporter and returns the ``onnx.ModelProto`` (input ``input``, outputs loc/conf/landmarks)."""
+def build_onnx(model: nn.Module, config: OnnxOptions, model_name: str | None = None):
+    """Runs the dynamo exporter and returns the ``onnx.ModelProto`` (input ``input``, outputs loc/conf/landmarks).
+
+    With ``config.end2end`` the graph is the verification build of the end-to-end model: outputs
+    ``detections``, ``num_detections``, then ``loc``, ``conf``, ``landmarks`` (:func:`drop_raw_outputs`
+    removes the last three from the file written); ``model_name`` gives its priors and mean.
+    """
     lowering, _ = config.dcn_choice()
     model = with_native_dcn(model) if lowering == "native" else with_portable_dcn(model, lowering)
+    output_names = list(OUTPUT_ROLES)
+    translations = _native_translations() if lowering == "native" else {}
+    spec = config.end2end_spec()
+    if spec is not None:
+        model = end2end_model(model, base_contract(model_name or "featherface-v1", input_size=config.size), spec,
+                              "NCHW", raw_outputs=True)
+        output_names = [*spec.outputs, *OUTPUT_ROLES]
+        translations.update(nms_translation())
     height, width = config.size
     # Batch 2 in the example: torch.export specialises dimensions that are 1 in the example.
     example = torch.zeros(2 if config.dynamic else 1, 3, height, width)
@@ -101,11 +119,10 @@ def build_onnx(model: nn.Module, config: OnnxOptions):
         cols = torch.export.Dim("cols", min=1, max=MAX_DYNAMIC_SIDE // SIZE_DIVISOR)
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024),
                            2: SIZE_DIVISOR * rows, 3: SIZE_DIVISOR * cols},)
-    translations = _native_translations() if lowering == "native" else None
     try:
         program = torch.onnx.export(
             model.eval(), (example,), dynamo=True, opset_version=config.resolved_opset, input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_ROLES), dynamic_shapes=dynamic_shapes, custom_translation_table=translations,
+            output_names=output_names, dynamic_shapes=dynamic_shapes, custom_translation_table=translations or None,
             optimize=True, verbose=False,
         )
     except Exception as error:  # the exporter raises many unrelated types; keep the cause chained
@@ -169,6 +186,7 @@ def build_contract(model_name: str, config: OnnxOptions, proto) -> DecodeContrac
     import onnxscript
 
     lowering, selected = config.dcn_choice()
+    spec = config.end2end_spec()
     return base_contract(
         model_name,
         input_name=INPUT_NAME,
@@ -182,7 +200,20 @@ def build_contract(model_name: str, config: OnnxOptions, proto) -> DecodeContrac
         extra={"opset": _default_opset(proto), "dcn": lowering, "dcn_selected": selected, "dynamic": config.dynamic,
                "simplifier": config.simplifier if config.simplify else None,
                "zero_pad_maxpool": "concat"},
+        postprocess="in-graph" if spec else "numpy",
+        end2end=spec,
     )
+
+
+def drop_raw_outputs(proto, spec: End2EndSpec) -> None:
+    """Removes the raw ``loc``/``conf``/``landmarks`` outputs of a verification build, keeping the tensors.
+
+    The file then has only ``detections`` and ``num_detections``; the raw tensors keep their names
+    (``spec.raw_tensors``) inside the graph, so verification can expose them again on the same graph.
+    """
+    kept = [output for output in proto.graph.output if output.name in spec.outputs]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
 
 
 # --- native DeformConv lowering ------------------------------------------------------------------

@@ -37,7 +37,7 @@ from __future__ import annotations
 import copy
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,10 +47,13 @@ from torch import nn
 
 import featherface_deploy
 from featherface_deploy.calibration import CalibrationConfig, CalibrationSet, build_calibration_set
-from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract
+from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract, End2EndSpec
 from featherface_deploy.errors import BackendNotInstalledError, ExportError, first_line
+from featherface_deploy.exporters import nms_tflite
 from featherface_deploy.exporters.common import ExportContext, ExportResult, require, timed
 from featherface_deploy.exporters.dcn_choice import FASTEST
+from featherface_deploy.exporters.end2end_head import end2end_model
+from featherface_deploy.exporters.tflite_graph import drop_outputs
 from featherface_deploy.exporters.tflite_int8_search import plain_facts, quantize_checked
 from featherface_deploy.exporters.tflite_quantize import INPUT_NAME, SIGNATURE, quantize_fp16, quantize_int8
 from featherface_deploy.export_options import SIZE_DIVISOR, TFLITE_AGREEMENT_THRESHOLD, TfliteOptions
@@ -93,19 +96,20 @@ def export(model: nn.Module, out_path: Path, row: Format, options: TfliteOptions
     """
     timings: dict[str, float] = {}
     lowering, _ = options.dcn_choice()
-    key = scratch_key(model, options.size, options.input_layout, lowering)
+    spec = options.end2end_spec()
+    key = scratch_key(model, options.size, options.input_layout, lowering, spec)
     converted = context.scratch.get(key)
     if converted is None:
         context.log(f"  converting {context.model_name} with litert-torch ({options.input_layout} "
-                    f"{options.size[0]}x{options.size[1]}, {lowering} DCN)…")
+                    f"{options.size[0]}x{options.size[1]}, {lowering} DCN{', end-to-end' if spec else ''})…")
         converted = context.scratch[key] = convert_fp32(model, options.size, options.input_layout,
-                                                        context.model_name, lowering)
+                                                        context.model_name, lowering, spec)
         context.log(f"  litert_torch.convert: {converted.seconds:.1f} s, {len(converted.data) / 1e6:.2f} MB")
     timings["convert"] = converted.seconds  # also when reused: the cost of making this file from scratch
     contract = context.stamp(build_contract(context.model_name, options, row.precision))
     data, extra = converted.data, {}
     if row.precision == "fp16":
-        data = timed(timings, "quantize", lambda: quantize_fp16(converted.data))
+        data = timed(timings, "quantize", lambda: quantize_fp16(converted.data, spec is not None))
         extra = {"fp16": "float16 weights (FLOAT_CASTING), float32 compute"}
     elif row.precision == "int8":
         calibration = CalibrationConfig(num_images=options.calib_images)
@@ -118,15 +122,18 @@ def export(model: nn.Module, out_path: Path, row: Format, options: TfliteOptions
                     f"{100 * extra['int8']['float_mac_fraction']:.1f}% of MACs float; "
                     f"float ops left: {extra['int8']['float_ops']}")
     contract = contract.replace(extra={**contract.extra, **extra})
+    if spec is not None:
+        data, raw_tensors = drop_outputs(data, OUTPUT_ROLES)
+        contract = contract.replace(end2end=replace(contract.end2end, raw_tensors=raw_tensors))
     data = embed_contract(data, contract)
     atomic_write_bytes(out_path, data)
     return ExportResult(Path(out_path), contract, timings, {"size_bytes": len(data), **extra})
 
 
 def scratch_key(model: nn.Module, imgsz: tuple[int, int], input_layout: str,
-                dcn: str = FASTEST["tflite"]) -> tuple:
+                dcn: str = FASTEST["tflite"], spec: End2EndSpec | None = None) -> tuple:
     """Where :func:`export` keeps (and looks for) the FP32 conversion of ``model`` in ``context.scratch``."""
-    return ("tflite-fp32-conversion", id(model), tuple(imgsz), input_layout, dcn)
+    return ("tflite-fp32-conversion", id(model), tuple(imgsz), input_layout, dcn, spec)
 
 
 class _TfliteSignature(nn.Module):
@@ -139,6 +146,19 @@ class _TfliteSignature(nn.Module):
     def forward(self, input: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: A002 - the signature's name
         outputs = self.model(input.permute(0, 3, 1, 2) if self.nhwc else input)
         return dict(zip(OUTPUT_ROLES, outputs))
+
+
+class _End2EndSignature(nn.Module):
+    """The verification build of the end-to-end model (it takes its layout itself) with named outputs:
+    ``detections``, ``num_detections``, then the raw ``loc``, ``conf``, ``landmarks`` that :func:`export`
+    drops from the written file's signature (their tensors stay, named in the contract)."""
+
+    def __init__(self, model: nn.Module, spec: End2EndSpec) -> None:
+        super().__init__()
+        self.model, self.names = model, (*spec.outputs, *OUTPUT_ROLES)
+
+    def forward(self, input: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: A002 - the signature's name
+        return dict(zip(self.names, self.model(input)))
 
 
 def _require_litert_torch():
@@ -155,8 +175,12 @@ def _require_litert_torch():
 
 
 def convert_fp32(model: nn.Module, imgsz: tuple[int, int] = (640, 640), input_layout: str = "NHWC",
-                 model_name: str | None = None, dcn: str = FASTEST["tflite"]) -> ConvertedModel:
+                 model_name: str | None = None, dcn: str = FASTEST["tflite"],
+                 spec: End2EndSpec | None = None) -> ConvertedModel:
     """Converts a model to an FP32 TFLite flatbuffer with litert-torch (no metadata), its DCN lowered as ``dcn``.
+
+    With ``spec``, the end-to-end verification build (:class:`_End2EndSignature`; RGB 0–255 input), its
+    NMS lowered to ``NON_MAX_SUPPRESSION_V5`` (:mod:`~featherface_deploy.exporters.nms_tflite`).
 
     Raises:
         ExportError: The conversion failed.
@@ -166,14 +190,19 @@ def convert_fp32(model: nn.Module, imgsz: tuple[int, int] = (640, 640), input_la
     set_dcn_lowering(portable, dcn)  # TFLite has no grid_sample
     height, width = imgsz
     example = torch.zeros((1, height, width, 3) if input_layout == "NHWC" else (1, 3, height, width))
+    name = model_name or getattr(getattr(model, "config", None), "name", None) or "custom"
+    if spec is None:
+        signature = _TfliteSignature(portable, input_layout)
+    else:
+        nms_tflite.register()
+        head = end2end_model(portable, base_contract(name, input_size=imgsz), spec, input_layout, raw_outputs=True)
+        signature = _End2EndSignature(head, spec)
     started = time.perf_counter()
     try:
-        edge = litert_torch.convert(_TfliteSignature(portable, input_layout).eval(),
-                                    sample_kwargs={INPUT_NAME: example})
+        edge = litert_torch.convert(signature.eval(), sample_kwargs={INPUT_NAME: example})
         data = bytes(edge.model_content())
     except Exception as error:  # the converter raises many unrelated types; keep the cause chained
         raise ExportError(f"litert_torch.convert failed: {first_line(error)}") from error
-    name = model_name or getattr(getattr(model, "config", None), "name", None) or "custom"
     return ConvertedModel(data, name, tuple(imgsz), input_layout, time.perf_counter() - started)
 
 
@@ -198,10 +227,12 @@ def build_contract(model_name: str, options: TfliteOptions, precision: str) -> D
         except metadata.PackageNotFoundError:
             continue
     lowering, selected = options.dcn_choice()
+    spec = options.end2end_spec()
     return base_contract(
         model_name, input_name=INPUT_NAME, input_size=options.size, size_divisor=SIZE_DIVISOR,
         input_layout=options.input_layout, precision=precision, source_format="tflite", versions=versions,
         extra={"signature": SIGNATURE, "dcn": lowering, "dcn_selected": selected, "converter": "litert-torch"},
+        postprocess="in-graph" if spec else "numpy", end2end=spec,
     )
 
 

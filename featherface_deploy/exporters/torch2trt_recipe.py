@@ -26,7 +26,7 @@ from featherface_deploy.exporters.common import ExportContext, ExportResult, siz
 from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, quantize_onnx
 from featherface_deploy.exporters.onnx2trt_int8 import activation_scales, tensorrt_int8_options
 from featherface_deploy.exporters.onnx2trt_recipe import MODEL_FILE, write_recipe
-from featherface_deploy.export_options import OnnxOptions, RecipeExportOptions
+from featherface_deploy.export_options import RecipeExportOptions
 from featherface_deploy.formats import get_format
 from featherface_deploy.exporters.torch2onnx import export as export_onnx
 
@@ -39,7 +39,7 @@ def export(model, out_dir: Path, row, options: RecipeExportOptions, context: Exp
     dcn = "portable" if row.precision == "int8" else version.dcn
     with tempfile.TemporaryDirectory(prefix="featherface-trt-") as scratch:
         scratch = Path(scratch)
-        onnx_options = OnnxOptions(imgsz=options.imgsz, dcn=dcn)
+        onnx_options = options.onnx_options(dcn)
         onnx_options.validate(get_format("onnx"))
         fp32 = export_onnx(model, scratch / "fp32.onnx", row, onnx_options, context)
         if row.precision != "int8":

@@ -10,12 +10,18 @@ as the docs' table.
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from featherface_deploy.errors import ExportError
+from featherface_deploy.harness.report import Column, markdown_table
 from featherface_deploy.formats import CHECKPOINT, FORMATS, Format, get_format, resolve
 from featherface_deploy.option_fields import option_fields, option_flag
+
+_ATTRIBUTE = re.compile(r"^(?P<name>\w+): (?P<text>.*)$")
+_ROLE = re.compile(r":\w+:`~?([^`]+)`")
 
 
 def build_chain(row: Format) -> list[Format]:
@@ -54,31 +60,64 @@ def split_options(row: Format, given: Mapping[str, object]) -> dict[str, dict[st
     return split
 
 
-def options_markdown(row: Format | str) -> str:
-    """The options ``row`` takes as a Markdown table (option, default, the row that takes it, description).
+def options_rows(row: Format | str) -> list[dict[str, str]]:
+    """One dict per option ``row`` takes (its own first, then its sources'; each once): flag, default, row, text.
 
-    Options of the rows it is built from come after its own (``onnx-int8``: its calibration options,
-    then ``onnx``'s); an option several links take is listed once, at the first.
+    ``flag``: the ``export`` flag, or the :func:`~featherface_deploy.pipeline.export_model` key where the command
+    has none; ``text``: the field's description in its class docstring (``Attributes:``), else the option's help.
     """
     row = get_format(row) if isinstance(row, str) else row
-    lines = ["| Option | Default | Row | Description |", "| --- | --- | --- | --- |"]
+    rows: list[dict[str, str]] = []
     listed: set[str] = set()
     for link in build_chain(row):
         if link.options_class is None:
             continue
-        for item in option_fields(resolve(link.options_class)):
+        options_class = resolve(link.options_class)
+        described = attribute_docs(options_class)
+        for item in option_fields(options_class):
             if item.name in listed or not item.taken_at(link.precision):
                 continue
             listed.add(item.name)
-            flag = f"`{_spelling(item)}`" if item.option.cli else f"`{item.name}` (API only)"
-            default = item.default_text()
-            cells = (flag, f"`{default}`" if default else "—", f"`{link.name}`", item.option.help + ".")
-            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    return "\n".join(lines) + "\n"
+            flag = f"`{item.flag}`" if item.option.cli else f"`{item.name}` (Python API only)"
+            default = "—" if item.default is None or item.default == () else f"`{item.default}`"
+            rows.append({"flag": flag, "default": default, "row": f"`{link.name}`",
+                         "text": described.get(item.name) or item.option.help + "."})
+    return rows
 
 
-def _spelling(item) -> str:
-    return f"{item.flag} / --no-{item.flag[2:]}" if item.option.kind == "switch" else item.flag
+def options_markdown(row: Format | str) -> str:
+    """The options ``row`` takes (:func:`options_rows`) as the docs' Markdown table."""
+    return markdown_table(options_rows(row), [Column("flag", "Option"), Column("default", "Default"),
+                                              Column("row", "Row"), Column("text", "What it does")])
+
+
+def attribute_docs(options_class: type) -> dict[str, str]:
+    """Field name → its description in the ``Attributes:`` section of the class's docstrings (its bases' too),
+    on one line, in Markdown."""
+    docs: dict[str, str] = {}
+    for cls in reversed(options_class.__mro__):
+        docs.update(_attributes(inspect.cleandoc(cls.__doc__ or "")))
+    return {name: _ROLE.sub(r"`\1`", text.replace("``", "`")) for name, text in docs.items()}
+
+
+def _attributes(docstring: str) -> dict[str, str]:
+    docs: dict[str, str] = {}
+    inside, current = False, None
+    for line in docstring.splitlines():
+        if line.strip() == "Attributes:":
+            inside = True
+            continue
+        if not inside:
+            continue
+        if line and not line.startswith(" "):
+            break
+        match = _ATTRIBUTE.match(line.strip())
+        if match and len(line) - len(line.lstrip()) == 4:
+            current = match.group("name")
+            docs[current] = match.group("text")
+        elif current and line.strip():
+            docs[current] += " " + line.strip()
+    return docs
 
 
 def check_suffix(row: Format, out: str | Path) -> Path:
