@@ -23,9 +23,9 @@ import pytest
 from click.testing import CliRunner
 
 from docs_tools.generate import ROOT, documentation_files, main as generate_main, render_section, stale_sections
-from docs_tools.option_tables import options_rows
 from featherface_deploy.cli.main import cli
 from featherface_deploy.formats import FORMATS
+from featherface_deploy.pipeline.options import options_rows
 from featherface_deploy.verify.photos import default_parity_images
 
 README = ROOT / "README.md"
