@@ -18,7 +18,8 @@ from featherface_deploy.detector import FaceDetector  # noqa: E402
 from featherface_deploy.errors import ContractError, ExportError, InputError  # noqa: E402
 from featherface_deploy.exporters.end2end_head import End2EndTail  # noqa: E402
 from featherface_deploy.exporters.nms_onnx import nms_translation  # noqa: E402
-from featherface_deploy.exporters.torch2onnx import OnnxOptions  # noqa: E402
+from featherface_deploy.formats import get_format  # noqa: E402
+from featherface_deploy.export_options import OnnxOptions  # noqa: E402
 from featherface_deploy.models.registry import base_contract  # noqa: E402
 from featherface_deploy.postprocess import PostprocessConfig, Transform, decode_image, load_image  # noqa: E402
 from featherface_deploy.runtimes.ort_runtime import OrtEnd2EndRuntime, OrtRuntime  # noqa: E402
@@ -130,7 +131,7 @@ def test_tail_with_no_candidate_returns_zero_rows():
 ])
 def test_end2end_options_refuse_bad_settings(changes, message):
     with pytest.raises(ExportError, match=message):
-        OnnxOptions(end2end=True, **changes).validate()
+        OnnxOptions(end2end=True, **changes).validate(get_format("onnx"))
 
 
 def test_export_verifies_in_graph_detections(tiny_e2e_onnx):
