@@ -27,7 +27,7 @@ CHECKPOINT = "checkpoint"
 
 _ONNX_OPTIONS = ("imgsz", "dynamic", "opset", "simplify", "simplifier", "dcn")
 _ONNX_INT8_OPTIONS = ("imgsz", "calib_dir", "calib_images", "calib_method", "keep_float", "quantize_depthwise", "search",
-                      "search_budget", "reduce_range")
+                      "search_budget", "reduce_range", "placement")
 _TFLITE_OPTIONS = ("imgsz", "input_layout", "dcn")
 _TFLITE_INT8_OPTIONS = (*_TFLITE_OPTIONS, "calib_dir", "calib_images", "keep_float", "float_io", "search",
                         "search_budget")
@@ -197,7 +197,7 @@ FORMATS: tuple[Format, ...] = (
     _coreml_row("coreml-int8w", "int8", (*_COREML_OPTIONS, "int8_mode"), "Core ML, 8-bit weights"),
     _engine_row("engine", "fp32", "onnx"),
     _engine_row("engine-fp16", "fp16", "onnx"),
-    _engine_row("engine-int8", "int8", "onnx-int8", (("quantize_bias", False),)),
+    _engine_row("engine-int8", "int8", "onnx-int8", (("quantize_bias", False), ("placement", "inputs"))),
     _recipe_row("trt-recipe", "fp32", _RECIPE_OPTIONS),
     _recipe_row("trt-recipe-fp16", "fp16", _RECIPE_OPTIONS),
     _recipe_row("trt-recipe-int8", "int8", (*_RECIPE_OPTIONS, "calib_dir", "calib_images")),

@@ -251,8 +251,13 @@ def test_int8_measures_its_agreement_and_a_forced_search_keeps_groups_float(tiny
     assert search["mode"] == "forced" and search["ran"] is True
     assert [row["group"] for row in search["screen"]] == [label for label, _ in groups]
     assert agreement["default"] == history[0]["agreement"] and agreement["images"] == 6
-    chosen = history[search["chosen_round"]]
-    assert agreement["final"] == chosen["agreement"] == max(row["agreement"] for row in history) or agreement["met"]
+    chosen = search["chosen"]
+    trials = [*history, *search["screen"]]
+    if agreement["met"]:  # the cheapest trial that meets the budget
+        assert chosen["float_fraction"] == min(row["float_fraction"] for row in trials
+                                               if row["agreement"] >= search["budget"])
+    else:
+        assert agreement["final"] == chosen["agreement"] == max(row["agreement"] for row in trials)
     assert facts["float_mac_fraction"] == pytest.approx(float_mac_fraction(result.path.read_bytes()), abs=1e-4)
     assert facts["float_mac_fraction"] == chosen["float_fraction"]
     assert len(search["groups_kept_float"]) == len(chosen["kept_float"])

@@ -52,7 +52,7 @@ def parse_mebibytes(text: str) -> int:
 _OPTION_PARSERS = {
     "imgsz": parse_size, "dynamic": bool, "opset": int, "simplify": bool, "simplifier": str, "dcn": str,
     "calib_dir": str, "calib_images": int, "calib_method": str, "keep_float": tuple, "quantize_depthwise": bool,
-    "reduce_range": bool,
+    "reduce_range": bool, "placement": str,
     "search": bool, "search_budget": float, "float_io": bool, "input_layout": str, "target": str,
     "image_input": bool, "flexible": str, "sizes": lambda text: tuple(parse_size(s) for s in text.split(",")),
     "io_dtype": str, "trt_version": str, "workspace": parse_mebibytes, "dla": int,
@@ -92,6 +92,10 @@ _OPTION_PARSERS = {
 @click.option("--reduce-range", is_flag=True, default=None,
               help="onnx-int8: 7-bit weights, for x86 CPUs without VNNI (AVX2, AVX-512), whose 8-bit dot "
                    "products can saturate.")
+@click.option("--int8-placement", "placement", default=None, type=click.Choice(["inputs", "fused"]),
+              help="onnx-int8: Q/DQ on layer inputs (TensorRT's pattern; ONNX Runtime runs float kernels) or "
+                   "fused (inputs and outputs, native DeformConv: ONNX Runtime fuses integer QLinearConv; "
+                   "costs V1 2-2.6 AP points) [inputs].")
 @click.option("--search", is_flag=True, default=None,
               help="onnx-int8, tflite-int8: always run the keep-float search (by default it runs only when "
                    "the plain quantization's detection agreement with FP32 is below 0.975 for ONNX, 0.98 for "

@@ -28,7 +28,7 @@ import numpy as np
 from featherface_deploy.calibration.dataset import CalibrationSet
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import missing_backend
-from featherface_deploy.exporters.keep_float_rounds import SearchStep, best_round
+from featherface_deploy.exporters.keep_float_rounds import SearchStep, kept_round
 from featherface_deploy.exporters.onnx2int8 import MAC_OP_TYPES, Int8Options, Int8Result, quantize_onnx, with_facts
 from featherface_deploy.verify.agreement import detection_agreement as agreement_of
 
@@ -174,7 +174,7 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
     Returns:
         The kept :class:`Int8Result` (``extra["int8"]`` records ``agreement`` and ``search``), the
         search history, and the last sensitivity report (empty when none was needed). The kept
-        round is the first to reach ``budget``, or when none does, :func:`best_round`.
+        round is :func:`~featherface_deploy.exporters.keep_float_rounds.kept_round`.
     """
     from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, read_contract
 
@@ -211,7 +211,8 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
             if met or not report:
                 break
             kept += [row.node for row in report[:per_round]]
-        chosen = best_round(history) if ran and not met else len(history) - 1
+        chosen = kept_round(history, budget) if ran else 0
+        met = history[chosen].agreement >= budget
         if ran and not met:
             step = history[chosen]
             log(f"  warning: the budget {budget} was not reached in {len(history) - 1} rounds; keeping round "

@@ -2,8 +2,9 @@
 
 Each round records which layers (ONNX node names, or TFLite module scopes) were kept in
 float, the detection agreement with FP32 it reached on the calibration photos and the
-share of MACs left in float. A search that reaches its budget keeps that round; one that
-does not keeps :func:`best_round`.
+share of MACs left in float. A search keeps :func:`kept_round`: among the rounds that reach
+its budget the cheapest (fewest MACs in float: what runs in integer kernels is the point of
+INT8), and when none does :func:`best_round`.
 """
 
 from __future__ import annotations
@@ -32,3 +33,12 @@ def best_round(history: Sequence[SearchStep]) -> int:
     0.9851 at round 12), so the last round is not the best one.
     """
     return max(range(len(history)), key=lambda index: (history[index].agreement, -history[index].float_fraction))
+
+
+def kept_round(history: Sequence[SearchStep], budget: float) -> int:
+    """The round a search keeps: of those that meet ``budget``, the one with the fewest MACs in float
+    (then the highest agreement); when none meets it, :func:`best_round`."""
+    meeting = [index for index, step in enumerate(history) if step.agreement >= budget]
+    if not meeting:
+        return best_round(history)
+    return min(meeting, key=lambda index: (history[index].float_fraction, -history[index].agreement))

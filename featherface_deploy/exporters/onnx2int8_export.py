@@ -21,7 +21,9 @@ from pathlib import Path
 from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair, timed
 from featherface_deploy.exporters.dcn_choice import int8_source_lowering
-from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx, with_facts
+from featherface_deploy.harness.int8_kernels import ort_integer_share
+from featherface_deploy.harness.report import cpu_isa, cpu_model
 from featherface_deploy.metadata.onnx import read_contract
 
 # Detection agreement with FP32 on the calibration photos, calibrated against the 1-point AP budget on the
@@ -54,6 +56,10 @@ class OnnxInt8Options:
         reduce_range: 7-bit weights, for x86 CPUs without VNNI whose 8-bit dot products saturate
             (``--reduce-range``; README, "INT8 on ARM kernels").
         imgsz: Calibration size for a dynamic-shape source (a fixed-size source uses its own).
+        placement: ``inputs`` (Q/DQ on layer inputs only, from the ``gather`` DCN: TensorRT's pattern, the
+            verified accuracy) or ``fused`` (``--int8-placement fused``: Q/DQ on inputs and outputs, so that
+            ONNX Runtime fuses integer kernels; the source keeps the native ``DeformConv``, float between
+            integer layers; costs V1 2–2.6 AP points).
     """
 
     calib_dir: str | Path | None = None
@@ -66,12 +72,13 @@ class OnnxInt8Options:
     quantize_bias: bool = True
     reduce_range: bool = False
     imgsz: int | tuple[int, int] = (640, 640)
+    placement: str = "inputs"
 
     def quantization(self) -> Int8Options:
         """The :class:`Int8Options` these choices mean."""
         return Int8Options(method=self.calib_method, keep_float_nodes=tuple(self.keep_float),
                            keep_float_depthwise=not self.quantize_depthwise, quantize_bias=self.quantize_bias,
-                           reduce_range=self.reduce_range)
+                           reduce_range=self.reduce_range, placement=self.placement)
 
     def validate(self, row=None) -> None:
         """Raises :class:`ExportError` with the fix for a missing calibration folder or a bad value."""
@@ -90,14 +97,15 @@ class OnnxInt8Options:
         return SEARCH_BUDGET if self.search_budget is None else self.search_budget
 
     def source_options(self, source):
-        """The FP32 source's options to quantize from: ``auto`` DCN → ``gather``; refuses ``native`` (no INT8 kernel)."""
-        replaced = dataclasses.replace(source, dcn=int8_source_lowering(source.dcn))
+        """The FP32 source's options to quantize from (:func:`~featherface_deploy.exporters.dcn_choice.int8_source_lowering`)."""
+        replaced = dataclasses.replace(source, dcn=int8_source_lowering(source.dcn, self.placement))
         replaced.validate()
         return replaced
 
     @staticmethod
     def accepts_source(contract) -> bool:
-        """Whether an FP32 ONNX file with this contract can be quantized (not with ``DeformConv``: no INT8 kernel)."""
+        """Whether an FP32 ONNX file with this contract can be quantized as it is (the default placement
+        needs the plain-op DCN; a native one is re-exported)."""
         return contract.extra.get("dcn") != "native"
 
 
@@ -114,9 +122,9 @@ def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context:
     from featherface_deploy.exporters.int8_sensitivity import search_keep_float
 
     contract = read_contract(source)
-    if not OnnxInt8Options.accepts_source(contract):
-        raise ExportError(f"{source} has the native DCN (DeformConv has no INT8 kernel): quantize an export made "
-                          "with --dcn portable")
+    if options.placement == "inputs" and contract.extra.get("dcn") == "native":
+        raise ExportError(f"{source} has the native DCN (TensorRT has no DeformConv): quantize an export made "
+                          "with --dcn gather, or pass --int8-placement fused")
     size = contract.input_size or size_pair(options.imgsz)
     timings: dict[str, float] = {}
     calib = timed(timings, "calibration_set", lambda: build_calibration_set(
@@ -130,6 +138,10 @@ def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context:
         result = timed(timings, "quantize", lambda: search_keep_float(
             source, out_path, calib, options.quantization(), budget=options.budget(), per_round=3,
             contract=contract, log=context.log, forced=bool(options.search), threshold=AGREEMENT_THRESHOLD)[0])
+    share = timed(timings, "integer_kernels", lambda: ort_integer_share(result.path, (1, 3, *size)))
+    result = with_facts(result, out_path, {**share.record(), "integer_kernels_on": _cpu_line()})
+    context.log(f"  ONNX Runtime runs {100 * share.fraction:.1f}% of the MACs in integer kernels here "
+                f"({share.integer_layers} of {share.layers} weight layers)")
     search = result.facts["search"]
     agreement = result.facts.get("agreement", {})
     context.log(f"  {len(result.kept_float)} layers kept float ({100 * result.float_fraction:.1f}% of MACs); "
@@ -138,3 +150,8 @@ def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context:
     facts = {"kept_float": result.kept_float, "float_fraction": result.float_fraction,
              "calibration_digest": calib.digest, "search_ran": search["ran"], "agreement": agreement.get("final")}
     return ExportResult(Path(out_path), result.contract, timings, facts)
+
+
+def _cpu_line() -> str:
+    """The CPU the integer-kernel share was measured on, with its instruction-set flags."""
+    return f"ONNX Runtime CPU provider on {cpu_model()}" + (f" ({', '.join(cpu_isa())})" if cpu_isa() else "")

@@ -12,8 +12,9 @@ the threshold, it searches which module groups to keep in float:
 2. **accumulate**: the groups that helped are added one at a time, best first, until the
    agreement reaches the budget.
 
-The round that reaches the budget is kept; when none does, the best round
-(:func:`~featherface_deploy.exporters.keep_float_rounds.best_round`). ai-edge-quantizer has no
+Of the trials (screen and accumulation) that reach the budget, the one with the fewest MACs in
+float is kept; when none does, the best one
+(:func:`~featherface_deploy.exporters.keep_float_rounds.kept_round`). ai-edge-quantizer has no
 per-layer error report like ONNX Runtime's, hence groups of modules rather than single layers.
 """
 
@@ -26,8 +27,8 @@ from typing import Any
 
 from featherface_deploy.calibration import CalibrationSet
 from featherface_deploy.contract import DecodeContract
-from featherface_deploy.exporters.keep_float_rounds import SearchStep, best_round
-from featherface_deploy.exporters.tflite_graph import float_mac_fraction, tensor_names
+from featherface_deploy.exporters.keep_float_rounds import SearchStep, kept_round
+from featherface_deploy.exporters.tflite_graph import float_mac_fraction, integer_mac_fraction, tensor_names
 from featherface_deploy.verify.agreement import detection_agreement
 
 Log = Callable[[str], None]
@@ -128,23 +129,29 @@ def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract
             history.append(result[2])
             files.append(result)
             log(f"  + {label}: {result[2].agreement:.4f} ({100 * result[2].float_fraction:.1f}% of MACs float)")
-    met = history[-1].agreement >= budget
-    chosen = len(history) - 1 if met or not ran else best_round(history)
+    # The screen trials are candidates too: one group alone may meet the budget with fewer MACs in float
+    # than the accumulation's rounds, whose first group is the one that helped most.
+    candidates = [*files, *(alone[pattern] for _, _, pattern in screened)]
+    chosen = kept_round([candidate[2] for candidate in candidates], budget) if ran else 0
+    met = candidates[chosen][2].agreement >= budget
     if ran and not met:
-        log(f"  warning: the budget {budget} was not reached; keeping round {chosen}, the best "
-            f"({history[chosen].agreement:.4f}, {100 * history[chosen].float_fraction:.1f}% of MACs float)")
-    data, facts, step, trial_timings = files[chosen]
+        log(f"  warning: the budget {budget} was not reached; keeping the best trial "
+            f"({candidates[chosen][2].agreement:.4f}, {100 * candidates[chosen][2].float_fraction:.1f}% of MACs float)")
+    data, facts, step, trial_timings = candidates[chosen]
     if timings is not None:
         timings.update(trial_timings)
     labels = {pattern: label for _, label, pattern in screened}
     facts["int8"].update({
-        "float_mac_fraction": step.float_fraction,
+        "float_mac_fraction": step.float_fraction, "integer_mac_fraction": round(integer_mac_fraction(data), 4),
         "agreement": {"threshold": threshold, "budget": budget, "default": history[0].agreement,
                       "final": step.agreement, "met": met if ran else True, "images": len(calibration),
                       "measured_on": "calibration"},
-        "search": {"mode": "forced" if forced else "auto", "ran": ran, "budget": budget, "chosen_round": chosen,
+        "search": {"mode": "forced" if forced else "auto", "ran": ran, "budget": budget,
+                   "chosen_round": chosen if chosen < len(history) else None, "chosen": step.record(),
                    "groups_kept_float": [labels.get(pattern, pattern) for pattern in step.kept_float],
-                   "screen": [{"group": label, "agreement": agreement} for agreement, label, _ in screened],
+                   "screen": [{"group": label, "agreement": agreement,
+                               "float_fraction": alone[pattern][2].float_fraction}
+                              for agreement, label, pattern in screened],
                    "history": [row.record() for row in history]},
     })
     return data, facts
@@ -153,6 +160,7 @@ def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract
 def plain_facts(data: bytes, facts: dict) -> dict:
     """The facts of an unchecked quantization (``--no-search``): the float MAC share, the search off."""
     facts["int8"].update({"float_mac_fraction": round(float_mac_fraction(data), 4),
+                          "integer_mac_fraction": round(integer_mac_fraction(data), 4),
                           "search": {"mode": "off", "ran": False}})
     return facts
 

@@ -71,6 +71,24 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+# The instruction-set flags that decide which integer kernels a CPU runs (x86: VNNI dot products, AMX tiles;
+# ARM: the dot-product and int8 matrix-multiply extensions).
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_tile", "asimddp", "i8mm")
+
+
+def cpu_isa() -> list[str]:
+    """Which of :data:`ISA_FLAGS` the CPU reports (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags |= set(line.split(":", 1)[1].split())
+    return [flag for flag in ISA_FLAGS if flag in flags]
+
+
 def machine_facts(**settings) -> dict:
     """Date, machine, CPU, Python and library versions, plus the given settings (e.g. ``threads=1``)."""
     versions = {}
@@ -84,6 +102,7 @@ def machine_facts(**settings) -> dict:
         "machine": platform.machine(),
         "system": platform.platform(terse=True),
         "cpu": cpu_model(),
+        "isa": cpu_isa(),
         "cpu_count": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "python": platform.python_version(),
