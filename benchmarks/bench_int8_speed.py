@@ -131,7 +131,7 @@ def _integer_share(fmt: str, path: Path) -> float:
 
 def markdown(rows: list[dict], facts: dict) -> str:
     """The docs table: one line per file, ISA flags in the heading."""
-    flags = ", ".join(facts.get("isa", [])) or "?"
+    flags = ", ".join(facts.get("isa_flags") or []) or "?"
     lines = [f"FeatherFace FP32 vs INT8 — {facts.get('cpu', '?')} ({flags})", "",
              "| checkpoint | format | precision | ms | FP32/INT8 | MACs in integer kernels | Easy | Medium | Hard | MB |",
              "|---|---|---|---|---|---|---|---|---|---|"]

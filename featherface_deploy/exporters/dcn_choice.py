@@ -82,7 +82,7 @@ def int8_source_lowering(requested: str, placement: str = "inputs") -> str:
     lowering = ALIASES.get(requested, requested)
     if placement == "inputs" and lowering == "native":
         raise ExportError("INT8 with Q/DQ on layer inputs needs the portable (plain-op) DCN (TensorRT has no "
-                          "DeformConv): drop --dcn native, or pass --int8-placement fused")
+                          "DeformConv): drop --dcn native, or pass --placement fused")
     if lowering == AUTO:
         return FASTEST["onnx"] if placement == "fused" else "gather"
     return lowering

@@ -6,7 +6,7 @@ both with symmetric int8 weights per output channel:
 - ``inputs`` (the default; ``engine-int8``, TensorRT recipes): Q/DQ on layer inputs only,
   symmetric int8 activations (zero point 0), TensorRT's explicit-quantization pattern. ONNX
   Runtime's CPU provider dequantizes and runs float ``Conv`` on it: smaller, not faster.
-- ``fused`` (``--int8-placement fused``): Q/DQ on the inputs *and* outputs of the quantized
+- ``fused`` (``--placement fused``): Q/DQ on the inputs *and* outputs of the quantized
   layers, uint8 asymmetric activations: the ``DQ → Conv → Q`` pattern ONNX Runtime fuses into
   ``QLinearConv`` (integer kernels). It also rounds the activations that reach the float
   depthwise convolutions, and costs V1 2–2.6 AP points on the WIDER subset

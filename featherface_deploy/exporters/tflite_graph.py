@@ -20,7 +20,7 @@ from collections import Counter
 
 import numpy as np
 
-from featherface_deploy.metadata.tflite import _schema, pack_model, unpack_model
+from featherface_deploy.metadata.tflite import flatbuffer_schema, pack_model, unpack_model
 
 
 def _builtin_code(operator_code) -> int:
@@ -67,7 +67,7 @@ def rewrite_leaky_relu(data: bytes) -> tuple[bytes, int]:
         The rewritten flatbuffer and the number of ops replaced (the input is
         returned unchanged when there is none).
     """
-    _, schema = _schema()
+    _, schema = flatbuffer_schema()
     model = unpack_model(data)
     leaky = schema.BuiltinOperator.LEAKY_RELU
     replaced = 0
@@ -103,7 +103,7 @@ def rewrite_leaky_relu(data: bytes) -> tuple[bytes, int]:
 
 def op_census(data: bytes) -> Counter:
     """Counts operators as ``"OPNAME:DTYPE"`` (dtype of the first output), over all subgraphs."""
-    _, schema = _schema()
+    _, schema = flatbuffer_schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     dtypes = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     model = unpack_model(data)
@@ -152,7 +152,7 @@ def mac_ops(data: bytes) -> list[tuple[int, str, int, str]]:
     ``CONV_2D``, kernel height × width for ``DEPTHWISE_CONV_2D``, the contracted dimension for the two
     matrix products).
     """
-    _, schema = _schema()
+    _, schema = flatbuffer_schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     dtypes = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     model = unpack_model(data)
@@ -176,3 +176,43 @@ def mac_ops(data: bytes) -> list[tuple[int, str, int, str]]:
         result.append((index, name, int(np.prod([int(v) for v in output.shape])) * reduction,
                        dtypes.get(output.type, "?")))
     return result
+
+
+def drop_outputs(data: bytes, names: tuple[str, ...]) -> tuple[bytes, tuple[str, ...]]:
+    """Removes the signature outputs ``names`` (and their subgraph outputs); the tensors stay in the graph.
+
+    Returns:
+        The flatbuffer and the names of the dropped outputs' tensors, in the order of ``names``
+        (what :func:`expose_tensors` takes to put them back).
+
+    Raises:
+        KeyError: An output not in the first signature.
+    """
+    model = unpack_model(data)
+    signature = model.signatureDefs[0]
+    subgraph = model.subgraphs[signature.subgraphIndex]
+    by_name = {entry.name.decode("utf-8"): entry.tensorIndex for entry in signature.outputs}
+    dropped = [by_name[name] for name in names]
+    signature.outputs = [entry for entry in signature.outputs if entry.tensorIndex not in dropped]
+    subgraph.outputs = [int(index) for index in subgraph.outputs if index not in dropped]
+    return pack_model(model), tuple(subgraph.tensors[index].name.decode("utf-8") for index in dropped)
+
+
+def expose_tensors(data: bytes, tensor_names: tuple[str, ...]) -> bytes:
+    """Adds the tensors called ``tensor_names`` as outputs of the first signature, under their own names.
+
+    Raises:
+        KeyError: A tensor not in the signature's subgraph.
+    """
+    _, schema = flatbuffer_schema()
+    model = unpack_model(data)
+    signature = model.signatureDefs[0]
+    subgraph = model.subgraphs[signature.subgraphIndex]
+    by_name = {tensor.name.decode("utf-8"): index for index, tensor in enumerate(subgraph.tensors)}
+    subgraph.outputs = [int(index) for index in subgraph.outputs]
+    for name in tensor_names:
+        entry = schema.TensorMapT()
+        entry.name, entry.tensorIndex = name.encode("utf-8"), by_name[name]
+        signature.outputs.append(entry)
+        subgraph.outputs.append(by_name[name])
+    return pack_model(model)
