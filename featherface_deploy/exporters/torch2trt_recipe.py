@@ -31,7 +31,6 @@ from featherface_deploy.exporters.onnx2trt_int8 import activation_scales, tensor
 from featherface_deploy.exporters.onnx2trt_recipe import MODEL_FILE, RecipeOptions, write_recipe
 from featherface_deploy.exporters.torch2onnx import OnnxOptions
 from featherface_deploy.exporters.torch2onnx import export as export_onnx
-from featherface_deploy.formats import END2END_ROWS
 from featherface_deploy.trt.versions import get_version
 
 
@@ -77,9 +76,6 @@ class RecipeExportOptions:
     def validate(self, row) -> None:
         """Raises :class:`ExportError` for a build TensorRT cannot do, or INT8 without photos."""
         self.recipe(row.precision).validate()
-        if self.end2end and row.precision == "int8":
-            raise ExportError(f"--end2end is not available for --format {row.name} yet (the INT8 build would have "
-                              f"to keep the decoding and NMS float); it applies to: {', '.join(END2END_ROWS)}")
         self.onnx_options("portable").validate()
         if row.precision == "int8" and self.calib_dir is None:
             raise ExportError("--int8 needs --calib-dir: a folder of photos like the deployment's")
