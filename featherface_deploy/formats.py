@@ -29,7 +29,7 @@ END2END_OPTIONS = ("end2end", "max_det", "conf", "nms_iou", "pre_nms_top_k")
 _ONNX_OPTIONS = ("imgsz", "dynamic", "opset", "simplify", "simplifier", "dcn", *END2END_OPTIONS)
 _ONNX_INT8_OPTIONS = ("imgsz", "calib_dir", "calib_images", "calib_method", "keep_float", "quantize_depthwise", "search",
                       "search_budget", "reduce_range")
-_TFLITE_OPTIONS = ("imgsz", "input_layout", "dcn")
+_TFLITE_OPTIONS = ("imgsz", "input_layout", "dcn", *END2END_OPTIONS)
 _TFLITE_INT8_OPTIONS = (*_TFLITE_OPTIONS, "calib_dir", "calib_images", "keep_float", "float_io", "search",
                         "search_budget")
 _COREML_OPTIONS = ("imgsz", "target", "image_input", "flexible", "sizes")

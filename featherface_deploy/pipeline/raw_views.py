@@ -10,6 +10,8 @@ canonical input (:class:`~featherface_deploy.verify.in_graph.RgbInputView`).
 - **ONNX**: the file's ``ModelProto`` with the tensors named in ``End2EndSpec.raw_tensors``
   added back as graph outputs (the exporter wrote them as outputs and dropped them), opened
   with ONNX Runtime from memory.
+- **TFLite**: the flatbuffer with the tensors named in ``raw_tensors`` (the tensor names of the
+  outputs the exporter dropped from the signature) added back as signature outputs, opened with LiteRT.
 """
 
 from __future__ import annotations
@@ -45,9 +47,26 @@ def onnx_raw_view(path: Path, contract: DecodeContract) -> Runtime:
     return RgbInputView(OrtRuntime(session, contract=raw_contract(contract)), contract)
 
 
+def tflite_raw_view(path: Path, contract: DecodeContract) -> Runtime:
+    """The TFLite end-to-end file at ``path`` with its raw tensors as extra signature outputs.
+
+    Raises:
+        ExportError: A raw tensor named in the contract is not in the graph.
+    """
+    from featherface_deploy.exporters.tflite_graph import expose_tensors
+    from featherface_deploy.runtimes.tflite_runtime import TfliteRuntime
+
+    try:
+        data = expose_tensors(path.read_bytes(), contract.end2end.raw_tensors)
+    except KeyError as error:
+        raise ExportError(f"{path.name}: the raw tensor {error} named in its contract is not in the graph") from error
+    return RgbInputView(TfliteRuntime(data, contract=raw_contract(contract)), contract)
+
+
 RAW_VIEWS: dict[str, Callable[[Path, DecodeContract], Runtime]] = {
     "onnx": onnx_raw_view,
     "trt-recipe": onnx_raw_view,
+    "tflite": tflite_raw_view,
 }
 
 
