@@ -22,7 +22,7 @@ Usage::
     python benchmarks/bench_end2end.py [--checkpoint V1.pth] [--formats onnx,tflite] [--images DIR]
         [--iters 50] [--threads 2] [--imgsz 640] [--work DIR]
 
-Writes ``benchmarks/results/end2end.{md,csv,json}`` (with the CPU model and its ISA flags).
+Writes ``benchmarks/results/end2end.{md,csv,json}`` (the machine facts carry the CPU model and its ISA flags).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from common import RESULTS_DIR, cpu_isa_flags, default_shared, time_interleaved
+from common import RESULTS_DIR, default_shared, time_interleaved
 
 from featherface_deploy.calibration import list_image_files
 from featherface_deploy.errors import FeatherFaceError
@@ -76,7 +76,7 @@ def main() -> None:
     rows = [_measure(fmt, source, images, args, work) for fmt in args.formats.split(",")]
     facts = machine_facts(threads=args.threads, imgsz=[args.imgsz, args.imgsz], iters=args.iters,
                           images=len(images), checkpoint=str(args.checkpoint) if not args.random_init else None,
-                          cpu_flags=cpu_isa_flags(), spinning=False)
+                          spinning=False)
     notes = [f"in-graph post = (e2e − raw) / raw; target ≤ {SHARE_TARGET:.0%} at 640×640 with ≤ 50 faces",
              "interleaved round-robin on the same photos; medians; letterboxing not timed (the same on both sides)"]
     written = write_report(args.out, "end2end", rows, COLUMNS, facts, notes, plot=False)

@@ -51,18 +51,3 @@ def write_result(name: str, payload: dict) -> Path:
     path.write_text(json.dumps({**machine_facts(), **payload}, indent=2) + "\n")
     return path
 
-
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "asimddp", "i8mm")
-
-
-def cpu_isa_flags() -> list[str]:
-    """The SIMD features in ``/proc/cpuinfo`` that decide CPU kernels (x86 AVX2/AVX-512/VNNI/AMX, ARM dot/i8mm)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    present = set()
-    for line in text.splitlines():
-        if line.split(":", 1)[0].strip() in ("flags", "Features"):
-            present.update(line.split(":", 1)[1].split())
-    return [flag for flag in ISA_FLAGS if flag in present]

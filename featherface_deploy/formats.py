@@ -34,7 +34,7 @@ _TFLITE_INT8_OPTIONS = (*_TFLITE_OPTIONS, "calib_dir", "calib_images", "keep_flo
                         "search_budget")
 _COREML_OPTIONS = ("imgsz", "target", "image_input", "flexible", "sizes")
 _ENGINE_OPTIONS = ("workspace", "dla")
-_RECIPE_OPTIONS = ("imgsz", "trt_version", "workspace", "dla", *END2END_OPTIONS)
+_RECIPE_OPTIONS = ("imgsz", "trt_version", "workspace", "dla")
 
 
 @dataclass(frozen=True)
@@ -199,14 +199,14 @@ FORMATS: tuple[Format, ...] = (
     _engine_row("engine", "fp32", "onnx"),
     _engine_row("engine-fp16", "fp16", "onnx"),
     _engine_row("engine-int8", "int8", "onnx-int8", (("quantize_bias", False),)),
-    _recipe_row("trt-recipe", "fp32", _RECIPE_OPTIONS),
-    _recipe_row("trt-recipe-fp16", "fp16", _RECIPE_OPTIONS),
+    _recipe_row("trt-recipe", "fp32", (*_RECIPE_OPTIONS, *END2END_OPTIONS)),
+    _recipe_row("trt-recipe-fp16", "fp16", (*_RECIPE_OPTIONS, *END2END_OPTIONS)),
     _recipe_row("trt-recipe-int8", "int8", (*_RECIPE_OPTIONS, "calib_dir", "calib_images")),
 )
 REFERENCE = "torch"
-# The rows whose files can carry decoding and NMS in the graph (``--end2end``). The INT8 rows cannot yet: their
-# quantization would have to keep the head's decoding and NMS float and calibrate on its RGB 0–255 input.
-END2END_ROWS = ("onnx", "trt-recipe", "trt-recipe-fp16")
+# The rows whose files can carry decoding and NMS in the graph: those whose own options list ``end2end``
+# (a row built from another, e.g. onnx-int8 or an engine, does not take it through its source).
+END2END_ROWS = tuple(row.name for row in FORMATS if "end2end" in row.options)
 
 
 def format_names() -> list[str]:

@@ -28,11 +28,12 @@ import torch
 from torch import nn
 
 import featherface_deploy
-from featherface_deploy.contract import DecodeContract, End2EndSpec, end2end_setting_problems
+from featherface_deploy.contract import DecodeContract, End2EndSpec
 from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
 from featherface_deploy.exporters.dcn_choice import ALIASES, AUTO, CHOICES, choose_lowering
 from featherface_deploy.exporters.end2end_head import end2end_model
+from featherface_deploy.exporters.end2end_options import End2EndOptions
 from featherface_deploy.exporters.nms_onnx import nms_translation
 from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.metadata.onnx import write_contract
@@ -55,7 +56,7 @@ NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # node metadata: the torch modul
 
 
 @dataclass(frozen=True)
-class OnnxOptions:
+class OnnxOptions(End2EndOptions):
     """How to export (the options of the ``onnx`` row).
 
     Attributes:
@@ -66,12 +67,8 @@ class OnnxOptions:
         simplifier: ``onnxsim`` (default: faster to run, fewer nodes, ~9% faster graph) or ``onnxslim``.
         dcn: Lowering of the deformable convolutions: ``auto`` (the fastest measured in ONNX Runtime,
             ``gather`` when ``opset`` < 19), ``gather`` (``portable``), ``gather_float`` or ``native``.
-        end2end: Decoding and NMS inside the graph (:mod:`~featherface_deploy.exporters.end2end_head`):
-            RGB 0–255 input, ``detections`` and ``num_detections`` outputs.
-        max_det: End-to-end: rows of ``detections``.
-        conf: End-to-end: the face probability a detection needs.
-        nms_iou: End-to-end: the NMS IoU threshold.
-        pre_nms_top_k: End-to-end: candidates entering the NMS.
+        end2end, max_det, conf, nms_iou, pre_nms_top_k: :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`
+            (decoding and NMS inside the graph; needs a static input).
     """
 
     imgsz: int | tuple[int, int] = (640, 640)
@@ -80,11 +77,6 @@ class OnnxOptions:
     simplify: bool = True
     simplifier: str = "onnxsim"
     dcn: str = AUTO
-    end2end: bool = False
-    max_det: int = End2EndSpec.max_det
-    conf: float = End2EndSpec.conf
-    nms_iou: float = End2EndSpec.nms_iou
-    pre_nms_top_k: int = End2EndSpec.pre_nms_top_k
 
     @property
     def size(self) -> tuple[int, int]:
@@ -123,19 +115,11 @@ class OnnxOptions:
                               f"(got {self.opset}); pass opset={NATIVE_DCN_MIN_OPSET} or dcn='portable'")
         if self.simplifier not in SIMPLIFIERS:
             raise ExportError(f"unknown simplifier '{self.simplifier}'; choose one of: {', '.join(SIMPLIFIERS)}")
-        if self.end2end:
-            problems = end2end_setting_problems(self.max_det, self.conf, self.nms_iou, self.pre_nms_top_k)
-            if self.dynamic:
-                problems.append("--end2end needs a fixed input size (its priors are constants): drop --dynamic")
-            if problems:
-                raise ExportError("; ".join(problems))
-
-    def end2end_spec(self) -> End2EndSpec | None:
-        """The end-to-end settings, or ``None`` for a raw-output export."""
-        if not self.end2end:
-            return None
-        return End2EndSpec(max_det=self.max_det, conf=float(self.conf), nms_iou=float(self.nms_iou),
-                           pre_nms_top_k=self.pre_nms_top_k)
+        problems = self.end2end_problems()
+        if self.end2end and self.dynamic:
+            problems.append("--end2end needs a fixed input size (its priors are constants): drop --dynamic")
+        if problems:
+            raise ExportError("; ".join(problems))
 
 
 def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,

@@ -23,7 +23,7 @@ from pathlib import Path
 import onnx
 
 from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
-from featherface_deploy.contract import End2EndSpec
+from featherface_deploy.exporters.end2end_options import End2EndOptions
 from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair
 from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, quantize_onnx
@@ -35,7 +35,7 @@ from featherface_deploy.trt.versions import get_version
 
 
 @dataclass(frozen=True)
-class RecipeExportOptions:
+class RecipeExportOptions(End2EndOptions):
     """The options of the ``trt-recipe`` rows (the precision is the row's).
 
     Attributes:
@@ -45,11 +45,8 @@ class RecipeExportOptions:
         dla: Jetson DLA core (GPU fallback allowed), or ``None``.
         calib_dir: INT8: folder of calibration photos (required for INT8).
         calib_images: INT8: photos sampled from it.
-        end2end: The recipe's ONNX is the end-to-end graph (decoding and NMS inside; TensorRT ≥ 8.5).
-        max_det: End-to-end: rows of ``detections``.
-        conf: End-to-end: the face probability a detection needs.
-        nms_iou: End-to-end: the NMS IoU threshold.
-        pre_nms_top_k: End-to-end: candidates entering the NMS (TensorRT: ≤ 3840, its TopK limit).
+        end2end, max_det, conf, nms_iou, pre_nms_top_k: :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`:
+            the recipe's ONNX is the end-to-end graph (TensorRT ≥ 8.5; ``pre_nms_top_k`` ≤ 3840, its TopK limit).
     """
 
     imgsz: int | tuple[int, int] = (640, 640)
@@ -58,11 +55,6 @@ class RecipeExportOptions:
     dla: int | None = None
     calib_dir: str | Path | None = None
     calib_images: int = 100
-    end2end: bool = False
-    max_det: int = End2EndSpec.max_det
-    conf: float = End2EndSpec.conf
-    nms_iou: float = End2EndSpec.nms_iou
-    pre_nms_top_k: int = End2EndSpec.pre_nms_top_k
 
     def onnx_options(self, dcn: str) -> OnnxOptions:
         """The ONNX export this recipe carries (the end-to-end graph when asked)."""
