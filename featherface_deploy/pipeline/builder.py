@@ -30,7 +30,7 @@ from featherface_deploy.contract import DecodeContract, sidecar_path, write_side
 from featherface_deploy.errors import BackendNotInstalledError, ExportError
 from featherface_deploy.exporters.common import ExportContext, load_source
 from featherface_deploy.file_writing import check_output_path
-from featherface_deploy.formats import CHECKPOINT, END2END_ROWS, Format, get_format, resolve
+from featherface_deploy.formats import CHECKPOINT, Format, get_format, resolve
 from featherface_deploy.pipeline.options import build_chain, check_suffix, split_options
 from featherface_deploy.pipeline.raw_views import raw_view
 from featherface_deploy.verify.in_graph import InGraphReport, check_in_graph_parity, default_in_graph_images
@@ -203,10 +203,6 @@ def prepare_options(row: Format, split: dict[str, dict[str, object]], reused: se
         ExportError: An invalid option or combination.
         BackendNotInstalledError: A link cannot be built or verified here (the message says why).
     """
-    if any(options.get("end2end") for options in split.values()):  # one place for every row, whatever its chain
-        if row.name not in END2END_ROWS:
-            raise ExportError(f"--end2end is not available for --format {row.name}; it applies to: "
-                              f"{', '.join(END2END_ROWS)}")
     prepared: dict[str, object] = {}
     for link in build_chain(row):
         if link.name in reused:
