@@ -27,7 +27,7 @@ def test_native_is_onnx_only_and_gather_float_needs_a_fixed_size():
 
 
 def test_onnx_auto_respects_an_opset_without_deformconv_and_int8_never_gets_native():
-    from featherface_deploy.exporters.torch2onnx import OnnxOptions
+    from featherface_deploy.export_options import OnnxOptions
 
     assert OnnxOptions(opset=18).dcn_choice()[0] != "native"
     assert OnnxOptions(dcn="native").resolved_opset == 19

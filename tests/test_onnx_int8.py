@@ -155,18 +155,20 @@ def test_detection_agreement_is_one_against_itself_and_at_most_one_for_int8(work
     from featherface_deploy.exporters.int8_sensitivity import detection_agreement
     from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization
     from featherface_deploy.metadata.onnx import read_contract
+    from featherface_deploy.pipeline.builder import open_onnx
 
     contract = read_contract(workdir / "tiny.onnx")
     prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared-agreement.onnx")
-    assert detection_agreement(prepared, prepared, calib_set, contract) == pytest.approx(1.0, abs=1e-12)
-    assert 0.0 <= detection_agreement(prepared, int8.path, calib_set, contract) <= 1.0
+    assert detection_agreement(prepared, prepared, calib_set, contract, open_onnx) == pytest.approx(1.0, abs=1e-12)
+    assert 0.0 <= detection_agreement(prepared, int8.path, calib_set, contract, open_onnx) <= 1.0
 
 
 def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, calib_set) -> None:
     """The tiny model's INT8 agreement is below 1.0 and above 0.5: threshold 0.5 keeps the plain file, 1.0 searches."""
     from featherface_deploy.exporters.int8_sensitivity import search_keep_float
+    from featherface_deploy.pipeline.builder import open_onnx
 
-    kept, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-kept.onnx", calib_set,
+    kept, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-kept.onnx", calib_set, open_onnx,
                                               budget=1.0, threshold=0.5, max_rounds=1, forced=False)
     default_agreement = history[0].agreement
     assert 0.5 <= default_agreement < 1.0 and len(history) == 1 and not report
@@ -176,6 +178,7 @@ def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, c
                                   "final": default_agreement, "met": True, "images": len(calib_set),
                                   "measured_on": "calibration"}
     searched, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-searched.onnx", calib_set,
+                                                  open_onnx,
                                                   budget=1.0, per_round=2, max_rounds=1, forced=False)
     assert len(history) == 2 and len(history[1].kept_float) == 2 and report
     embedded = json.loads({p.key: p.value for p in onnx.load(str(searched.path)).metadata_props}[METADATA_KEY])
@@ -191,7 +194,7 @@ def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, c
 
 
 def test_a_search_that_misses_its_budget_keeps_its_best_round_not_its_last() -> None:
-    from featherface_deploy.exporters.keep_float_rounds import SearchStep, best_round
+    from featherface_deploy.exporters.keep_float_search import SearchStep, best_round
 
     history = [SearchStep((), 0.9718, 0.045), SearchStep(("a",), 0.9893, 0.219), SearchStep(("a", "b"), 0.9851, 0.388),
                SearchStep(("a", "b", "c"), 0.9893, 0.30)]
@@ -200,8 +203,9 @@ def test_a_search_that_misses_its_budget_keeps_its_best_round_not_its_last() -> 
 
 def test_forced_search_ranks_layers_even_when_the_default_meets_the_budget(workdir: Path, calib_set) -> None:
     from featherface_deploy.exporters.int8_sensitivity import search_keep_float
+    from featherface_deploy.pipeline.builder import open_onnx
 
-    result, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "forced.onnx", calib_set,
+    result, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "forced.onnx", calib_set, open_onnx,
                                                 budget=0.5, max_rounds=1, forced=True)
     assert len(history) == 1 and report
     search = result.facts["search"]
@@ -210,7 +214,8 @@ def test_forced_search_ranks_layers_even_when_the_default_meets_the_budget(workd
 
 def test_no_search_export_skips_the_agreement_check(workdir: Path) -> None:
     from featherface_deploy.exporters.common import ExportContext
-    from featherface_deploy.exporters.onnx2int8_export import OnnxInt8Options, export
+    from featherface_deploy.export_options import OnnxInt8Options
+    from featherface_deploy.exporters.onnx2int8_export import export
 
     options = OnnxInt8Options(calib_dir=workdir / "images", calib_images=4, search=False)
     result = export(workdir / "tiny.onnx", workdir / "plain.onnx", None, options, ExportContext("featherface-tiny"))

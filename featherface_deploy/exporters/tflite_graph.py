@@ -19,7 +19,7 @@ from collections import Counter
 
 import numpy as np
 
-from featherface_deploy.metadata.tflite import _schema, pack_model, unpack_model
+from featherface_deploy.metadata.tflite import flatbuffer_schema, pack_model, unpack_model
 
 
 def _builtin_code(operator_code) -> int:
@@ -66,7 +66,7 @@ def rewrite_leaky_relu(data: bytes) -> tuple[bytes, int]:
         The rewritten flatbuffer and the number of ops replaced (the input is
         returned unchanged when there is none).
     """
-    _, schema = _schema()
+    _, schema = flatbuffer_schema()
     model = unpack_model(data)
     leaky = schema.BuiltinOperator.LEAKY_RELU
     replaced = 0
@@ -102,7 +102,7 @@ def rewrite_leaky_relu(data: bytes) -> tuple[bytes, int]:
 
 def op_census(data: bytes) -> Counter:
     """Counts operators as ``"OPNAME:DTYPE"`` (dtype of the first output), over all subgraphs."""
-    _, schema = _schema()
+    _, schema = flatbuffer_schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     dtypes = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     model = unpack_model(data)
@@ -132,7 +132,7 @@ def float_mac_fraction(data: bytes) -> float:
     length (kernel height × width × input channels for ``CONV_2D``, kernel height × width for
     ``DEPTHWISE_CONV_2D``, the contracted dimension for the two matrix products).
     """
-    _, schema = _schema()
+    _, schema = flatbuffer_schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = unpack_model(data)
     total = floating = 0
@@ -184,7 +184,7 @@ def expose_tensors(data: bytes, tensor_names: tuple[str, ...]) -> bytes:
     Raises:
         KeyError: A tensor not in the signature's subgraph.
     """
-    _, schema = _schema()
+    _, schema = flatbuffer_schema()
     model = unpack_model(data)
     signature = model.signatureDefs[0]
     subgraph = model.subgraphs[signature.subgraphIndex]

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.contract import DecodeContract, read_sidecar
-from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, missing_backend
-from featherface_deploy.runtimes.base import Runtime, check_output_shapes, first_line, usable_threads
+from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract, read_sidecar
+from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, first_line, missing_backend
+from featherface_deploy.runtimes.base import Runtime, check_output_shapes, usable_threads
 from featherface_deploy.runtimes.in_graph import InGraphRuntime
 from featherface_deploy.metadata.tflite import read_contract
 
@@ -121,7 +121,7 @@ class TfliteRuntime(Runtime):
             raise ContractError(f"{source}: signature inputs {list(inputs)} / outputs {sorted(outputs)} do not match "
                                 f"the contract ({self.contract.input_name} → {list(names)})")
         self._input = inputs[self.contract.input_name]
-        self._outputs = [(role, outputs[name]) for role, name in zip(("loc", "conf", "landmarks"), names)]
+        self._outputs = [(role, outputs[name]) for role, name in zip(OUTPUT_ROLES, names)]
         # The primary subgraph's tensors are reachable through set_tensor/invoke (no per-call re-allocation).
         primary = {detail["index"] for detail in self.interpreter.get_input_details()}
         self._runner = None if self._input["index"] in primary else runner
