@@ -205,3 +205,15 @@ def test_cli_end2end_flags(tmp_path):
         result = CliRunner().invoke(cli, [*base, *extra, "-o", str(tmp_path / "x.onnx")])
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
         assert not (tmp_path / "x.onnx").exists()
+
+
+def test_info_describes_the_end_to_end_file(tiny_e2e_onnx):
+    from click.testing import CliRunner
+
+    from featherface_deploy.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["info", str(tiny_e2e_onnx[0])])
+    assert result.exit_code == 0, result.output
+    assert "input:  input (1, 3, 64, 64) float32, RGB 0-255" in result.output
+    assert "output: detections (1, 20, 15)" in result.output and "num_detections (1,) int32" in result.output
+    assert "post-processing: in-graph (conf ≥ 0.3" in result.output
