@@ -1,7 +1,7 @@
 """The README's support matrix: one line per kind of file, from the format table plus where it has run.
 
-Precisions and end-to-end support (decoding and NMS inside the graph: a row that takes ``end2end`` and whose
-options accept it at its precision) are read from
+Precisions and end-to-end support (a row of ``formats.END2END_ROWS``: decoding and NMS inside
+the graph) are read from
 :data:`featherface_deploy.formats.FORMATS`, so a row or option added there shows up here when the docs are
 regenerated. Where each kind exports, runs, is tested and has run on real hardware are facts about this
 project's machines, not about the code, and are stated once in :data:`WHERE`.
@@ -9,11 +9,9 @@ project's machines, not about the code, and are stated once in :data:`WHERE`.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from featherface_deploy.errors import ExportError
-from featherface_deploy.formats import FORMATS, Format, resolve
+from featherface_deploy.formats import END2END_ROWS, FORMATS, Format
 from featherface_deploy.harness.report import Column, markdown_table
 
 
@@ -64,23 +62,6 @@ def kind_of(row: Format) -> str:
     return row.family
 
 
-def end_to_end(row: Format) -> bool:
-    """Whether ``row`` builds end-to-end files: it takes ``end2end`` and its options' check accepts it.
-
-    The check runs with the row's required inputs filled in (a calibration folder), so that only the
-    end-to-end choice can make it refuse (``trt-recipe-int8`` does, for now).
-    """
-    if "end2end" not in row.options:
-        return False
-    options_class = resolve(row.options_class)
-    required = {"calib_dir": "."} if "calib_dir" in {f.name for f in dataclasses.fields(options_class)} else {}
-    try:
-        options_class(end2end=True, **required).validate(row)
-    except ExportError:
-        return False
-    return True
-
-
 def support_rows() -> list[dict]:
     """One dict per kind of file, in format-table order.
 
@@ -95,7 +76,7 @@ def support_rows() -> list[dict]:
         if kind not in WHERE:
             raise KeyError(f"format family '{kind}' is not in docs_tools.support_matrix.WHERE: say where it runs")
         where = WHERE[kind]
-        end2end = [row.precision.upper() for row in rows if end_to_end(row)]
+        end2end = [row.precision.upper() for row in rows if row.name in END2END_ROWS]
         lines.append({"format": where.label, "precisions": ", ".join(row.precision.upper() for row in rows),
                       "end2end": ", ".join(end2end) or "no", "exports": where.exports_on, "runs": where.runs_on,
                       "ci": where.ci, "hardware": where.hardware})

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from featherface_deploy.errors import ExportError
 from featherface_deploy.harness.report import Column, markdown_table
-from featherface_deploy.formats import CHECKPOINT, FORMATS, Format, get_format, resolve
+from featherface_deploy.formats import CHECKPOINT, END2END_ROWS, FORMATS, Format, get_format, resolve
 from featherface_deploy.option_fields import option_fields, option_flag
 
 _ATTRIBUTE = re.compile(r"^(?P<name>\w+): (?P<text>.*)$")
@@ -44,8 +44,12 @@ def split_options(row: Format, given: Mapping[str, object]) -> dict[str, dict[st
         Row name → its options, with the rows' ``source_overrides`` applied.
 
     Raises:
-        ExportError: An option no row of the chain takes; the message names the rows that take it.
+        ExportError: An option no row of the chain takes, or ``end2end`` for a row outside
+            :data:`~featherface_deploy.formats.END2END_ROWS`; the message names the rows that take it.
     """
+    if given.get("end2end") and row.name not in END2END_ROWS:  # not through a chain: onnx-int8, the engines
+        raise ExportError(f"--end2end is not available for --format {row.name}; it applies to: "
+                          f"{', '.join(END2END_ROWS)}")
     known = accepted_options(row)
     for name in given:
         if name not in known:
