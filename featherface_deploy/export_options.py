@@ -38,6 +38,7 @@ NATIVE_DCN_MIN_OPSET = 19  # ONNX DeformConv
 DCN_LOWERINGS = (AUTO, *CHOICES["onnx"], *ALIASES)
 SIMPLIFIERS = ("onnxsim", "onnxslim")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+INT8_PLACEMENTS = ("inputs", "fused")  # onnx-int8: Q/DQ on layer inputs, or inputs and outputs (ORT fuses)
 LAYOUTS = ("NHWC", "NCHW")
 DEFAULT_TARGET = "iOS16"
 IO_DTYPES = ("fp32", "fp16")
@@ -188,6 +189,10 @@ class OnnxInt8Options:
         reduce_range: 7-bit weights, for x86 CPUs without VNNI whose 8-bit dot products saturate
             (``--reduce-range``; README, "INT8 on ARM kernels").
         imgsz: Calibration size for a dynamic-shape source (a fixed-size source uses its own).
+        placement: ``inputs`` (Q/DQ on layer inputs only, from the ``gather`` DCN: TensorRT's pattern and the
+            verified accuracy; ONNX Runtime runs float kernels) or ``fused`` (Q/DQ on inputs and outputs, from
+            the native ``DeformConv``: ONNX Runtime fuses integer ``QLinearConv``; costs V1 2–2.6 AP points,
+            docs/design/int8-kernels.md).
     """
 
     calib_dir: str | Path | None = CALIB_DIR.field()
@@ -203,6 +208,10 @@ class OnnxInt8Options:
         "onnx-int8: 7-bit weights, for x86 CPUs without VNNI (AVX2, AVX-512), whose 8-bit dot products can "
         "saturate", kind="flag").field(False)
     imgsz: int | tuple[int, int] = IMGSZ.field()
+    placement: str = ExportOption(
+        "onnx-int8: Q/DQ on layer inputs (TensorRT's pattern; ONNX Runtime runs float kernels) or fused (inputs "
+        "and outputs, native DeformConv: ONNX Runtime runs integer QLinearConv; costs V1 2-2.6 AP points)",
+        choices=INT8_PLACEMENTS).field("inputs")
 
     def quantization(self) -> Int8Options:
         """The :class:`~featherface_deploy.exporters.onnx2int8.Int8Options` these choices mean."""
@@ -210,7 +219,7 @@ class OnnxInt8Options:
 
         return Int8Options(method=self.calib_method, keep_float_nodes=tuple(self.keep_float),
                            keep_float_depthwise=not self.quantize_depthwise, quantize_bias=self.quantize_bias,
-                           reduce_range=self.reduce_range)
+                           reduce_range=self.reduce_range, placement=self.placement)
 
     def validate(self, row: Format) -> None:
         """Raises :class:`ExportError` with the fix for a missing calibration folder or a bad value."""
@@ -223,20 +232,23 @@ class OnnxInt8Options:
         if self.calib_method not in CALIBRATION_METHODS:
             raise ExportError(f"unknown calibration method '{self.calib_method}'; "
                               f"choose one of: {', '.join(CALIBRATION_METHODS)}")
+        if self.placement not in INT8_PLACEMENTS:
+            raise ExportError(f"unknown Q/DQ placement '{self.placement}'; choose one of: {', '.join(INT8_PLACEMENTS)}")
 
     def budget(self) -> float:
         """The search's agreement budget: ``search_budget``, else :data:`ONNX_SEARCH_BUDGET`."""
         return ONNX_SEARCH_BUDGET if self.search_budget is None else self.search_budget
 
     def source_options(self, source: OnnxOptions) -> OnnxOptions:
-        """The FP32 source's options to quantize from: ``auto`` DCN → ``gather``; refuses ``native`` (no INT8 kernel)."""
-        replaced = dataclasses.replace(source, dcn=int8_source_lowering(source.dcn))
+        """The FP32 source's options to quantize from (:func:`~featherface_deploy.exporters.dcn_choice.int8_source_lowering`)."""
+        replaced = dataclasses.replace(source, dcn=int8_source_lowering(source.dcn, self.placement))
         replaced.validate(get_format("onnx"))
         return replaced
 
     @staticmethod
     def accepts_source(contract) -> bool:
-        """Whether an FP32 ONNX file with this contract can be quantized (not with ``DeformConv``: no INT8 kernel)."""
+        """Whether an FP32 ONNX file with this contract can be quantized as it is by default (Q/DQ on inputs
+        needs the plain-op DCN; a native source is re-exported)."""
         return contract.extra.get("dcn") != "native"
 
 

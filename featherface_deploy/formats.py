@@ -204,7 +204,7 @@ FORMATS: tuple[Format, ...] = (
     _coreml_row("coreml-int8w", "int8", "Core ML, 8-bit weights"),
     _engine_row("engine", "fp32", "onnx"),
     _engine_row("engine-fp16", "fp16", "onnx"),
-    _engine_row("engine-int8", "int8", "onnx-int8", (("quantize_bias", False),)),
+    _engine_row("engine-int8", "int8", "onnx-int8", (("quantize_bias", False), ("placement", "inputs"))),
     _recipe_row("trt-recipe", "fp32"),
     _recipe_row("trt-recipe-fp16", "fp16"),
     _recipe_row("trt-recipe-int8", "int8"),

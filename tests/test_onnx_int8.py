@@ -1,4 +1,4 @@
-"""INT8 ONNX export: QDQ form, symmetric int8, keep-float honoured, contract, sensitivity ranking."""
+"""INT8 ONNX export: QDQ forms (ONNX Runtime's fused, TensorRT's symmetric), keep-float, contract, sensitivity."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # ran before in the session (torch's own default seed, with which these tests were written).
     torch.manual_seed(67280421310721)
     export_row(create_model("featherface-tiny"), root / "tiny.onnx", "onnx", imgsz=SIZE, simplify=False,
-               dcn="gather")  # INT8 quantizes a plain-op DCN graph (the ONNX default, native DeformConv, has no INT8 kernel)
+               dcn="gather")  # the DCN sampling arithmetic of the plain-op graph must stay float (tested below)
     images = root / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
@@ -66,7 +66,26 @@ def _initializers(model):
     return {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
 
 
-def test_qdq_symmetric_int8(int8) -> None:
+def test_fused_placement_runs_integer_convolutions(workdir: Path, calib_set, tmp_path) -> None:
+    import onnxruntime
+
+    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+    from featherface_deploy.harness.int8_kernels import integer_mac_share
+
+    fused = quantize_onnx(workdir / "tiny.onnx", workdir / "tiny-fused.onnx", calib_set, Int8Options(placement="fused"))
+    model = onnx.load(str(fused.path))
+    zero_points = [_initializers(model)[node.input[2]] for node in model.graph.node
+                   if node.op_type == "QuantizeLinear" and len(node.input) > 2]
+    assert zero_points and all(zero_point.dtype == np.uint8 for zero_point in zero_points)
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    onnxruntime.InferenceSession(str(fused.path), options, providers=["CPUExecutionProvider"])
+    share = integer_mac_share(model, onnx.load(str(tmp_path / "optimized.onnx")), (1, 3, *SIZE))
+    assert share.kernels.get("QLinearConv", 0) > 0 and 0.5 < share.fraction < 1.0  # depthwise convs stay float
+    assert fused.facts["placement"] == "fused" and fused.facts["activations"] == "uint8 asymmetric"
+
+
+def test_qdq_symmetric_int8_on_layer_inputs(int8) -> None:
     model = onnx.load(str(int8.path))
     quant = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert any(n.op_type == "QuantizeLinear" for n in quant)
@@ -82,6 +101,8 @@ def test_qdq_symmetric_int8(int8) -> None:
     for node in model.graph.node:
         if node.op_type == "Softmax":
             assert producers[node.input[0]].op_type != "DequantizeLinear"
+        if node.op_type == "Conv":  # Q/DQ on inputs only: no Conv output is quantized
+            assert all(user.op_type != "QuantizeLinear" for user in model.graph.node if node.output[0] in user.input)
 
 
 def test_runs_and_outputs_float(int8, calib_set) -> None:
@@ -222,3 +243,13 @@ def test_no_search_export_skips_the_agreement_check(workdir: Path) -> None:
     facts = result.contract.extra["int8"]
     assert facts["search"] == {"mode": "off", "ran": False} and "agreement" not in facts
     assert result.facts["search_ran"] is False and result.facts["agreement"] is None
+
+
+def test_a_search_keeps_the_cheapest_round_that_meets_its_budget() -> None:
+    from featherface_deploy.exporters.keep_float_search import SearchStep, choose_round
+
+    history = [SearchStep((), 0.97, 0.045), SearchStep(("ssh",), 0.991, 0.60), SearchStep(("stage2",), 0.990, 0.12),
+               SearchStep(("stage2", "bifpn"), 0.995, 0.30)]
+    assert choose_round(history, 0.99, ran=True) == 2
+    assert choose_round(history, 0.999, ran=True) == 3  # none meets it: the best round
+    assert choose_round(history, 0.99, ran=False) == 0

@@ -112,5 +112,19 @@ def info(model, architecture, imgsz):
     if "dcn" in contract.extra:
         selected = contract.extra.get("dcn_selected")
         click.echo(f"dcn: {contract.extra['dcn']}" + (f" ({selected})" if selected else ""))
+    if "int8" in contract.extra:
+        _int8_kernels(contract.extra["int8"])
     runs, why = row.runs_here()
     click.echo(f"runs here: {'yes' if runs else 'no'}" + (f", {why}" if why else ""))
+
+
+def _int8_kernels(facts: dict) -> None:
+    """The INT8 file's MAC shares as its export measured them (integer kernels, layers kept float)."""
+    parts = []
+    if "integer_mac_fraction" in facts:
+        parts.append(f"{100 * facts['integer_mac_fraction']:.1f}% of MACs in integer kernels"
+                     + (f" ({facts['integer_kernels_on']})" if facts.get("integer_kernels_on") else ""))
+    if "float_mac_fraction" in facts:
+        parts.append(f"{100 * facts['float_mac_fraction']:.1f}% kept float")
+    if parts:
+        click.echo("int8: " + ", ".join(parts))

@@ -108,15 +108,16 @@ class SearchOutcome:
 
 
 def choose_round(history: Sequence[SearchStep], budget: float, ran: bool) -> int:
-    """The round a search keeps: the first to reach ``budget``; when none does, :func:`best_round`.
+    """The round a search keeps: of those that reach ``budget``, the cheapest (fewest MACs in float, then the
+    highest agreement: what runs in integer kernels is the point of INT8); when none does, :func:`best_round`.
 
     A search that did not run keeps round 0. The one rule for every format.
     """
     if not ran:
         return 0
-    for index, step in enumerate(history):
-        if step.agreement >= budget:
-            return index
+    meeting = [index for index, step in enumerate(history) if step.agreement >= budget]
+    if meeting:
+        return min(meeting, key=lambda index: (history[index].float_fraction, -history[index].agreement))
     return best_round(history)
 
 
@@ -168,8 +169,15 @@ def search_keep_float(strategy: Strategy, *, budget: float, threshold: float, fo
         step = trials[-1].step
         log(f"  round {len(trials) - 1}, {strategy.describe(kept)} float: agreement {step.agreement:.4f} "
             f"({100 * step.float_fraction:.1f}% of MACs float)")
+    cheaper = [t for t in memo.values() if ran and t not in trials and t.step.agreement >= budget
+               and t.step.float_fraction < min((r.step.float_fraction for r in trials if r.step.agreement >= budget),
+                                               default=1.0)]
+    if cheaper:  # a trial measured on the way (a screened group) meets the budget with fewer MACs in float
+        trials.append(min(cheaper, key=lambda t: (t.step.float_fraction, -t.step.agreement)))
+        log(f"  cheapest trial that meets the budget: {strategy.describe(trials[-1].step.kept_float)} float "
+            f"({trials[-1].step.agreement:.4f}, {100 * trials[-1].step.float_fraction:.1f}% of MACs float)")
     history = [t.step for t in trials]
-    met = not ran or history[-1].agreement >= budget
+    met = not ran or any(step.agreement >= budget for step in history)
     chosen = choose_round(history, budget, ran)
     if not met:
         log(f"  warning: the budget {budget} was not reached in {len(history) - 1} rounds; keeping round {chosen}, "

@@ -20,7 +20,9 @@ from featherface_deploy.calibration import CalibrationConfig, build_calibration_
 from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair, timed
 from featherface_deploy.exporters.int8_sensitivity import search_keep_float
-from featherface_deploy.exporters.onnx2int8 import quantize_onnx
+from featherface_deploy.exporters.onnx2int8 import quantize_onnx, with_facts
+from featherface_deploy.harness.int8_kernels import ort_integer_share
+from featherface_deploy.harness.report import cpu_isa_flags, cpu_model
 from featherface_deploy.export_options import ONNX_AGREEMENT_THRESHOLD, OnnxInt8Options
 from featherface_deploy.metadata.onnx import read_contract
 
@@ -35,9 +37,9 @@ def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context:
         ExportError: A failed step; DatasetError: no readable calibration photo.
     """
     contract = read_contract(source)
-    if not OnnxInt8Options.accepts_source(contract):
-        raise ExportError(f"{source} has the native DCN (DeformConv has no INT8 kernel): quantize an export made "
-                          "with --dcn portable")
+    if options.placement == "inputs" and contract.extra.get("dcn") == "native":
+        raise ExportError(f"{source} has the native DCN (TensorRT has no DeformConv): quantize an export made "
+                          "with --dcn gather, or pass --placement fused")
     size = contract.input_size or size_pair(options.imgsz)
     timings: dict[str, float] = {}
     calib = timed(timings, "calibration_set", lambda: build_calibration_set(
@@ -52,6 +54,10 @@ def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context:
         result = timed(timings, "quantize", lambda: search_keep_float(
             source, out_path, calib, open_onnx, options.quantization(), budget=options.budget(),
             contract=contract, log=context.log, forced=bool(options.search), threshold=ONNX_AGREEMENT_THRESHOLD)[0])
+    share = timed(timings, "integer_kernels", lambda: ort_integer_share(result.path, (1, 3, *size)))
+    result = with_facts(result, out_path, {**share.record(), "integer_kernels_on": _cpu_line()})
+    context.log(f"  ONNX Runtime runs {100 * share.fraction:.1f}% of the MACs in integer kernels here "
+                f"({share.integer_layers} of {share.layers} weight layers)")
     search = result.facts["search"]
     agreement = result.facts.get("agreement", {})
     context.log(f"  {len(result.kept_float)} layers kept float ({100 * result.float_fraction:.1f}% of MACs); "
@@ -60,3 +66,9 @@ def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context:
     facts = {"kept_float": result.kept_float, "float_fraction": result.float_fraction,
              "calibration_digest": calib.digest, "search_ran": search["ran"], "agreement": agreement.get("final")}
     return ExportResult(Path(out_path), result.contract, timings, facts)
+
+
+def _cpu_line() -> str:
+    """The CPU the integer-kernel share was measured on, with its instruction-set flags."""
+    flags = cpu_isa_flags()
+    return f"ONNX Runtime CPU provider on {cpu_model()}" + (f" ({', '.join(flags)})" if flags else "")

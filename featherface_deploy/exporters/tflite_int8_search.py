@@ -35,7 +35,7 @@ from featherface_deploy.exporters.keep_float_search import (
     search_facts,
     search_keep_float,
 )
-from featherface_deploy.exporters.tflite_graph import float_mac_fraction, tensor_names
+from featherface_deploy.exporters.tflite_graph import float_mac_fraction, integer_mac_fraction, tensor_names
 from featherface_deploy.exporters.tflite_quantize import quantize_int8
 from featherface_deploy.verify.agreement import detection_agreement
 
@@ -158,13 +158,15 @@ def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract
     if timings is not None:
         timings.update(trial_timings)
     facts["int8"].update({"float_mac_fraction": outcome.kept.step.float_fraction,
+                          "integer_mac_fraction": round(integer_mac_fraction(data), 4),
                           **search_facts(outcome, strategy, len(calibration))})
     return data, facts
 
 
 def plain_facts(data: bytes, facts: dict) -> dict:
-    """The facts of an unchecked quantization (``--no-search``): the float MAC share, the search off."""
+    """The facts of an unchecked quantization (``--no-search``): the float and integer MAC shares, the search off."""
     facts["int8"].update({"float_mac_fraction": round(float_mac_fraction(data), 4),
+                          "integer_mac_fraction": round(integer_mac_fraction(data), 4),
                           "search": {"mode": "off", "ran": False}})
     return facts
 

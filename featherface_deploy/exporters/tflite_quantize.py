@@ -18,6 +18,8 @@ from featherface_deploy.exporters.tflite_graph import op_census, rewrite_leaky_r
 INPUT_NAME = "input"  # the converted model's one input, in its one signature
 SIGNATURE = "serving_default"
 DCN_SAMPLING_SCOPE = "ModulatedDeformConv2d"  # tensor names carry the torch module path
+# The DCN's layers with constant weights, int8 inside the otherwise float sampling scope.
+DCN_INT8_OPS = ("CONV_2D", "FULLY_CONNECTED")
 END2END_TAIL_SCOPE = r"End2EndTail"  # the end-to-end head's decoding and NMS: float in every precision
 
 
@@ -47,11 +49,13 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteOption
     rewritten, leaky = rewrite_leaky_relu(fp32)
     qt = quantizer.Quantizer(bytearray(rewritten), recipe.static_wi8_ai8())
     float_scopes = [*config.keep_float, *([END2END_TAIL_SCOPE] if config.end2end else [])]
-    # Later entries win: everything under the DCN scope float, then its convolutions back to int8.
+    # Later entries win: everything under the DCN scope float, then its weight layers back to int8: the
+    # offset/mask convolutions (CONV_2D) and the tap projections (FULLY_CONNECTED, a quarter of V1's MACs).
     qt.update_quantization_recipe(regex=DCN_SAMPLING_SCOPE, operation_name=ops.ALL_SUPPORTED,
                                   algorithm_key=algorithms.NO_QUANTIZE)
-    qt.add_static_config(regex=DCN_SAMPLING_SCOPE, operation_name=ops.CONV_2D, activation_num_bits=8,
-                         weight_num_bits=8)
+    for weight_layer in DCN_INT8_OPS:
+        qt.add_static_config(regex=DCN_SAMPLING_SCOPE, operation_name=getattr(ops, weight_layer),
+                             activation_num_bits=8, weight_num_bits=8)
     for scope in float_scopes:
         qt.update_quantization_recipe(regex=scope, operation_name=ops.ALL_SUPPORTED,
                                       algorithm_key=algorithms.NO_QUANTIZE)
@@ -68,7 +72,7 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteOption
         "tool": "ai-edge-quantizer static_wi8_ai8 (min/max, per-channel weights)",
         "io": "float32" if config.float_io else "int8",
         "leaky_relu_rewritten": leaky,
-        "keep_float_scopes": [DCN_SAMPLING_SCOPE + " (except CONV_2D)", *float_scopes],
+        "keep_float_scopes": [f"{DCN_SAMPLING_SCOPE} (except {', '.join(DCN_INT8_OPS)})", *float_scopes],
         "float_ops": dict(sorted(float_ops.items())),
     }}
 
