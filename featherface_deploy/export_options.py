@@ -24,7 +24,7 @@ from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import require, size_pair
 from featherface_deploy.exporters.dcn_choice import ALIASES, AUTO, CHOICES, choose_lowering, int8_source_lowering
 from featherface_deploy.exporters.end2end_options import End2EndOptions
-from featherface_deploy.formats import Format, get_format
+from featherface_deploy.formats import END2END_ROWS, Format, get_format
 from featherface_deploy.option_fields import ExportOption, parse_mebibytes, parse_size, parse_sizes
 from featherface_deploy.trt.versions import get_version, version_for_installed
 
@@ -426,6 +426,9 @@ class RecipeExportOptions(End2EndOptions):
     def validate(self, row: Format) -> None:
         """Raises :class:`ExportError` for a build TensorRT cannot do, or INT8 without photos."""
         self.recipe(row.precision).validate()
+        if self.end2end and row.precision == "int8":
+            raise ExportError(f"--end2end is not available for --format {row.name} yet (the INT8 build would have "
+                              f"to keep the decoding and NMS float); it applies to: {', '.join(END2END_ROWS)}")
         self.onnx_options("portable").validate(get_format("onnx"))
         if row.precision == "int8" and self.calib_dir is None:
             raise ExportError("--int8 needs --calib-dir: a folder of photos like the deployment's")

@@ -68,10 +68,13 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def cpu_isa_flags() -> list[str] | None:
-    """The :data:`ISA_FLAGS` this CPU has (Linux ``/proc/cpuinfo``), or ``None`` where it cannot be read."""
+def cpu_isa_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str] | None:
+    """The :data:`ISA_FLAGS` this CPU has, or ``None`` where Linux's cpuinfo cannot be read.
+
+    x86 lists them on its ``flags`` line, ARM on its ``Features`` line.
+    """
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path(cpuinfo).read_text().splitlines():
             if line.startswith(("flags", "Features")):
                 present = set(line.split(":", 1)[1].split())
                 return [flag for flag in ISA_FLAGS if flag in present]
