@@ -241,9 +241,6 @@ class OnnxInt8Options:
 
     def source_options(self, source: OnnxOptions) -> OnnxOptions:
         """The FP32 source's options to quantize from (:func:`~featherface_deploy.exporters.dcn_choice.int8_source_lowering`)."""
-        if source.end2end:
-            raise ExportError("--end2end is not available for --format onnx-int8 yet (quantizing it would have to "
-                              f"keep the decoding and NMS float); it applies to: {', '.join(END2END_ROWS)}")
         replaced = dataclasses.replace(source, dcn=int8_source_lowering(source.dcn, self.placement))
         replaced.validate(get_format("onnx"))
         return replaced
