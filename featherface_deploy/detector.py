@@ -9,7 +9,7 @@ from typing import Union
 import numpy as np
 
 from featherface_deploy.errors import BackendNotInstalledError, InputError
-from featherface_deploy.formats import format_for_path, resolve
+from featherface_deploy.formats import format_for_file, resolve
 from featherface_deploy.postprocess import (
     Detections,
     PostprocessConfig,
@@ -18,7 +18,7 @@ from featherface_deploy.postprocess import (
     preprocess,
 )
 from featherface_deploy.postprocess.image_io import check_pixel_count
-from featherface_deploy.runtimes.base import Runtime
+from featherface_deploy.runtimes.base import DetectingRuntime, Runtime
 
 # typing.Union, not ``|``: this module also runs in device bundles on Python 3.8.
 ImageInput = Union[str, Path, np.ndarray]
@@ -50,7 +50,7 @@ class FaceDetector:
         InputError: ``size`` is given for a model with a different fixed input size.
     """
 
-    def __init__(self, runtime: Runtime, config: PostprocessConfig = PostprocessConfig(),
+    def __init__(self, runtime: Runtime | DetectingRuntime, config: PostprocessConfig = PostprocessConfig(),
                  size: tuple[int, int] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         fixed = runtime.contract.input_size
         if size is not None and fixed is not None and tuple(size) != tuple(fixed):
@@ -65,7 +65,7 @@ class FaceDetector:
     @classmethod
     def load(cls, path: str | Path, config: PostprocessConfig = PostprocessConfig(),
              size: tuple[int, int] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-             **runtime_options) -> "FaceDetector":
+             runtime: str | None = None, **runtime_options) -> "FaceDetector":
         """Opens a model file with the runtime its suffix calls for.
 
         Args:
@@ -73,13 +73,20 @@ class FaceDetector:
             config: Detection thresholds.
             size: Resize box for any-size models (see the class docstring).
             max_pixels: Native-resolution limit (see the class docstring).
+            runtime: ``None``: the runtime the file calls for (a MediaPipe-task file: the task itself);
+                ``"raw"``: its raw-output runtime where it has one (a MediaPipe-task file through LiteRT).
             **runtime_options: Passed to the runtime (e.g. ``threads=2``).
 
         Raises:
             FeatherFaceError: Unknown suffix, missing backend, bad file.
         """
+        row = format_for_file(path)
+        if runtime not in (None, "raw"):
+            raise InputError(f"runtime must be None or 'raw', got {runtime!r}")
+        if runtime == "raw" and row.raw_runtime is None:
+            raise InputError(f"{path} has one runtime ({row.name}); 'raw' applies to MediaPipe-task files only")
         try:
-            runtime_class = resolve(format_for_path(path).runtime)
+            runtime_class = resolve(row.raw_runtime if runtime == "raw" else row.runtime)
         except BackendNotInstalledError as error:  # e.g. an .engine without TensorRT: say which file needs it
             raise BackendNotInstalledError(f"cannot open {path}: {error}") from error
         return cls(runtime_class(path, **runtime_options), config, size, max_pixels)
@@ -102,6 +109,8 @@ class FaceDetector:
         Raises:
             ImageError: An image is unreadable, or over ``max_pixels`` at native resolution.
         """
+        if isinstance(self.runtime, DetectingRuntime):  # post-processing runs in the file or its framework
+            return [self.runtime.detect(self._loaded(image, color), self.config) for image in images]
         prepared = [preprocess(self._loaded(image, color), self.runtime.contract, self.size) for image in images]
         results: list[Detections | None] = [None] * len(prepared)
         for indices in _group_by_shape([tensor.shape for tensor, _ in prepared], self.runtime.max_batch):

@@ -31,6 +31,8 @@ _ONNX_INT8_OPTIONS = ("imgsz", "calib_dir", "calib_images", "calib_method", "kee
 _TFLITE_OPTIONS = ("imgsz", "input_layout", "dcn")
 _TFLITE_INT8_OPTIONS = (*_TFLITE_OPTIONS, "calib_dir", "calib_images", "keep_float", "float_io", "search",
                         "search_budget")
+_MEDIAPIPE_OPTIONS = ("imgsz", "dcn", "box_corners")
+_MEDIAPIPE_INT8_OPTIONS = (*_MEDIAPIPE_OPTIONS, "calib_dir", "calib_images", "keep_float", "search", "search_budget")
 _COREML_OPTIONS = ("imgsz", "target", "image_input", "flexible", "sizes")
 _ENGINE_OPTIONS = ("workspace", "dla")
 _RECIPE_OPTIONS = ("imgsz", "trt_version", "workspace", "dla")
@@ -89,6 +91,9 @@ class Format:
         runtime_options: Keywords for the runtime's constructor wherever the row is opened
             (``torch-cuda``: ``device="cuda"``).
         description: One line for help texts.
+        raw_runtime: ``module:Class`` of the runtime that returns the file's raw outputs, when ``runtime``
+            returns finished detections (the MediaPipe task): the pipeline checks parity with it, and
+            ``--runtime litert`` opens the file with it.
     """
 
     name: str
@@ -109,6 +114,7 @@ class Format:
     source_overrides: tuple[tuple[str, object], ...] = ()
     runtime_options: tuple[tuple[str, object], ...] = ()
     description: str = ""
+    raw_runtime: str | None = None
 
     @property
     def suffix(self) -> str:
@@ -131,6 +137,7 @@ _ORT = "featherface_deploy.runtimes.ort_runtime:OrtRuntime"
 _TFLITE = "featherface_deploy.runtimes.tflite_runtime:TfliteRuntime"
 _COREML = "featherface_deploy.runtimes.coreml_runtime:CoremlRuntime"
 _TRT = "featherface_deploy.runtimes.trt_runtime:TrtRuntime"
+_MEDIAPIPE = "featherface_deploy.runtimes.mediapipe_runtime:MediapipeRuntime"
 _EXPORT_ONNX = Probe(("torch", "onnx", "onnxscript", "onnxruntime"))
 _RUN_ONNX = Probe(("onnxruntime",))
 _RUN_TFLITE = Probe(("ai_edge_litert",)) if platform.machine() != "armv7l" else Probe(("tflite_runtime",))
@@ -156,6 +163,13 @@ def _tflite_row(name, precision, options, description):
     return Format(name, "tflite", precision, CHECKPOINT, "featherface_deploy.exporters.torch2tflite:export",
                   "featherface_deploy.exporters.torch2tflite:TfliteOptions", options, _TFLITE, (".tflite",),
                   "tflite", "tflite-export", _RUN_TFLITE, _EXPORT_TFLITE, description=description)
+
+
+def _mediapipe_row(name, precision, options, description):
+    return Format(name, "mediapipe", precision, CHECKPOINT, "featherface_deploy.exporters.torch2mediapipe:export",
+                  "featherface_deploy.exporters.torch2mediapipe:MediapipeOptions", options, _MEDIAPIPE, (".tflite",),
+                  "tflite", "tflite-export", _RUN_TFLITE, _EXPORT_TFLITE, raw_runtime=_TFLITE,
+                  description=description)
 
 
 def _coreml_row(name, precision, options, description):
@@ -192,6 +206,11 @@ FORMATS: tuple[Format, ...] = (
     _tflite_row("tflite", "fp32", _TFLITE_OPTIONS, "TFLite (LiteRT; Android, ARM CPUs)"),
     _tflite_row("tflite-fp16", "fp16", _TFLITE_OPTIONS, "TFLite with float16 weights"),
     _tflite_row("tflite-int8", "int8", _TFLITE_INT8_OPTIONS, "TFLite full-integer INT8, calibrated"),
+    _mediapipe_row("mediapipe", "fp32", _MEDIAPIPE_OPTIONS,
+                   "TFLite for MediaPipe's ObjectDetector task (Android, iOS, web, Python): anchors in the metadata"),
+    _mediapipe_row("mediapipe-fp16", "fp16", _MEDIAPIPE_OPTIONS, "MediaPipe ObjectDetector file, float16 weights"),
+    _mediapipe_row("mediapipe-int8", "int8", _MEDIAPIPE_INT8_OPTIONS,
+                   "MediaPipe ObjectDetector file, INT8 calibrated (float input and outputs)"),
     _coreml_row("coreml", "fp32", _COREML_OPTIONS, "Core ML ML Program (iOS, macOS)"),
     _coreml_row("coreml-fp16", "fp16", (*_COREML_OPTIONS, "io_dtype"), "Core ML, FP16 compute"),
     _coreml_row("coreml-int8w", "int8", (*_COREML_OPTIONS, "int8_mode"), "Core ML, 8-bit weights"),
@@ -254,6 +273,27 @@ def format_for_path(path: str | Path) -> Format:
             return row
     known = ", ".join(dict.fromkeys(s for row in FORMATS for s in row.suffixes if s))
     raise FeatherFaceError(f"cannot tell the format of {path}: unknown suffix '{suffix}' (known: {known})")
+
+
+def format_for_file(path: str | Path) -> Format:
+    """Like :func:`format_for_path`, but a ``.tflite`` made for MediaPipe's task (its contract says so) is the
+    ``mediapipe`` row of its precision, so it opens with the task runtime.
+
+    Raises:
+        FeatherFaceError: The suffix belongs to no known format.
+    """
+    row = format_for_path(path)
+    if row.family != "tflite" or not Path(path).is_file():
+        return row
+    from featherface_deploy.metadata.tflite import read_contract  # standard library + numpy only
+
+    try:
+        contract = read_contract(Path(path).read_bytes(), str(path))
+    except FeatherFaceError:
+        return row  # the runtime reports a bad file with its own message
+    if contract is None or contract.source_format != "mediapipe":
+        return row
+    return next((r for r in FORMATS if r.family == "mediapipe" and r.precision == contract.precision), row)
 
 
 def resolve(reference: str):

@@ -24,7 +24,7 @@ from featherface_deploy.formats import format_for_path
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @remote_options
 @friendly_errors
-def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface,
+def evaluate(model, coreml_engine, compute_units, runtime_choice, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface,
              pred_dir, limit, as_json, **remote):
     """Run a model on WIDER FACE val and print Easy / Medium / Hard AP (official protocol, IoU 0.5).
 
@@ -51,7 +51,7 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
             runtime_note = f"ran on {device.name}" + (f"; {ran['runtime']['note']}" if ran["runtime"]["note"] else "")
     else:
         detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, coreml_engine,
-                                  compute_units)
+                                  compute_units, runtime_choice)
         runtime_name, runtime_note = detector.runtime.name, detector.runtime.note
         untrained_seed = detector.runtime.contract.untrained_seed
         ground_truth = load_ground_truth(widerface)  # read once: the progress bar and the evaluation share it
@@ -64,6 +64,7 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
         write_predictions(result.predictions, pred_dir)
     if as_json:
         click.echo(json.dumps({"model": model, "runtime": runtime_name, "runtime_note": runtime_note,
+                               "postprocess": getattr(detector.runtime, "postprocess", "") if remote["remote"] is None else "",
                                "untrained_seed": untrained_seed, "images": result.images, **result.ap.percentages, "seconds": round(elapsed, 1)},
                               indent=2))
     else:

@@ -10,11 +10,12 @@ import click
 
 from featherface_deploy.detector import DEFAULT_MAX_PIXELS, FaceDetector
 from featherface_deploy.errors import FeatherFaceError
-from featherface_deploy.formats import FORMATS, format_for_path
+from featherface_deploy.formats import FORMATS, format_for_file, format_for_path
 from featherface_deploy.postprocess import PostprocessConfig
 
 COREML_ENGINES = ("auto", "coreml", "interpreter")
 COMPUTE_UNITS = ("all", "cpu", "cpu-and-ne", "cpu-and-gpu")
+RUNTIME_CHOICES = ("auto", "litert")
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
@@ -61,7 +62,9 @@ def runtime_line(runtime) -> str:
     A model with random weights (``export --random-init``) gets a second line saying so.
     """
     untrained = runtime.contract.weights_note()
+    postprocess = getattr(runtime, "postprocess", "")
     return f"runtime: {runtime.name}" + (f" ({runtime.note})" if runtime.note else "") + (
+        f"; post-processing: {postprocess}" if postprocess else "") + (
         f"\n{untrained}" if untrained else "")
 
 
@@ -75,6 +78,10 @@ def model_options(command):
                           "(Core ML where it exists, else the interpreter; the output says which ran)."),
         click.option("--compute-units", default="all", show_default=True, type=click.Choice(COMPUTE_UNITS),
                      help=".mlpackage with Core ML only: the processors Core ML may use."),
+        click.option("--runtime", "runtime_choice", default="auto", show_default=True,
+                     type=click.Choice(RUNTIME_CHOICES),
+                     help="A MediaPipe-task .tflite: auto = through MediaPipe's ObjectDetector task, litert = its raw "
+                          "outputs through LiteRT with our decoding and NMS."),
         click.option("--conf-threshold", default=PostprocessConfig.conf_threshold, show_default=True,
                      type=click.FloatRange(0, 1), help="Minimum face probability."),
         click.option("--nms-iou", default=PostprocessConfig.nms_iou, show_default=True,
@@ -130,7 +137,7 @@ def untrained_seed(checkpoint: str | None, architecture: str | None, random_init
 
 def build_detector(model: str, conf_threshold: float, nms_iou: float, imgsz: str | None,
                    threads: int | None, max_pixels: int, coreml_engine: str = "auto",
-                   compute_units: str = "all") -> FaceDetector:
+                   compute_units: str = "all", runtime_choice: str = "auto") -> FaceDetector:
     """Opens a model with the CLI's thresholds (and, for a Core ML package, its engine and compute units).
 
     Raises:
@@ -142,7 +149,10 @@ def build_detector(model: str, conf_threshold: float, nms_iou: float, imgsz: str
         options.update(engine=coreml_engine, compute_units=compute_units)
     elif (coreml_engine, compute_units) != ("auto", "all"):
         raise click.UsageError("--coreml-engine and --compute-units apply to Core ML packages (.mlpackage) only")
-    return FaceDetector.load(model, config=config, size=parse_size(imgsz), max_pixels=max_pixels, **options)
+    if runtime_choice == "litert" and format_for_file(model).raw_runtime is None:
+        raise click.UsageError("--runtime litert applies to MediaPipe-task files (export --format mediapipe) only")
+    return FaceDetector.load(model, config=config, size=parse_size(imgsz), max_pixels=max_pixels,
+                             runtime="raw" if runtime_choice == "litert" else None, **options)
 
 
 def friendly_errors(command):

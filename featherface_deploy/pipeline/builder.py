@@ -167,7 +167,7 @@ class _Build:
         models that take only some sizes; empty: the parity default box.
         """
         target = path / row.verify_entry if row.verify_entry else path
-        runtime = resolve(row.runtime)(target)
+        runtime = resolve(row.raw_runtime or row.runtime)(target)
         if runtime.contract.to_json() != contract.to_json():
             raise ExportError(f"{row.name}: the contract read back from {target.name} differs from the one written")
         tolerances = tolerances or Tolerances.for_precision(row.precision)

@@ -165,3 +165,29 @@ def usable_threads(threads: int | None) -> int | None:
                       RuntimeWarning, stacklevel=3)
         return cores
     return threads
+
+
+class DetectingRuntime(ABC):
+    """A runtime that returns finished detections (post-processing ran inside the file or its framework).
+
+    ``FaceDetector``, ``detect``, ``evaluate`` and ``benchmark`` take it through one path: ``detect`` on
+    the image as :func:`~featherface_deploy.postprocess.load_image` returns it.
+
+    Attributes:
+        contract: The model's decode contract.
+        name: Short name used in reports.
+        note: Said next to the name in reports (what ran, and how it differs from our pipeline).
+        postprocess: Where post-processing ran, named in every report (``"in-graph"``, ``"mediapipe-task"``).
+    """
+
+    name = "runtime"
+    note = ""
+    postprocess = ""
+
+    def __init__(self, contract: DecodeContract) -> None:
+        self.contract = contract
+
+    @abstractmethod
+    def detect(self, image: np.ndarray, config):
+        """Faces in one H×W×3 uint8 BGR image, in its own pixels, as ``Detections`` (``config``: a
+        ``PostprocessConfig``)."""
