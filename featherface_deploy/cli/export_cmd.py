@@ -55,7 +55,7 @@ _OPTION_PARSERS = {
     "reduce_range": bool,
     "search": bool, "search_budget": float, "float_io": bool, "input_layout": str, "target": str,
     "image_input": bool, "flexible": str, "sizes": lambda text: tuple(parse_size(s) for s in text.split(",")),
-    "io_dtype": str, "trt_version": str, "workspace": parse_mebibytes, "dla": int,
+    "io_dtype": str, "trt_version": str, "workspace": parse_mebibytes, "dla": int, "box_corners": bool,
 }
 
 
@@ -103,6 +103,9 @@ _OPTION_PARSERS = {
                    "aims at [ONNX 0.99, TFLite 0.985].")
 @click.option("--float-io", is_flag=True, default=None, help="tflite-int8: float32 input and outputs.")
 @click.option("--input-layout", default=None, type=click.Choice(["NHWC", "NCHW"]), help="tflite [NHWC].")
+@click.option("--box-corners", is_flag=True, default=None,
+              help="mediapipe: two extra keypoints carrying the exact float box corners (x1, y1), (x2, y2); the "
+                   "task's own boxes are truncated to integer pixels.")
 @click.option("--target", default=None, help="coreml: minimum deployment target (iOS16, iOS17, macOS13…) [iOS16].")
 @click.option("--image-input", is_flag=True, default=None, help="coreml: an image input instead of a tensor.")
 @click.option("--flexible", default=None, help="coreml: any height and width in LO-HI, e.g. 320-1280.")

@@ -12,7 +12,9 @@ this environment's Python.
 ``python -m featherface_deploy.runtimes.mediapipe_env`` creates it at the
 repository root (``.venv-mediapipe``; ``--path`` elsewhere) with the pinned
 ``mediapipe``; :func:`task_python` finds it (``FEATHERFACE_MEDIAPIPE_PYTHON``
-overrides).
+overrides). Standard library only, so CI runs it as a script
+(``python3 featherface_deploy/runtimes/mediapipe_env.py``) before the
+project is installed.
 """
 
 from __future__ import annotations

@@ -127,22 +127,34 @@ class MediapipeRuntime(DetectingRuntime):
         return canvas
 
     def _detections(self, rows: np.ndarray, frame_size: tuple[int, int], config: PostprocessConfig) -> Detections:
-        """The task's rows → Detections in frame pixels (the image's own pixels: padding is at the bottom/right)."""
         keypoints = int(self.layout["keypoints"])
-        if rows.size == 0:
-            return Detections.empty()
-        if rows.shape[1] != 5 + 2 * keypoints:
+        if rows.size and rows.shape[1] != 5 + 2 * keypoints:
             raise BackendError(f"the MediaPipe task returned {(rows.shape[1] - 5) // 2} keypoints, the file "
                                f"declares {keypoints}: re-export it")
-        height, width = frame_size
-        points = rows[:, 5:].reshape(len(rows), keypoints, 2) * np.array([width, height])
-        if self.layout.get("box_corners"):
-            boxes = points[:, LANDMARKS:LANDMARKS + 2].reshape(len(rows), 4)
-        else:
-            boxes = np.concatenate([rows[:, 0:2], rows[:, 0:2] + rows[:, 2:4]], axis=1)
-        order = np.argsort(-rows[:, 4], kind="stable")[: config.keep_top_k]
-        return Detections(boxes[order].astype(np.float32), rows[order, 4].astype(np.float32),
-                          points[order, :LANDMARKS].astype(np.float32))
+        found = detections_from_task(rows, frame_size, keypoints, bool(self.layout.get("box_corners")))
+        return Detections(found.boxes[:config.keep_top_k], found.scores[:config.keep_top_k],
+                          found.landmarks[:config.keep_top_k])
+
+
+def detections_from_task(rows, frame_size: tuple[int, int], keypoints: int, box_corners: bool) -> Detections:
+    """The task's detections as rows [x, y, w, h, score, kx0, ky0, …] (the worker's and the web page's form)
+    → :class:`Detections` in frame pixels, best first.
+
+    Boxes are the task's integer pixels, or the exact corners (keypoints 6 and 7) for a ``box_corners`` file;
+    landmarks are the first five keypoints (normalised by the task) times the frame size.
+    """
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, 5 + 2 * keypoints)
+    if not len(rows):
+        return Detections.empty()
+    height, width = frame_size
+    points = rows[:, 5:].reshape(len(rows), keypoints, 2) * np.array([width, height])
+    if box_corners:
+        boxes = points[:, LANDMARKS:LANDMARKS + 2].reshape(len(rows), 4)
+    else:
+        boxes = np.concatenate([rows[:, 0:2], rows[:, 0:2] + rows[:, 2:4]], axis=1)
+    order = np.argsort(-rows[:, 4], kind="stable")
+    return Detections(boxes[order].astype(np.float32), rows[order, 4].astype(np.float32),
+                      points[order, :LANDMARKS].astype(np.float32))
 
 
 class _Worker:
