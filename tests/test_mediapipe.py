@@ -194,7 +194,7 @@ def _same_tensor_pair(path: Path, image: np.ndarray, threshold: float):
 def test_tiny_file_opens_with_the_task_and_raw_and_the_cli_names_the_runtime(tiny_task_file, monkeypatch):
     from click.testing import CliRunner
 
-    from featherface_deploy.cli.main import main
+    from featherface_deploy.cli.main import cli
     from featherface_deploy.runtimes.mediapipe_runtime import MediapipeRuntime
 
     assert format_for_file(tiny_task_file).name == "mediapipe"
@@ -203,12 +203,15 @@ def test_tiny_file_opens_with_the_task_and_raw_and_the_cli_names_the_runtime(tin
     image = resize_bgr(load_image(PHOTO), 64, 64)
     ours, task = _same_tensor_pair(tiny_task_file, image, 0.3)
     match = match_task(ours, task)
-    assert match.ours > 0 and match.rate >= 0.99, match
-    assert match.max_box_px <= 0.01 and match.max_landmark_px <= 0.01, match  # corners: exact float boxes
-    result = CliRunner().invoke(main, ["detect", str(PHOTO), "--model", str(tiny_task_file), "--nms-iou", "0.3"])
+    # Random weights give many frame-filling boxes; the task clamps each box's origin to the frame and merges
+    # detections whose integer boxes coincide (one detection, several categories), so it may return fewer.
+    # Every one it returns is one of ours, exactly (the corners are float keypoints).
+    assert match.task > 0 and match.matched == match.task and match.ours - match.task <= 0.1 * match.ours, match
+    assert match.max_box_px <= 0.01 and match.max_landmark_px <= 0.01, match
+    result = CliRunner().invoke(cli, ["detect", str(PHOTO), "--model", str(tiny_task_file), "--nms-iou", "0.3"])
     assert result.exit_code == 0, result.output
     assert "runtime: mediapipe-task" in result.output and "post-processing: mediapipe-task" in result.output
-    raw = CliRunner().invoke(main, ["detect", str(PHOTO), "--model", str(tiny_task_file), "--runtime", "litert"])
+    raw = CliRunner().invoke(cli, ["detect", str(PHOTO), "--model", str(tiny_task_file), "--runtime", "litert"])
     assert raw.exit_code == 0 and "runtime: litert" in raw.output, raw.output
     monkeypatch.setenv(ENV_VARIABLE, "/nonexistent/python")
     with pytest.raises(BackendNotInstalledError, match="featherface_deploy.runtimes.mediapipe_env") as error:
@@ -268,7 +271,8 @@ def test_v1_web_task_gives_the_python_tasks_detections(v1_task_file, tmp_path):
     from featherface_deploy.runtimes.mediapipe_runtime import detections_from_task
 
     _require_task_python()
-    task = FaceDetector.load(v1_task_file, config=PostprocessConfig(conf_threshold=THRESHOLD, nms_iou=TASK_NMS))
+    task = FaceDetector.load(v1_task_file, config=PostprocessConfig(conf_threshold=THRESHOLD, nms_iou=TASK_NMS,
+                                                                    keep_top_k=100_000))
     for label, image in _photos():
         rows = _web_task(v1_task_file, image, THRESHOLD, tmp_path)
         web = detections_from_task(rows, image.shape[:2], 5, box_corners=False)

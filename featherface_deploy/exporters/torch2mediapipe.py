@@ -15,7 +15,8 @@ itself, runs the network and returns two outputs, in this order:
 
 Built through the TFLite route (litert-torch, then ai-edge-quantizer for FP16
 weights or INT8; INT8 keeps float input and outputs, since the task feeds
-float32 and reads float or uint8 outputs only). The metadata
+float32 and reads float or uint8 outputs only, and the adapter's own ops in
+float, :data:`ADAPTER_SCOPE`). The metadata
 (:mod:`featherface_deploy.metadata.mediapipe`) carries the registry's priors
 as fixed anchors and the decoding options (x/y scale 1/variance[0], w/h scale
 1/variance[1], exponential box size); our decode contract rides along under
@@ -53,6 +54,10 @@ if TYPE_CHECKING:
 
 # The task's non-max suppression: fixed in its Python, Web, Android and iOS APIs.
 TASK_NMS_IOU = 0.3
+# INT8: the adapter's own ops (colour flip and mean in; the reorder, concatenation and box corners out) stay
+# float, so the decode-related outputs are not squeezed onto one int8 grid shared by box and landmark deltas.
+# Its top-level tensors are named "…MediapipeGraph;N" (the network's carry its module path after a "/").
+ADAPTER_SCOPE = r"MediapipeGraph;|serving_default_(location|score)_output"
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,8 @@ def export(model: nn.Module, out_path: Path, row: Format, options: MediapipeOpti
             options.calib_dir, contract.replace(extra={}), CalibrationConfig(num_images=options.calib_images)))
         calib = dataclasses.replace(calib, inputs=task_input_nhwc(calib.inputs, contract.mean_bgr))
         context.log(f"  calibrating on {len(calib)} images (digest {calib.digest[:12]})…")
-        data, extra = quantize_for_export(converted.data, calib, options, contract, context, timings)
+        adapter_float = dataclasses.replace(options, keep_float=(*options.keep_float, ADAPTER_SCOPE))
+        data, extra = quantize_for_export(converted.data, calib, adapter_float, contract, context, timings)
         extra["calibration"] = {k: v for k, v in calib.describe().items() if k != "files"}
     contract = contract.replace(extra={**contract.extra, **extra})
     data = attach_task_metadata(embed_contract(data, contract), task_metadata(contract, options))
