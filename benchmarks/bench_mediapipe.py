@@ -65,7 +65,7 @@ def task_ap(path: Path, root: Path, limit: int | None, pad: bool, truth) -> dict
 
 def our_ap(path: Path, root: Path, limit: int | None, nms_iou: float, truth) -> dict:
     """AP of the same file through LiteRT with our preprocessing, decoding and NMS."""
-    detector = FaceDetector.load(path, PostprocessConfig(conf_threshold=CONF, nms_iou=nms_iou), runtime="raw")
+    detector = FaceDetector.load(path, PostprocessConfig(conf_threshold=CONF, nms_iou=nms_iou), raw=True)
     return evaluate_widerface(detector, root, limit, ground_truth=truth).ap.percentages
 
 
@@ -75,7 +75,7 @@ def latency(path: Path, images: list, iters: int) -> dict:
 
     task_runtime = MediapipeRuntime(path)
     task = FaceDetector(task_runtime, PostprocessConfig(conf_threshold=CONF, nms_iou=TASK_NMS_IOU))
-    ours = FaceDetector.load(path, PostprocessConfig(conf_threshold=CONF, nms_iou=TASK_NMS_IOU), runtime="raw")
+    ours = FaceDetector.load(path, PostprocessConfig(conf_threshold=CONF, nms_iou=TASK_NMS_IOU), raw=True)
     task_ms, ours_ms, wall_ms = [], [], []
     try:
         for image in images:  # warm-up

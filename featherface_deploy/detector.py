@@ -9,7 +9,7 @@ from typing import Union
 import numpy as np
 
 from featherface_deploy.errors import BackendNotInstalledError, InputError
-from featherface_deploy.formats import format_for_file, resolve
+from featherface_deploy.formats import format_for_path, resolve
 from featherface_deploy.postprocess import (
     Detections,
     PostprocessConfig,
@@ -29,6 +29,10 @@ DEFAULT_MAX_PIXELS = 40_000_000
 class FaceDetector:
     """Runs any supported model file with the shared preprocessing, decoding and NMS.
 
+    A runtime that returns finished detections (a :class:`DetectingRuntime`: an end-to-end file,
+    whose decoding and NMS ran in the graph) is called through its own ``detect``; the result is
+    the same :class:`Detections` in original image pixels.
+
     Example::
 
         detector = FaceDetector.load("featherface-v1.onnx")
@@ -37,7 +41,8 @@ class FaceDetector:
 
     Args:
         runtime: The backend runtime holding the model.
-        config: Score threshold, NMS IoU and top-k limits.
+        config: Score threshold, NMS IoU and top-k limits; ``None``: the defaults (for an end-to-end
+            file, the settings baked into it, which a given config may only tighten).
         size: For any-size models: (height, width) box to resize images into;
             ``None`` runs at native resolution. Fixed-size models always use
             their own size; asking one for another size is an error.
@@ -50,7 +55,7 @@ class FaceDetector:
         InputError: ``size`` is given for a model with a different fixed input size.
     """
 
-    def __init__(self, runtime: Runtime | DetectingRuntime, config: PostprocessConfig = PostprocessConfig(),
+    def __init__(self, runtime: Runtime | DetectingRuntime, config: PostprocessConfig | None = None,
                  size: tuple[int, int] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         fixed = runtime.contract.input_size
         if size is not None and fixed is not None and tuple(size) != tuple(fixed):
@@ -58,38 +63,32 @@ class FaceDetector:
                              "cannot apply; leave it out (images are fitted into the model's size), or export an "
                              "any-size model (--dynamic)")
         self.runtime = runtime
-        self.config = config
+        self.config = runtime.default_config() if config is None and isinstance(runtime, DetectingRuntime) \
+            else config or PostprocessConfig()
         self.size = size
         self.max_pixels = max_pixels
 
     @classmethod
-    def load(cls, path: str | Path, config: PostprocessConfig = PostprocessConfig(),
+    def load(cls, path: str | Path, config: PostprocessConfig | None = None,
              size: tuple[int, int] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-             runtime: str | None = None, **runtime_options) -> "FaceDetector":
+             **runtime_options) -> "FaceDetector":
         """Opens a model file with the runtime its suffix calls for.
 
         Args:
             path: ``.pth``, ``.onnx``, ``.tflite``… (see ``featherface_deploy.formats``).
-            config: Detection thresholds.
+            config: Detection thresholds (``None``: the defaults, see the class docstring).
             size: Resize box for any-size models (see the class docstring).
             max_pixels: Native-resolution limit (see the class docstring).
-            runtime: ``None``: the runtime the file calls for (a MediaPipe-task file: the task itself);
-                ``"raw"``: its raw-output runtime where it has one (a MediaPipe-task file through LiteRT).
             **runtime_options: Passed to the runtime (e.g. ``threads=2``).
 
         Raises:
             FeatherFaceError: Unknown suffix, missing backend, bad file.
         """
-        row = format_for_file(path)
-        if runtime not in (None, "raw"):
-            raise InputError(f"runtime must be None or 'raw', got {runtime!r}")
-        if runtime == "raw" and row.raw_runtime is None:
-            raise InputError(f"{path} has one runtime ({row.name}); 'raw' applies to MediaPipe-task files only")
         try:
-            runtime_class = resolve(row.raw_runtime if runtime == "raw" else row.runtime)
+            runtime_class = resolve(format_for_path(path).runtime)
         except BackendNotInstalledError as error:  # e.g. an .engine without TensorRT: say which file needs it
             raise BackendNotInstalledError(f"cannot open {path}: {error}") from error
-        return cls(runtime_class(path, **runtime_options), config, size, max_pixels)
+        return cls(runtime_class.open(path, **runtime_options), config, size, max_pixels)
 
     def __call__(self, image: ImageInput, color: str = "bgr") -> Detections:
         """Detects faces in one image.
@@ -109,7 +108,7 @@ class FaceDetector:
         Raises:
             ImageError: An image is unreadable, or over ``max_pixels`` at native resolution.
         """
-        if isinstance(self.runtime, DetectingRuntime):  # post-processing runs in the file or its framework
+        if isinstance(self.runtime, DetectingRuntime):
             return [self.runtime.detect(self._loaded(image, color), self.config) for image in images]
         prepared = [preprocess(self._loaded(image, color), self.runtime.contract, self.size) for image in images]
         results: list[Detections | None] = [None] * len(prepared)

@@ -25,17 +25,18 @@ from featherface_deploy.errors import ExportError, FeatherFaceError
 
 CHECKPOINT = "checkpoint"
 
-_ONNX_OPTIONS = ("imgsz", "dynamic", "opset", "simplify", "simplifier", "dcn")
+END2END_OPTIONS = ("end2end", "max_det", "conf", "nms_iou", "pre_nms_top_k")
+_ONNX_OPTIONS = ("imgsz", "dynamic", "opset", "simplify", "simplifier", "dcn", *END2END_OPTIONS)
 _ONNX_INT8_OPTIONS = ("imgsz", "calib_dir", "calib_images", "calib_method", "keep_float", "quantize_depthwise", "search",
                       "search_budget", "reduce_range")
-_TFLITE_OPTIONS = ("imgsz", "input_layout", "dcn")
+_TFLITE_OPTIONS = ("imgsz", "input_layout", "dcn", *END2END_OPTIONS)
 _TFLITE_INT8_OPTIONS = (*_TFLITE_OPTIONS, "calib_dir", "calib_images", "keep_float", "float_io", "search",
                         "search_budget")
 _MEDIAPIPE_OPTIONS = ("imgsz", "dcn", "box_corners")
 _MEDIAPIPE_INT8_OPTIONS = (*_MEDIAPIPE_OPTIONS, "calib_dir", "calib_images", "keep_float", "search", "search_budget")
 _COREML_OPTIONS = ("imgsz", "target", "image_input", "flexible", "sizes")
 _ENGINE_OPTIONS = ("workspace", "dla")
-_RECIPE_OPTIONS = ("imgsz", "trt_version", "workspace", "dla")
+_RECIPE_OPTIONS = ("imgsz", "trt_version", "workspace", "dla", *END2END_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,8 @@ FORMATS: tuple[Format, ...] = (
     _recipe_row("trt-recipe-int8", "int8", (*_RECIPE_OPTIONS, "calib_dir", "calib_images")),
 )
 REFERENCE = "torch"
+# The rows whose files can carry decoding and NMS in the graph (``--end2end``).
+END2END_ROWS = ("onnx", "trt-recipe", "trt-recipe-fp16")
 
 
 def format_names() -> list[str]:

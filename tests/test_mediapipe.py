@@ -183,7 +183,7 @@ def tiny_task_file(tmp_path_factory) -> Path:
 def _same_tensor_pair(path: Path, image: np.ndarray, threshold: float):
     """(ours, task) on an image already at the model size: the same input tensor on both paths."""
     config = PostprocessConfig(conf_threshold=threshold, nms_iou=TASK_NMS, top_k=100_000, keep_top_k=100_000)
-    ours = FaceDetector.load(path, config=config, runtime="raw")(image)
+    ours = FaceDetector.load(path, config=config, raw=True)(image)
     task = FaceDetector.load(path, config=config)
     found = task(image)
     task.runtime.close()
@@ -198,7 +198,7 @@ def test_tiny_file_opens_with_the_task_and_raw_and_the_cli_names_the_runtime(tin
     from featherface_deploy.runtimes.mediapipe_runtime import MediapipeRuntime
 
     assert format_for_file(tiny_task_file).name == "mediapipe"
-    assert FaceDetector.load(tiny_task_file, runtime="raw").runtime.name == "litert"
+    assert FaceDetector.load(tiny_task_file, raw=True).runtime.name == "litert"
     _require_task_python()
     image = resize_bgr(load_image(PHOTO), 64, 64)
     ours, task = _same_tensor_pair(tiny_task_file, image, 0.3)

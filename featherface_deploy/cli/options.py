@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import warnings
@@ -59,13 +60,22 @@ def folder_suffixes() -> tuple[str, ...]:
 def runtime_line(runtime) -> str:
     """``runtime: NAME`` plus the runtime's note when it is a stand-in (every report says what ran).
 
-    A model with random weights (``export --random-init``) gets a second line saying so.
+    A model with random weights (``export --random-init``) gets a second line saying so, and one whose
+    post-processing ran elsewhere than our numpy code (an end-to-end file: ``in-graph``) says where.
     """
     untrained = runtime.contract.weights_note()
-    postprocess = getattr(runtime, "postprocess", "")
     return f"runtime: {runtime.name}" + (f" ({runtime.note})" if runtime.note else "") + (
-        f"; post-processing: {postprocess}" if postprocess else "") + (
+        f"\npost-processing: {postprocess_line(runtime)}" if runtime.postprocess != "numpy" else "") + (
         f"\n{untrained}" if untrained else "")
+
+
+def postprocess_line(runtime) -> str:
+    """Where decoding and NMS ran, with the baked settings of an end-to-end file (for reports)."""
+    spec = runtime.contract.end2end
+    if spec is None:
+        return runtime.postprocess
+    return (f"{runtime.postprocess} (conf ≥ {spec.conf:g}, NMS IoU {spec.nms_iou:g}, pre-NMS top-k "
+            f"{spec.pre_nms_top_k}, max {spec.max_det} faces)")
 
 
 def model_options(command):
@@ -82,10 +92,12 @@ def model_options(command):
                      type=click.Choice(RUNTIME_CHOICES),
                      help="A MediaPipe-task .tflite: auto = through MediaPipe's ObjectDetector task, litert = its raw "
                           "outputs through LiteRT with our decoding and NMS."),
-        click.option("--conf-threshold", default=PostprocessConfig.conf_threshold, show_default=True,
-                     type=click.FloatRange(0, 1), help="Minimum face probability."),
-        click.option("--nms-iou", default=PostprocessConfig.nms_iou, show_default=True,
-                     type=click.FloatRange(0, 1), help="NMS IoU threshold."),
+        click.option("--conf-threshold", default=None, type=click.FloatRange(0, 1),
+                     help=f"Minimum face probability [{PostprocessConfig.conf_threshold}; an end-to-end model: "
+                          "the one it was exported with, which may only be raised]."),
+        click.option("--nms-iou", default=None, type=click.FloatRange(0, 1),
+                     help=f"NMS IoU threshold [{PostprocessConfig.nms_iou}; an end-to-end model: the one it was "
+                          "exported with, which cannot change]."),
         click.option("--imgsz", default=None, help="Resize images to fit N or HxW (any-size models only); "
                      "default: native resolution."),
         click.option("--threads", default=None, type=click.IntRange(1),
@@ -135,24 +147,32 @@ def untrained_seed(checkpoint: str | None, architecture: str | None, random_init
     return None
 
 
-def build_detector(model: str, conf_threshold: float, nms_iou: float, imgsz: str | None,
+def build_detector(model: str, conf_threshold: float | None, nms_iou: float | None, imgsz: str | None,
                    threads: int | None, max_pixels: int, coreml_engine: str = "auto",
                    compute_units: str = "all", runtime_choice: str = "auto") -> FaceDetector:
     """Opens a model with the CLI's thresholds (and, for a Core ML package, its engine and compute units).
 
+    A threshold left out (``None``) is the runtime's default: ours for raw-output models, the baked one for
+    an end-to-end file (which refuses, at the first image, a lower confidence or another NMS IoU).
+
     Raises:
         click.UsageError: ``--coreml-engine`` or ``--compute-units`` given for a model that is not Core ML.
     """
-    config = PostprocessConfig(conf_threshold=conf_threshold, nms_iou=nms_iou)
     options = {} if threads is None else {"threads": threads}
     if format_for_path(model).family == "coreml":
         options.update(engine=coreml_engine, compute_units=compute_units)
     elif (coreml_engine, compute_units) != ("auto", "all"):
         raise click.UsageError("--coreml-engine and --compute-units apply to Core ML packages (.mlpackage) only")
-    if runtime_choice == "litert" and format_for_file(model).raw_runtime is None:
-        raise click.UsageError("--runtime litert applies to MediaPipe-task files (export --format mediapipe) only")
-    return FaceDetector.load(model, config=config, size=parse_size(imgsz), max_pixels=max_pixels,
-                             runtime="raw" if runtime_choice == "litert" else None, **options)
+    if runtime_choice == "litert":
+        if format_for_file(model).raw_runtime is None:
+            raise click.UsageError("--runtime litert applies to MediaPipe-task files (export --format mediapipe) only")
+        options["raw"] = True
+    detector = FaceDetector.load(model, size=parse_size(imgsz), max_pixels=max_pixels, **options)
+    given = {name: value for name, value in (("conf_threshold", conf_threshold), ("nms_iou", nms_iou))
+             if value is not None}
+    if given:
+        detector.config = dataclasses.replace(detector.config, **given)
+    return detector
 
 
 def friendly_errors(command):

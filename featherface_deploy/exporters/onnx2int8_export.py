@@ -22,6 +22,7 @@ from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair, timed
 from featherface_deploy.exporters.dcn_choice import int8_source_lowering
 from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+from featherface_deploy.formats import END2END_ROWS
 from featherface_deploy.metadata.onnx import read_contract
 
 # Detection agreement with FP32 on the calibration photos, calibrated against the 1-point AP budget on the
@@ -91,6 +92,9 @@ class OnnxInt8Options:
 
     def source_options(self, source):
         """The FP32 source's options to quantize from: ``auto`` DCN → ``gather``; refuses ``native`` (no INT8 kernel)."""
+        if source.end2end:
+            raise ExportError("--end2end is not available for --format onnx-int8 yet (quantizing it would have to "
+                              f"keep the decoding and NMS float); it applies to: {', '.join(END2END_ROWS)}")
         replaced = dataclasses.replace(source, dcn=int8_source_lowering(source.dcn))
         replaced.validate()
         return replaced

@@ -156,3 +156,43 @@ def float_mac_fraction(data: bytes) -> float:
             total += macs
             floating += macs if output.type == schema.TensorType.FLOAT32 else 0
     return floating / total if total else 0.0
+
+
+def drop_outputs(data: bytes, names: tuple[str, ...]) -> tuple[bytes, tuple[str, ...]]:
+    """Removes the signature outputs ``names`` (and their subgraph outputs); the tensors stay in the graph.
+
+    Returns:
+        The flatbuffer and the names of the dropped outputs' tensors, in the order of ``names``
+        (what :func:`expose_tensors` takes to put them back).
+
+    Raises:
+        KeyError: An output not in the first signature.
+    """
+    model = unpack_model(data)
+    signature = model.signatureDefs[0]
+    subgraph = model.subgraphs[signature.subgraphIndex]
+    by_name = {entry.name.decode("utf-8"): entry.tensorIndex for entry in signature.outputs}
+    dropped = [by_name[name] for name in names]
+    signature.outputs = [entry for entry in signature.outputs if entry.tensorIndex not in dropped]
+    subgraph.outputs = [int(index) for index in subgraph.outputs if index not in dropped]
+    return pack_model(model), tuple(subgraph.tensors[index].name.decode("utf-8") for index in dropped)
+
+
+def expose_tensors(data: bytes, tensor_names: tuple[str, ...]) -> bytes:
+    """Adds the tensors called ``tensor_names`` as outputs of the first signature, under their own names.
+
+    Raises:
+        KeyError: A tensor not in the signature's subgraph.
+    """
+    _, schema = _schema()
+    model = unpack_model(data)
+    signature = model.signatureDefs[0]
+    subgraph = model.subgraphs[signature.subgraphIndex]
+    by_name = {tensor.name.decode("utf-8"): index for index, tensor in enumerate(subgraph.tensors)}
+    subgraph.outputs = [int(index) for index in subgraph.outputs]
+    for name in tensor_names:
+        entry = schema.TensorMapT()
+        entry.name, entry.tensorIndex = name.encode("utf-8"), by_name[name]
+        signature.outputs.append(entry)
+        subgraph.outputs.append(by_name[name])
+    return pack_model(model)

@@ -28,10 +28,12 @@ import torch
 from torch import nn
 
 import featherface_deploy
-from featherface_deploy.contract import DecodeContract
+from featherface_deploy.contract import DecodeContract, End2EndSpec, end2end_setting_problems
 from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
 from featherface_deploy.exporters.dcn_choice import ALIASES, AUTO, CHOICES, choose_lowering
+from featherface_deploy.exporters.end2end_head import end2end_model
+from featherface_deploy.exporters.nms_onnx import nms_translation
 from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.metadata.onnx import write_contract
 from featherface_deploy.models.deform_conv import ModulatedDeformConv2d, modulated_deform_conv3x3, set_dcn_lowering
@@ -64,6 +66,12 @@ class OnnxOptions:
         simplifier: ``onnxsim`` (default: faster to run, fewer nodes, ~9% faster graph) or ``onnxslim``.
         dcn: Lowering of the deformable convolutions: ``auto`` (the fastest measured in ONNX Runtime,
             ``gather`` when ``opset`` < 19), ``gather`` (``portable``), ``gather_float`` or ``native``.
+        end2end: Decoding and NMS inside the graph (:mod:`~featherface_deploy.exporters.end2end_head`):
+            RGB 0–255 input, ``detections`` and ``num_detections`` outputs.
+        max_det: End-to-end: rows of ``detections``.
+        conf: End-to-end: the face probability a detection needs.
+        nms_iou: End-to-end: the NMS IoU threshold.
+        pre_nms_top_k: End-to-end: candidates entering the NMS.
     """
 
     imgsz: int | tuple[int, int] = (640, 640)
@@ -72,6 +80,11 @@ class OnnxOptions:
     simplify: bool = True
     simplifier: str = "onnxsim"
     dcn: str = AUTO
+    end2end: bool = False
+    max_det: int = End2EndSpec.max_det
+    conf: float = End2EndSpec.conf
+    nms_iou: float = End2EndSpec.nms_iou
+    pre_nms_top_k: int = End2EndSpec.pre_nms_top_k
 
     @property
     def size(self) -> tuple[int, int]:
@@ -110,6 +123,19 @@ class OnnxOptions:
                               f"(got {self.opset}); pass opset={NATIVE_DCN_MIN_OPSET} or dcn='portable'")
         if self.simplifier not in SIMPLIFIERS:
             raise ExportError(f"unknown simplifier '{self.simplifier}'; choose one of: {', '.join(SIMPLIFIERS)}")
+        if self.end2end:
+            problems = end2end_setting_problems(self.max_det, self.conf, self.nms_iou, self.pre_nms_top_k)
+            if self.dynamic:
+                problems.append("--end2end needs a fixed input size (its priors are constants): drop --dynamic")
+            if problems:
+                raise ExportError("; ".join(problems))
+
+    def end2end_spec(self) -> End2EndSpec | None:
+        """The end-to-end settings, or ``None`` for a raw-output export."""
+        if not self.end2end:
+            return None
+        return End2EndSpec(max_det=self.max_det, conf=float(self.conf), nms_iou=float(self.nms_iou),
+                           pre_nms_top_k=self.pre_nms_top_k)
 
 
 def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
@@ -135,7 +161,7 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
     log, timings = context.log, {}
     log(f"  exporting {context.model_name} ({options.dcn_choice()[0]} DCN, opset {options.resolved_opset}, "
         f"{'dynamic' if options.dynamic else 'static'} {options.size[0]}x{options.size[1]})")
-    proto = timed(timings, "export", lambda: build_onnx(model, options))
+    proto = timed(timings, "export", lambda: build_onnx(model, options, context.model_name))
     log(f"  torch.onnx.export (dynamo): {timings['export']:.1f} s, {len(proto.graph.node)} nodes")
     node_counts = {"exported": len(proto.graph.node)}
     timed(timings, "check", lambda: check_onnx(proto))
@@ -148,6 +174,9 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
         log(f"  {options.simplifier}: {node_counts['exported']} → {node_counts['simplified']} nodes "
             f"({timings['simplify']:.1f} s)")
     contract = context.stamp(build_contract(context.model_name, options, proto))
+    if options.end2end:
+        drop_raw_outputs(proto, contract.end2end)
+        check_onnx(proto)
     write_contract(proto, contract)
     data = proto.SerializeToString()
     atomic_write_bytes(out_path, data)
@@ -155,10 +184,23 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
     return ExportResult(Path(out_path), contract, timings, {"node_counts": node_counts})
 
 
-def build_onnx(model: nn.Module, config: OnnxOptions):
-    """Runs the dynamo exporter and returns the ``onnx.ModelProto`` (input ``input``, outputs loc/conf/landmarks)."""
+def build_onnx(model: nn.Module, config: OnnxOptions, model_name: str | None = None):
+    """Runs the dynamo exporter and returns the ``onnx.ModelProto`` (input ``input``, outputs loc/conf/landmarks).
+
+    With ``config.end2end`` the graph is the verification build of the end-to-end model: outputs
+    ``detections``, ``num_detections``, then ``loc``, ``conf``, ``landmarks`` (:func:`drop_raw_outputs`
+    removes the last three from the file written); ``model_name`` gives its priors and mean.
+    """
     lowering, _ = config.dcn_choice()
     model = with_native_dcn(model) if lowering == "native" else with_portable_dcn(model, lowering)
+    output_names = list(OUTPUT_NAMES)
+    translations = _native_translations() if lowering == "native" else {}
+    spec = config.end2end_spec()
+    if spec is not None:
+        model = end2end_model(model, base_contract(model_name or "featherface-v1", input_size=config.size), spec,
+                              "NCHW", raw_outputs=True)
+        output_names = [*spec.outputs, *OUTPUT_NAMES]
+        translations.update(nms_translation())
     height, width = config.size
     # Batch 2 in the example: torch.export specialises dimensions that are 1 in the example.
     example = torch.zeros(2 if config.dynamic else 1, 3, height, width)
@@ -168,11 +210,10 @@ def build_onnx(model: nn.Module, config: OnnxOptions):
         cols = torch.export.Dim("cols", min=1, max=MAX_DYNAMIC_SIDE // SIZE_DIVISOR)
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024),
                            2: SIZE_DIVISOR * rows, 3: SIZE_DIVISOR * cols},)
-    translations = _native_translations() if lowering == "native" else None
     try:
         program = torch.onnx.export(
             model.eval(), (example,), dynamo=True, opset_version=config.resolved_opset, input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES), dynamic_shapes=dynamic_shapes, custom_translation_table=translations,
+            output_names=output_names, dynamic_shapes=dynamic_shapes, custom_translation_table=translations or None,
             optimize=True, verbose=False,
         )
     except Exception as error:  # the exporter raises many unrelated types; keep the cause chained
@@ -237,6 +278,7 @@ def build_contract(model_name: str, config: OnnxOptions, proto) -> DecodeContrac
     import onnxscript
 
     lowering, selected = config.dcn_choice()
+    spec = config.end2end_spec()
     return base_contract(
         model_name,
         input_name=INPUT_NAME,
@@ -250,7 +292,20 @@ def build_contract(model_name: str, config: OnnxOptions, proto) -> DecodeContrac
         extra={"opset": _default_opset(proto), "dcn": lowering, "dcn_selected": selected, "dynamic": config.dynamic,
                "simplifier": config.simplifier if config.simplify else None,
                "zero_pad_maxpool": "concat"},
+        postprocess="in-graph" if spec else "numpy",
+        end2end=spec,
     )
+
+
+def drop_raw_outputs(proto, spec: End2EndSpec) -> None:
+    """Removes the raw ``loc``/``conf``/``landmarks`` outputs of a verification build, keeping the tensors.
+
+    The file then has only ``detections`` and ``num_detections``; the raw tensors keep their names
+    (``spec.raw_tensors``) inside the graph, so verification can expose them again on the same graph.
+    """
+    kept = [output for output in proto.graph.output if output.name in spec.outputs]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
 
 
 # --- native DeformConv lowering ------------------------------------------------------------------

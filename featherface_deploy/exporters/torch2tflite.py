@@ -37,7 +37,7 @@ from __future__ import annotations
 import copy
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,11 +47,14 @@ from torch import nn
 
 import featherface_deploy
 from featherface_deploy.calibration import CalibrationConfig, CalibrationSet, build_calibration_set
-from featherface_deploy.contract import DecodeContract
+from featherface_deploy.contract import DecodeContract, End2EndSpec
 from featherface_deploy.errors import BackendNotInstalledError, ExportError, missing_backend
 from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
 from featherface_deploy.exporters.dcn_choice import AUTO, FASTEST, choose_lowering
-from featherface_deploy.exporters.tflite_graph import op_census, rewrite_leaky_relu
+from featherface_deploy.exporters import nms_tflite
+from featherface_deploy.exporters.end2end_head import end2end_model
+from featherface_deploy.exporters.end2end_options import End2EndOptions
+from featherface_deploy.exporters.tflite_graph import drop_outputs, op_census, rewrite_leaky_relu
 from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.metadata.tflite import embed_contract
 from featherface_deploy.models.deform_conv import set_dcn_lowering
@@ -80,11 +83,12 @@ PACKAGES = ("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert")
 # Two checkpoints only: a thin calibration (README, "TFLite (LiteRT)").
 AGREEMENT_THRESHOLD = 0.98
 SEARCH_BUDGET = 0.985
+END2END_TAIL_SCOPE = r"End2EndTail"  # the end-to-end head's decoding and NMS: float in every precision
 
 
 
 @dataclass(frozen=True)
-class TfliteOptions:
+class TfliteOptions(End2EndOptions):
     """How to export (the options of the ``tflite``, ``tflite-fp16`` and ``tflite-int8`` rows; precision is the row's).
 
     Attributes:
@@ -101,6 +105,9 @@ class TfliteOptions:
             calibration photos and search module groups to keep float when it is below
             :data:`AGREEMENT_THRESHOLD`; ``True``: always search; ``False``: plain quantization, unchecked.
         search_budget: INT8 only: the agreement the search aims at (``None``: :data:`SEARCH_BUDGET`).
+        end2end, max_det, conf, nms_iou, pre_nms_top_k: :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`
+            (NMS lowered by :mod:`~featherface_deploy.exporters.nms_tflite`; RGB 0–255 input in ``input_layout``;
+            the head stays float in FP16 and INT8).
     """
 
     imgsz: int | tuple[int, int] = (640, 640)
@@ -135,6 +142,8 @@ class TfliteOptions:
             raise ExportError("--search-budget is the agreement the search must reach, and --no-search never "
                               "searches nor measures it: drop one of them")
         self.dcn_choice()
+        if self.end2end_problems():
+            raise ExportError("; ".join(self.end2end_problems()))
 
     def budget(self) -> float:
         """The search's agreement budget: ``search_budget``, else :data:`SEARCH_BUDGET`."""
@@ -176,19 +185,20 @@ def export(model: nn.Module, out_path: Path, row: Format, options: TfliteOptions
     """
     timings: dict[str, float] = {}
     lowering, _ = options.dcn_choice()
-    key = scratch_key(model, options.size, options.input_layout, lowering)
+    spec = options.end2end_spec()
+    key = scratch_key(model, options.size, options.input_layout, lowering, spec)
     converted = context.scratch.get(key)
     if converted is None:
         context.log(f"  converting {context.model_name} with litert-torch ({options.input_layout} "
-                    f"{options.size[0]}x{options.size[1]}, {lowering} DCN)…")
+                    f"{options.size[0]}x{options.size[1]}, {lowering} DCN{', end-to-end' if spec else ''})…")
         converted = context.scratch[key] = convert_fp32(model, options.size, options.input_layout,
-                                                        context.model_name, lowering)
+                                                        context.model_name, lowering, spec)
         context.log(f"  litert_torch.convert: {converted.seconds:.1f} s, {len(converted.data) / 1e6:.2f} MB")
     timings["convert"] = converted.seconds  # also when reused: the cost of making this file from scratch
     contract = context.stamp(build_contract(context.model_name, options, row.precision))
     data, extra = converted.data, {}
     if row.precision == "fp16":
-        data = timed(timings, "quantize", lambda: quantize_fp16(converted.data))
+        data = timed(timings, "quantize", lambda: quantize_fp16(converted.data, spec is not None))
         extra = {"fp16": "float16 weights (FLOAT_CASTING), float32 compute"}
     elif row.precision == "int8":
         calibration = CalibrationConfig(num_images=options.calib_images)
@@ -201,15 +211,18 @@ def export(model: nn.Module, out_path: Path, row: Format, options: TfliteOptions
                     f"{100 * extra['int8']['float_mac_fraction']:.1f}% of MACs float; "
                     f"float ops left: {extra['int8']['float_ops']}")
     contract = contract.replace(extra={**contract.extra, **extra})
+    if spec is not None:
+        data, raw_tensors = drop_outputs(data, OUTPUT_NAMES)
+        contract = contract.replace(end2end=replace(contract.end2end, raw_tensors=raw_tensors))
     data = embed_contract(data, contract)
     atomic_write_bytes(out_path, data)
     return ExportResult(Path(out_path), contract, timings, {"size_bytes": len(data), **extra})
 
 
 def scratch_key(model: nn.Module, imgsz: tuple[int, int], input_layout: str,
-                dcn: str = FASTEST["tflite"]) -> tuple:
+                dcn: str = FASTEST["tflite"], spec: End2EndSpec | None = None) -> tuple:
     """Where :func:`export` keeps (and looks for) the FP32 conversion of ``model`` in ``context.scratch``."""
-    return ("tflite-fp32-conversion", id(model), tuple(imgsz), input_layout, dcn)
+    return ("tflite-fp32-conversion", id(model), tuple(imgsz), input_layout, dcn, spec)
 
 
 class _TfliteSignature(nn.Module):
@@ -222,6 +235,19 @@ class _TfliteSignature(nn.Module):
     def forward(self, input: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: A002 - the signature's name
         outputs = self.model(input.permute(0, 3, 1, 2) if self.nhwc else input)
         return dict(zip(OUTPUT_NAMES, outputs))
+
+
+class _End2EndSignature(nn.Module):
+    """The verification build of the end-to-end model (it takes its layout itself) with named outputs:
+    ``detections``, ``num_detections``, then the raw ``loc``, ``conf``, ``landmarks`` that :func:`export`
+    drops from the written file's signature (their tensors stay, named in the contract)."""
+
+    def __init__(self, model: nn.Module, spec: End2EndSpec) -> None:
+        super().__init__()
+        self.model, self.names = model, (*spec.outputs, *OUTPUT_NAMES)
+
+    def forward(self, input: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: A002 - the signature's name
+        return dict(zip(self.names, self.model(input)))
 
 
 def _require_litert_torch():
@@ -238,8 +264,12 @@ def _require_litert_torch():
 
 
 def convert_fp32(model: nn.Module, imgsz: tuple[int, int] = (640, 640), input_layout: str = "NHWC",
-                 model_name: str | None = None, dcn: str = FASTEST["tflite"]) -> ConvertedModel:
+                 model_name: str | None = None, dcn: str = FASTEST["tflite"],
+                 spec: End2EndSpec | None = None) -> ConvertedModel:
     """Converts a model to an FP32 TFLite flatbuffer with litert-torch (no metadata), its DCN lowered as ``dcn``.
+
+    With ``spec``, the end-to-end verification build (:class:`_End2EndSignature`; RGB 0–255 input), its
+    NMS lowered to ``NON_MAX_SUPPRESSION_V5`` (:mod:`~featherface_deploy.exporters.nms_tflite`).
 
     Raises:
         ExportError: The conversion failed.
@@ -249,24 +279,33 @@ def convert_fp32(model: nn.Module, imgsz: tuple[int, int] = (640, 640), input_la
     set_dcn_lowering(portable, dcn)  # TFLite has no grid_sample
     height, width = imgsz
     example = torch.zeros((1, height, width, 3) if input_layout == "NHWC" else (1, 3, height, width))
+    name = model_name or getattr(getattr(model, "config", None), "name", None) or "custom"
+    if spec is None:
+        signature = _TfliteSignature(portable, input_layout)
+    else:
+        nms_tflite.register()
+        head = end2end_model(portable, base_contract(name, input_size=imgsz), spec, input_layout, raw_outputs=True)
+        signature = _End2EndSignature(head, spec)
     started = time.perf_counter()
     try:
-        edge = litert_torch.convert(_TfliteSignature(portable, input_layout).eval(),
-                                    sample_kwargs={INPUT_NAME: example})
+        edge = litert_torch.convert(signature.eval(), sample_kwargs={INPUT_NAME: example})
         data = bytes(edge.model_content())
     except Exception as error:  # the converter raises many unrelated types; keep the cause chained
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ExportError(f"litert_torch.convert failed: {first_line}") from error
-    name = model_name or getattr(getattr(model, "config", None), "name", None) or "custom"
     return ConvertedModel(data, name, tuple(imgsz), input_layout, time.perf_counter() - started)
 
 
-def quantize_fp16(fp32: bytes) -> bytes:
-    """FP16 weights (``FLOAT_CASTING``): half the size, float32 compute."""
+def quantize_fp16(fp32: bytes, end2end: bool = False) -> bytes:
+    """FP16 weights (``FLOAT_CASTING``): half the size, float32 compute; an end-to-end head's constants
+    (priors, rank scores) stay float32."""
     quantizer, _, qtyping, algorithms = _quantizer()
     qt = quantizer.Quantizer(bytearray(fp32))
     qt.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
                               algorithm_key=algorithms.FLOAT_CASTING)
+    if end2end:
+        qt.update_quantization_recipe(regex=END2END_TAIL_SCOPE, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                      algorithm_key=algorithms.NO_QUANTIZE)
     return bytes(qt.quantize(enable_progress_report=False).quantized_model)
 
 
@@ -282,7 +321,7 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteOption
     ops = qtyping.TFLOperationName
     rewritten, leaky = rewrite_leaky_relu(fp32)
     qt = quantizer.Quantizer(bytearray(rewritten), recipe.static_wi8_ai8())
-    float_scopes = list(config.keep_float)
+    float_scopes = [*config.keep_float, *([END2END_TAIL_SCOPE] if config.end2end else [])]
     # Later entries win: everything under the DCN scope float, then its convolutions back to int8.
     qt.update_quantization_recipe(regex=DCN_SAMPLING_SCOPE, operation_name=ops.ALL_SUPPORTED,
                                   algorithm_key=algorithms.NO_QUANTIZE)
@@ -334,10 +373,12 @@ def build_contract(model_name: str, options: TfliteOptions, precision: str) -> D
         except metadata.PackageNotFoundError:
             continue
     lowering, selected = options.dcn_choice()
+    spec = options.end2end_spec()
     return base_contract(
         model_name, input_name=INPUT_NAME, input_size=options.size, size_divisor=SIZE_DIVISOR,
         input_layout=options.input_layout, precision=precision, source_format="tflite", versions=versions,
         extra={"signature": SIGNATURE, "dcn": lowering, "dcn_selected": selected, "converter": "litert-torch"},
+        postprocess="in-graph" if spec else "numpy", end2end=spec,
     )
 
 

@@ -28,6 +28,9 @@ from pathlib import Path
 PACKAGES = ("featherface-deploy", "numpy", "torch", "onnx", "onnxruntime", "ai-edge-litert", "tensorflow",
             "litert-torch", "ai-edge-torch", "opencv-python-headless", "scipy", "coremltools", "tensorrt")
 SECTION = "<!-- generated:{name} {edge} -->"
+# CPU features that decide which kernels run (x86 AVX2/AVX-512/VNNI/AMX; ARM dot product and int8 matmul).
+ISA_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
+             "amx_bf16", "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,18 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_isa_flags() -> list[str] | None:
+    """The :data:`ISA_FLAGS` this CPU has (Linux ``/proc/cpuinfo``), or ``None`` where it cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in ISA_FLAGS if flag in present]
+    except OSError:
+        pass
+    return None
+
+
 def machine_facts(**settings) -> dict:
     """Date, machine, CPU, Python and library versions, plus the given settings (e.g. ``threads=1``)."""
     versions = {}
@@ -84,6 +99,7 @@ def machine_facts(**settings) -> dict:
         "machine": platform.machine(),
         "system": platform.platform(terse=True),
         "cpu": cpu_model(),
+        "isa_flags": cpu_isa_flags(),
         "cpu_count": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "python": platform.python_version(),

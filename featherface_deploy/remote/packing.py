@@ -20,7 +20,7 @@ def model_contract(model: str | Path) -> DecodeContract:
         return read_sidecar(model)
     from featherface_deploy.formats import format_for_path, resolve
 
-    return resolve(format_for_path(model).runtime)(model).contract
+    return resolve(format_for_path(model).runtime).open(model).contract
 
 
 def pack_images(keyed_paths: list[tuple[list, str | Path]], contract: DecodeContract,

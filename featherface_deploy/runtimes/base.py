@@ -35,13 +35,22 @@ class Runtime(ABC):
         name: Short backend name used in reports (e.g. ``onnxruntime``).
         note: Said next to the name in reports when the engine is a stand-in for the real backend
             (Core ML's reference interpreter off macOS); empty otherwise.
+        postprocess: Where decoding and NMS run: ``numpy`` (our shared post-processing of the raw outputs).
     """
 
     name = "runtime"
     note = ""
+    postprocess = "numpy"
 
     def __init__(self, contract: DecodeContract) -> None:
         self.contract = contract
+
+    @classmethod
+    def open(cls, path, **options) -> "Runtime | DetectingRuntime":
+        """Opens a model file with this backend: the runtime that fits it (an end-to-end file gets a
+        :class:`DetectingRuntime` where the backend has one). Every caller that opens a file by its format
+        row goes through here."""
+        return cls(path, **options)
 
     @property
     def max_batch(self) -> int | None:
@@ -168,26 +177,47 @@ def usable_threads(threads: int | None) -> int | None:
 
 
 class DetectingRuntime(ABC):
-    """A runtime that returns finished detections (post-processing ran inside the file or its framework).
+    """Runs a model that returns finished detections: post-processing ran elsewhere than our numpy code.
 
-    ``FaceDetector``, ``detect``, ``evaluate`` and ``benchmark`` take it through one path: ``detect`` on
-    the image as :func:`~featherface_deploy.postprocess.load_image` returns it.
+    End-to-end files (decoding and NMS in the graph) and the MediaPipe task implement it;
+    ``FaceDetector``, ``detect``, ``evaluate``, ``benchmark`` and ``compare`` take any of them
+    through :meth:`detect`, and every report names :attr:`postprocess`.
 
     Attributes:
         contract: The model's decode contract.
-        name: Short name used in reports.
-        note: Said next to the name in reports (what ran, and how it differs from our pipeline).
-        postprocess: Where post-processing ran, named in every report (``"in-graph"``, ``"mediapipe-task"``).
+        name: Short backend name used in reports.
+        note: Said next to the name in reports when the engine is a stand-in; empty otherwise.
+        postprocess: Where post-processing ran: ``in-graph`` (end-to-end files) or ``mediapipe-task``.
     """
 
     name = "runtime"
     note = ""
-    postprocess = ""
+    postprocess = "in-graph"
+    max_batch = None  # images are detected one at a time; callers loop
 
     def __init__(self, contract: DecodeContract) -> None:
         self.contract = contract
 
+    @classmethod
+    def open(cls, path, **options) -> "DetectingRuntime":
+        """Opens a model file (the same entry point as :meth:`Runtime.open`)."""
+        return cls(path, **options)
+
+    def default_config(self):
+        """The thresholds this runtime applies when the caller gives none (``PostprocessConfig``)."""
+        from featherface_deploy.postprocess import PostprocessConfig
+
+        return PostprocessConfig()
+
     @abstractmethod
-    def detect(self, image: np.ndarray, config):
-        """Faces in one H×W×3 uint8 BGR image, in its own pixels, as ``Detections`` (``config``: a
-        ``PostprocessConfig``)."""
+    def detect(self, image: np.ndarray, config=None):
+        """Detects faces in one image.
+
+        Args:
+            image: H×W×3 uint8 BGR, as :func:`~featherface_deploy.postprocess.load_image` returns.
+            config: ``PostprocessConfig`` thresholds, or ``None`` for :meth:`default_config`.
+
+        Returns:
+            ``Detections`` in the image's own pixels, best first.
+        """
+

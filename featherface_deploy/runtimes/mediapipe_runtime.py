@@ -42,7 +42,7 @@ class MediapipeRuntime(DetectingRuntime):
 
     Args:
         path: The ``.tflite`` written by ``export --format mediapipe``.
-        threads: Not settable in the task's Python API; any value other than ``None`` is refused.
+        threads: Accepted for the common interface; the task's Python API has no thread setting (the note says so).
         pad_to_square: Pad each image (bottom/right, mean colour) to the model's aspect ratio before the task
             stretches it; ``False`` (default) is what an app gets when it passes its frames as they are.
         python: The interpreter with ``mediapipe`` (default: :func:`~featherface_deploy.runtimes.mediapipe_env.task_python`).
@@ -66,8 +66,6 @@ class MediapipeRuntime(DetectingRuntime):
         if contract is None or not is_task_file(contract):
             raise ContractError(f"{path} is not a MediaPipe ObjectDetector file: export it with "
                                 "`featherface-deploy export CKPT --format mediapipe`")
-        if threads is not None:
-            raise FeatherFaceError("the MediaPipe task's Python API has no thread setting: leave --threads out")
         super().__init__(contract)
         interpreter = Path(python) if python is not None else task_python()
         if interpreter is None:
@@ -81,14 +79,20 @@ class MediapipeRuntime(DetectingRuntime):
         self._warned_iou = False
         self.note = (f"MediaPipe ObjectDetector task in {interpreter}; frame "
                      f"{'padded to the model aspect, then ' if pad_to_square else ''}stretched to "
-                     f"{contract.input_size[0]}x{contract.input_size[1]}; NMS IoU fixed at {self.layout['nms_iou']}")
+                     f"{contract.input_size[0]}x{contract.input_size[1]}; NMS IoU fixed at {self.layout['nms_iou']}"
+                     + ("; threads: the task's own (no setting in its API)" if threads is not None else ""))
 
-    def detect(self, image: np.ndarray, config: PostprocessConfig = PostprocessConfig()) -> Detections:
+    def default_config(self) -> PostprocessConfig:
+        """Our default thresholds with the task's fixed NMS IoU (0.3)."""
+        return PostprocessConfig(nms_iou=self.layout["nms_iou"])
+
+    def detect(self, image: np.ndarray, config: PostprocessConfig | None = None) -> Detections:
         """Faces in one H×W×3 uint8 BGR image, in its pixels, best first (the task's boxes, scores, keypoints).
 
         The task's score threshold is ``config.conf_threshold`` (always set: the task's default 0 sends every
         anchor to NMS); its NMS IoU is fixed at 0.3 (a different ``config.nms_iou`` is warned about once).
         """
+        config = config or self.default_config()
         self._open(config.conf_threshold)
         if config.nms_iou != self.layout["nms_iou"] and not self._warned_iou:
             warnings.warn(f"the MediaPipe task's NMS IoU is fixed at {self.layout['nms_iou']}; "
