@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.shared / "data" / "widerface-val-416"
     truth = load_ground_truth(root)
-    photos = [load_image(p) for p in list_images(root, truth)[:args.latency_images]]
+    photos = [load_image(path) for _, _, path in list_images(root, truth)[:args.latency_images]]
     args.files.mkdir(parents=True, exist_ok=True)
     results = []
     for model in args.models:
