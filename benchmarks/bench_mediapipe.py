@@ -30,7 +30,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import cpu_isa_flags, default_shared, write_result
+from common import default_shared, write_result
 
 from featherface_deploy import FaceDetector, PostprocessConfig
 from featherface_deploy.evaluation import evaluate_widerface, list_images, load_ground_truth
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                    **latency(path, photos, args.iters)}
             results.append(row)
             print(_line(row), flush=True)
-    out = write_result("mediapipe", {"isa": cpu_isa_flags(), "conf_threshold": CONF, "limit": args.limit,
+    out = write_result("mediapipe", {"conf_threshold": CONF, "limit": args.limit,
                                      "input": "640x640", "rows": results,
                                      "command": "python benchmarks/bench_mediapipe.py " + " ".join(argv or sys.argv[1:])})
     print("| model | precision | task AP stretched (E/M/H) | task AP padded | ours NMS 0.3 | ours NMS 0.4 "

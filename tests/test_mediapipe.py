@@ -107,11 +107,14 @@ def test_task_decoding_of_the_graph_gives_our_boxes_landmarks_and_exact_corners(
 
 
 def test_options_the_task_cannot_take_are_refused():
+    from featherface_deploy.pipeline.options import split_options
+
     row = get_format("mediapipe")
-    with pytest.raises(ExportError, match="NHWC"):
-        MediapipeOptions(input_layout="NCHW").validate(row)
-    with pytest.raises(ExportError, match="float input and outputs"):
-        MediapipeOptions(float_io=False).validate(row)
+    for option in ({"input_layout": "NCHW"}, {"float_io": False}, {"end2end": True}):  # NHWC, float I/O, task NMS
+        with pytest.raises(ExportError):
+            split_options(row, option)
+    with pytest.raises(ExportError, match="--calib-dir"):
+        MediapipeOptions().validate(get_format("mediapipe-int8"))
     contract = task_contract("featherface-tiny", MediapipeOptions(imgsz=64), "fp32")
     clipped = contract.replace(priors=PriorConfig(clip=True))
     with pytest.raises(ExportError, match="clip"):

@@ -12,6 +12,7 @@ import click
 from featherface_deploy.detector import DEFAULT_MAX_PIXELS, FaceDetector
 from featherface_deploy.errors import FeatherFaceError
 from featherface_deploy.formats import FORMATS, format_for_file, format_for_path
+from featherface_deploy.option_fields import parse_size as size_from_text
 from featherface_deploy.postprocess import PostprocessConfig
 
 COREML_ENGINES = ("auto", "coreml", "interpreter")
@@ -23,14 +24,10 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
     """Parses ``640`` or ``480x640`` (height × width) into a (height, width) tuple."""
     if value is None:
         return None
-    parts = value.lower().split("x")
     try:
-        sizes = [int(part) for part in parts]
-    except ValueError:
-        raise click.BadParameter(f"expected N or HxW, got {value!r}") from None
-    if len(sizes) not in (1, 2) or min(sizes) <= 0:
-        raise click.BadParameter(f"expected N or HxW with positive sizes, got {value!r}")
-    return (sizes[0], sizes[-1])
+        return size_from_text(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 class ModelPath(click.Path):

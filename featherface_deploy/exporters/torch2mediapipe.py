@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,9 +37,10 @@ from featherface_deploy.calibration import CalibrationConfig, build_calibration_
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import ExportContext, ExportResult, timed
+from featherface_deploy.exporters.tflite_quantize import INPUT_NAME, quantize_fp16
 from featherface_deploy.exporters.torch2tflite import (
-    INPUT_NAME, ConvertedModel, TfliteOptions, _require_litert_torch, build_contract, quantize_fp16,
-    quantize_for_export)
+    ConvertedModel, _require_litert_torch, build_contract, quantize_for_export)
+from featherface_deploy.export_options import MediapipeOptions
 from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.metadata.mediapipe import (
     LOCATION, SCORE, attach_task_metadata, decoding_options, detector_options, model_metadata)
@@ -58,28 +58,6 @@ TASK_NMS_IOU = 0.3
 # float, so the decode-related outputs are not squeezed onto one int8 grid shared by box and landmark deltas.
 # Its top-level tensors are named "…MediapipeGraph;N" (the network's carry its module path after a "/").
 ADAPTER_SCOPE = r"MediapipeGraph;|serving_default_(location|score)_output"
-
-
-@dataclass(frozen=True)
-class MediapipeOptions(TfliteOptions):
-    """The options of the ``mediapipe`` rows: the TFLite ones (NHWC only) plus ``box_corners``.
-
-    Attributes:
-        box_corners: Two extra keypoints carrying the decoded box corners (x1, y1), (x2, y2) in float,
-            for apps that need exact boxes (the task's boxes are truncated to integer pixels).
-    """
-
-    box_corners: bool = False
-    float_io: bool = True
-
-    def validate(self, row: Format) -> None:
-        """The TFLite checks, plus what the task cannot take (NCHW input, integer I/O)."""
-        super().validate(row)
-        if self.input_layout != "NHWC":
-            raise ExportError("MediaPipe feeds NHWC images: drop --input-layout NCHW for --format mediapipe")
-        if not self.float_io:
-            raise ExportError("MediaPipe's ObjectDetector feeds float32 and reads float32/uint8 outputs: "
-                              "a mediapipe INT8 file keeps float input and outputs (drop float_io=False)")
 
 
 class MediapipeGraph(nn.Module):

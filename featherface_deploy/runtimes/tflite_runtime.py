@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.contract import DecodeContract, read_sidecar
-from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, missing_backend
-from featherface_deploy.runtimes.base import Runtime, check_output_shapes, first_line, usable_threads
+from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract, read_sidecar
+from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, first_line, missing_backend
+from featherface_deploy.runtimes.base import Runtime, check_output_shapes, usable_threads
 from featherface_deploy.runtimes.in_graph import InGraphRuntime
 from featherface_deploy.metadata.tflite import read_contract
 from featherface_deploy.postprocess.mediapipe_layout import canonical_outputs, is_task_file, task_input
@@ -136,7 +136,7 @@ class TfliteRuntime(Runtime):
                                 f"the contract ({self.contract.input_name} → {list(names)})")
         self._input = inputs[self.contract.input_name]
         self._task_layout = is_task_file(self.contract)
-        roles = ("location", "score") if self._task_layout else ("loc", "conf", "landmarks")
+        roles = ("location", "score") if self._task_layout else OUTPUT_ROLES
         self._outputs = [(role, outputs[name]) for role, name in zip(roles, names)]
         # The primary subgraph's tensors are reachable through set_tensor/invoke (no per-call re-allocation).
         primary = {detail["index"] for detail in self.interpreter.get_input_details()}
