@@ -323,6 +323,62 @@ class TfliteOptions(End2EndOptions):
 
 
 @dataclass(frozen=True)
+class MediapipeOptions:
+    """How to export for MediaPipe's ObjectDetector (``mediapipe``, ``mediapipe-fp16``, ``mediapipe-int8``).
+
+    Built through the TFLite route, always NHWC with float32 input and outputs (what the task feeds and reads).
+
+    Attributes:
+        imgsz: (height, width) of the static input; multiples of 32 (the anchors in the metadata are for it).
+        dcn: Lowering of the deformable convolutions, as for ``tflite``.
+        box_corners: Two extra keypoints carrying the exact float box corners (x1, y1), (x2, y2); the task's
+            own boxes are truncated to integer pixels.
+        keep_float: INT8 only: scope regexes left in float, as for ``tflite-int8`` (the input adapter and the
+            ``location``/``score`` assembly always stay float).
+        calib_dir: INT8 only: folder of calibration photos (required for INT8).
+        calib_images: INT8 only: photos sampled from it.
+        search: INT8 only: the keep-float search, as for ``tflite-int8``.
+        search_budget: INT8 only: the agreement the search aims at (``None``: :data:`TFLITE_SEARCH_BUDGET`).
+    """
+
+    imgsz: int | tuple[int, int] = IMGSZ.field()
+    dcn: str = DCN.field()
+    box_corners: bool = ExportOption("mediapipe: two extra keypoints carrying the exact float box corners "
+                                     "(x1, y1), (x2, y2); the task's boxes are integer pixels", kind="flag").field(False)
+    keep_float: tuple[str, ...] = KEEP_FLOAT.field(TFLITE_DEFAULT_KEEP_FLOAT, only=("int8",))
+    calib_dir: str | Path | None = CALIB_DIR.field(only=("int8",))
+    calib_images: int = CALIB_IMAGES.field(only=("int8",))
+    search: bool | None = SEARCH.field(only=("int8",))
+    search_budget: float | None = SEARCH_BUDGET.field(only=("int8",))
+
+    input_layout = "NHWC"  # MediaPipe feeds NHWC images
+    float_io = True  # the task feeds float32 and reads float32 (or uint8) outputs
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``imgsz`` as (height, width)."""
+        return size_pair(self.imgsz)
+
+    def validate(self, row: Format) -> None:
+        """Raises :class:`ExportError` with the fix for any unsupported value."""
+        TfliteOptions(imgsz=self.imgsz, dcn=self.dcn, keep_float=self.keep_float, calib_dir=self.calib_dir,
+                      calib_images=self.calib_images, search=self.search, search_budget=self.search_budget,
+                      float_io=True).validate(row)
+
+    def budget(self) -> float:
+        """The search's agreement budget: ``search_budget``, else :data:`TFLITE_SEARCH_BUDGET`."""
+        return TFLITE_SEARCH_BUDGET if self.search_budget is None else self.search_budget
+
+    def dcn_choice(self) -> tuple[str, str]:
+        """(the DCN lowering converted, how it was selected)."""
+        return choose_lowering("tflite", self.dcn)
+
+    def end2end_spec(self) -> None:
+        """Never end-to-end: the task does the decoding and NMS."""
+        return None
+
+
+@dataclass(frozen=True)
 class CoremlOptions:
     """How to export (the options of the ``coreml``, ``coreml-fp16`` and ``coreml-int8w`` rows).
 
