@@ -40,7 +40,7 @@ from featherface_deploy.harness.report import Column, machine_facts, render_mark
 from featherface_deploy.calibration import list_image_files
 from featherface_deploy.harness.latency import LatencyConfig, Pipeline, measure_interleaved
 from featherface_deploy.postprocess import PostprocessConfig, decode_image, load_image, preprocess
-from featherface_deploy.postprocess.preprocess import _fit
+from featherface_deploy.postprocess.preprocess import fit_size
 
 SIZE = (640, 640)
 COLUMNS = (Column("image", "Image"), Column("original", "Original size"), Column("candidates", "Candidates ≥ 0.02"),
@@ -120,7 +120,7 @@ def _resize_times(image_sets: dict[str, list], iters: int) -> dict:
     from PIL import Image
 
     def pillow(image):
-        height, width = _fit(image.shape[:2], SIZE)
+        height, width = fit_size(image.shape[:2], SIZE)
         return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
 
     resizers = {"pillow": pillow}
@@ -128,7 +128,7 @@ def _resize_times(image_sets: dict[str, list], iters: int) -> dict:
         import cv2
 
         def opencv(image):
-            height, width = _fit(image.shape[:2], SIZE)
+            height, width = fit_size(image.shape[:2], SIZE)
             enlarging = height >= image.shape[0]
             return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR if enlarging else cv2.INTER_AREA)
 

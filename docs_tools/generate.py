@@ -7,7 +7,8 @@ Section names say what fills them:
 
 - ``formats``: ``featherface-deploy formats --markdown``;
 - ``support-matrix``: the README's support matrix (:mod:`docs_tools.support_matrix`);
-- ``options:ROW``: the options table of format row ``ROW``, from its exporter's option declarations;
+- ``options:ROW``: the options table of format row ``ROW``, from its exporters' option declarations
+  (:func:`featherface_deploy.pipeline.options.options_markdown`);
 - ``results:NAME``: the table(s) of ``benchmarks/results/NAME.json``;
 - ``environment:NAME,NAME…``: the environment block of a benchmark page, from those results files.
 """
@@ -21,11 +22,11 @@ from pathlib import Path
 import click
 
 from docs_tools.environment import environment_block
-from docs_tools.option_tables import options_markdown
 from docs_tools.results_tables import RESULTS_DIR, load_results, render_results
 from docs_tools.sections import find_sections, replace_sections
 from docs_tools.support_matrix import support_matrix_markdown
 from featherface_deploy.cli.formats_cmd import formats_markdown
+from featherface_deploy.pipeline.options import options_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,7 @@
 """Generated sections of Markdown files: ``<!-- generated:NAME begin -->`` … ``<!-- generated:NAME end -->``.
 
-The markers are the ones :func:`featherface_deploy.harness.report.update_readme` writes, so a
-benchmark script and the documentation generator fill the same sections.
+:func:`update_readme` fills one section (``benchmarks/update_readme.py`` uses it), :func:`replace_sections`
+all of a text (the documentation generator): the same markers.
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-from featherface_deploy.harness.report import SECTION
+SECTION = "<!-- generated:{name} {edge} -->"
 
 _SECTION = re.compile(r"<!-- generated:(?P<name>[^ ]+) begin -->\n(?P<body>.*?)\n?<!-- generated:(?P=name) end -->",
                       re.DOTALL)  # SECTION's begin and end markers
@@ -44,3 +45,18 @@ def replace_sections(text: str, render: Callable[[str], str]) -> str:
         return f"{begin}\n{render(name).strip()}\n{end}"
 
     return _SECTION.sub(substitute, text)
+
+
+def update_readme(readme: str | Path, name: str, markdown: str) -> None:
+    """Replaces the text between ``<!-- generated:NAME begin -->`` and ``… end -->`` markers.
+
+    Raises:
+        ValueError: The README has no such markers.
+    """
+    path = Path(readme)
+    text = path.read_text()
+    begin, end = SECTION.format(name=name, edge="begin"), SECTION.format(name=name, edge="end")
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        raise ValueError(f"{path} has no '{begin}' … '{end}' section")
+    path.write_text(pattern.sub(lambda _: f"{begin}\n{markdown}\n{end}", text))

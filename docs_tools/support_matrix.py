@@ -1,6 +1,6 @@
 """The README's support matrix: one line per kind of file, from the format table plus where it has run.
 
-Precisions and end-to-end support (a row whose own options include ``end2end``: decoding and NMS inside
+Precisions and end-to-end support (a row of ``formats.END2END_ROWS``: decoding and NMS inside
 the graph) are read from
 :data:`featherface_deploy.formats.FORMATS`, so a row or option added there shows up here when the docs are
 regenerated. Where each kind exports, runs, is tested and has run on real hardware are facts about this
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from featherface_deploy.formats import FORMATS, Format
+from featherface_deploy.formats import END2END_ROWS, FORMATS, Format
 from featherface_deploy.harness.report import Column, markdown_table
 
 
@@ -76,7 +76,7 @@ def support_rows() -> list[dict]:
         if kind not in WHERE:
             raise KeyError(f"format family '{kind}' is not in docs_tools.support_matrix.WHERE: say where it runs")
         where = WHERE[kind]
-        end2end = [row.precision.upper() for row in rows if "end2end" in row.options]
+        end2end = [row.precision.upper() for row in rows if row.name in END2END_ROWS]
         lines.append({"format": where.label, "precisions": ", ".join(row.precision.upper() for row in rows),
                       "end2end": ", ".join(end2end) or "no", "exports": where.exports_on, "runs": where.runs_on,
                       "ci": where.ci, "hardware": where.hardware})

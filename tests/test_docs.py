@@ -23,9 +23,9 @@ import pytest
 from click.testing import CliRunner
 
 from docs_tools.generate import ROOT, documentation_files, main as generate_main, render_section, stale_sections
-from docs_tools.option_tables import options_rows
 from featherface_deploy.cli.main import cli
 from featherface_deploy.formats import FORMATS
+from featherface_deploy.pipeline.options import options_rows
 from featherface_deploy.verify.photos import default_parity_images
 
 README = ROOT / "README.md"
@@ -196,3 +196,18 @@ def test_environment_block_reads_the_recorded_facts(tmp_path):
     assert ("| `run.json` | 2026-01-01T00:00:00+00:00 | Example CPU aarch64 | asimddp, i8mm | 4 | 2 | "
             "onnxruntime 1.32.0 |") in block
     assert "not recorded" not in block
+
+
+@pytest.mark.parametrize("line, flags", [
+    ("flags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni amx_tile other", ["avx2", "fma", "avx512f", "avx512_vnni",
+                                                                       "amx_tile"]),
+    ("Features\t: fp asimd asimdhp asimddp i8mm sve", ["asimd", "asimdhp", "asimddp", "i8mm", "sve"]),
+    ("flags\t\t: fpu sse2", []),
+])
+def test_isa_flags_are_read_from_cpuinfo(tmp_path, line, flags):
+    from featherface_deploy.harness.report import cpu_isa_flags
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Example\n{line}\n\n")
+    assert cpu_isa_flags(cpuinfo) == flags
+    assert cpu_isa_flags(tmp_path / "absent") is None

@@ -18,7 +18,8 @@ from featherface_deploy.detector import FaceDetector  # noqa: E402
 from featherface_deploy.errors import ContractError, ExportError, InputError  # noqa: E402
 from featherface_deploy.exporters.end2end_head import End2EndTail  # noqa: E402
 from featherface_deploy.exporters.nms_onnx import nms_translation  # noqa: E402
-from featherface_deploy.exporters.torch2onnx import OnnxOptions  # noqa: E402
+from featherface_deploy.export_options import OnnxOptions  # noqa: E402
+from featherface_deploy.formats import get_format  # noqa: E402
 from featherface_deploy.models.registry import base_contract  # noqa: E402
 from featherface_deploy.postprocess import PostprocessConfig, Transform, decode_image, load_image  # noqa: E402
 from featherface_deploy.runtimes.ort_runtime import OrtEnd2EndRuntime, OrtRuntime  # noqa: E402
@@ -130,7 +131,7 @@ def test_tail_with_no_candidate_returns_zero_rows():
 ])
 def test_end2end_options_refuse_bad_settings(changes, message):
     with pytest.raises(ExportError, match=message):
-        OnnxOptions(end2end=True, **changes).validate()
+        OnnxOptions(end2end=True, **changes).validate(get_format("onnx"))
 
 
 def test_export_verifies_in_graph_detections(tiny_e2e_onnx):
@@ -187,3 +188,32 @@ def test_contract_that_does_not_match_the_outputs_is_refused(tiny_e2e_onnx):
     with pytest.raises(ContractError, match="in-graph contract needs its end2end settings"):
         DecodeContract.from_json(outcome.contract.to_json().replace('"postprocess": "in-graph"',
                                                                    '"postprocess": "numpy"'))
+
+
+def test_cli_end2end_flags(tmp_path):
+    """The export command's --end2end flags: bad values and rows that cannot take it are one-line errors."""
+    from click.testing import CliRunner
+
+    from featherface_deploy.cli.main import cli
+
+    base = ["export", "--architecture", "featherface-tiny", "--random-init", "--imgsz", "64"]
+    cases = [(["--format", "onnx", "--end2end", "--max-det", "0"], "--max-det must be a positive integer"),
+             (["--format", "onnx", "--end2end", "--conf", "nan"], "--conf must be strictly between 0 and 1"),
+             (["--format", "onnx", "--int8", "--end2end"], "it applies to: onnx, tflite"),
+             (["--format", "onnx", "--end2end", "--dynamic"], "drop --dynamic")]
+    for extra, message in cases:
+        result = CliRunner().invoke(cli, [*base, *extra, "-o", str(tmp_path / "x.onnx")])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
+        assert not (tmp_path / "x.onnx").exists()
+
+
+def test_info_describes_the_end_to_end_file(tiny_e2e_onnx):
+    from click.testing import CliRunner
+
+    from featherface_deploy.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["info", str(tiny_e2e_onnx[0])])
+    assert result.exit_code == 0, result.output
+    assert "input:  input (1, 3, 64, 64) float32, RGB 0-255" in result.output
+    assert "output: detections (1, 20, 15)" in result.output and "num_detections (1,) int32" in result.output
+    assert "post-processing: in-graph (conf ≥ 0.3" in result.output

@@ -72,9 +72,9 @@ def test_end_to_end_export_fits_tensorrt_from_8_5(tiny_e2e_onnx):
 def test_int8_rows_refuse_end2end_naming_the_rows_that_take_it(tmp_path):
     from featherface_deploy.models import create_model
 
-    for row, name in (("onnx-int8", "x.onnx"), ("trt-recipe-int8", "x-recipe")):
-        with pytest.raises(ExportError, match="it applies to: onnx, trt-recipe, trt-recipe-fp16"):
-            export_row(create_model("featherface-tiny"), tmp_path / name, row, end2end=True, calib_dir=str(tmp_path))
+    for row, name in (("onnx-int8", "x.onnx"), ("trt-recipe-int8", "x-recipe"), ("engine", "x.engine"), ("trt-recipe-fp16", "y-recipe")):
+        with pytest.raises(ExportError, match="it applies to: onnx, tflite, tflite-fp16, tflite-int8, trt-recipe$"):
+            export_row(create_model("featherface-tiny"), tmp_path / name, row, end2end=True)
 
 
 def test_recipe_carries_the_end_to_end_graph(tmp_path):

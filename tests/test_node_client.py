@@ -91,3 +91,49 @@ def test_node_client_reads_a_jpeg(tiny_e2e_onnx):
     assert (result["width"], result["height"]) == (512, 512)
     assert 0 < len(result["faces"]) <= TINY_E2E_SETTINGS["max_det"]
     assert all(len(face["box"]) == 4 and len(face["landmarks"]) == 5 for face in result["faces"])
+
+
+RUNNER = """
+const fs = require('fs');
+const ort = require('onnxruntime-node');
+const { detectFaces } = require('./snippet.js');
+(async () => {
+  const [model, ...images] = process.argv.slice(2);
+  const contract = JSON.parse(fs.readFileSync(model + '.json', 'utf8'));
+  const session = await ort.InferenceSession.create(model);
+  const results = [];
+  for (const file of images) {  // binary PPM already within the input size: no resize (step 1 is the identity)
+    const text = fs.readFileSync(file);
+    const [, width, height] = text.subarray(0, 20).toString('latin1').split(/\\s+/).map(Number);
+    const header = `P6\\n${width} ${height}\\n255\\n`.length;
+    results.push(await detectFaces(session, contract, text.subarray(header), width, height, width, height));
+  }
+  process.stdout.write(JSON.stringify(results));
+})();
+"""
+
+
+def test_documented_javascript_snippet_equals_python_runtime(tiny_e2e_onnx, ppm_images, tmp_path):
+    """The JavaScript block of docs/guides/end-to-end.md, run as written, finds what the Python runtime finds."""
+    import os
+    import re
+
+    from featherface_deploy.detector import FaceDetector
+
+    node = _node()
+    guide = (REPO_ROOT / "docs" / "guides" / "end-to-end.md").read_text()
+    [snippet] = re.findall(r"^```javascript\n(.*?)^```", guide, re.DOTALL | re.MULTILINE)
+    (tmp_path / "snippet.js").write_text(snippet)
+    (tmp_path / "runner.js").write_text(RUNNER)
+    model, _ = tiny_e2e_onnx
+    images = ppm_images
+    completed = subprocess.run([node, str(tmp_path / "runner.js"), str(model), *map(str, images)],
+                               capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "NODE_PATH": str(CLIENT / "node_modules")})
+    assert completed.returncode == 0, completed.stderr
+    detector = FaceDetector.load(model)
+    for got, path in zip(json.loads(completed.stdout), images):
+        faces = detector(path)
+        assert 0 < len(got) == len(faces), path.name
+        np.testing.assert_allclose([f["box"] for f in got], faces.boxes, atol=1e-3)
+        np.testing.assert_allclose([f["landmarks"] for f in got], faces.landmarks, atol=1e-3)
