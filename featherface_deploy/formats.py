@@ -32,7 +32,7 @@ _ONNX_INT8_OPTIONS = ("imgsz", "calib_dir", "calib_images", "calib_method", "kee
 _TFLITE_OPTIONS = ("imgsz", "input_layout", "dcn", *END2END_OPTIONS)
 _TFLITE_INT8_OPTIONS = (*_TFLITE_OPTIONS, "calib_dir", "calib_images", "keep_float", "float_io", "search",
                         "search_budget")
-_COREML_OPTIONS = ("imgsz", "target", "image_input", "flexible", "sizes")
+_COREML_OPTIONS = ("imgsz", "target", "image_input", "flexible", "sizes", *END2END_OPTIONS)
 _ENGINE_OPTIONS = ("workspace", "dla")
 _RECIPE_OPTIONS = ("imgsz", "trt_version", "workspace", "dla")
 

@@ -35,8 +35,12 @@ import torch
 from torch import nn
 
 import featherface_deploy
+from featherface_deploy.contract import End2EndSpec
 from featherface_deploy.errors import ExportError
+from featherface_deploy.exporters import coreml_torch_ops, nms_coreml
 from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
+from featherface_deploy.exporters.end2end_head import end2end_model
+from featherface_deploy.exporters.end2end_options import End2EndOptions
 from featherface_deploy.models.bifpn import set_bifpn_resampling
 from featherface_deploy.models.deform_conv import set_dcn_lowering
 from featherface_deploy.metadata.coreml import write_contract
@@ -57,11 +61,12 @@ W8A8_REFUSAL = (
     "cannot trace FeatherFace's BiFPN under torch 2.13; use --int8 weights (8-bit weights, float compute)")
 # ML Programs need iOS15 / macOS12 / watchOS8 / tvOS15 or later; FP16 inputs need iOS16 / macOS13.
 _PROGRAM_FLOOR = "iOS15"
+END2END_TAIL_TYPE = "End2EndTail"  # the torch module type of the end-to-end head's decoding and NMS
 _FP16_IO_FLOOR = "iOS16"
 
 
 @dataclass(frozen=True)
-class CoremlOptions:
+class CoremlOptions(End2EndOptions):
     """How to export (the options of the ``coreml``, ``coreml-fp16`` and ``coreml-int8w`` rows).
 
     Attributes:
@@ -72,6 +77,9 @@ class CoremlOptions:
         flexible: Any height and width in ``"LO-HI"`` (multiples of 32), e.g. ``"320-1280"``.
         sizes: Only these (height, width) sizes (``EnumeratedShapes``).
         int8_mode: ``weights`` (8-bit weights) or ``activations`` (refused, see the module docstring).
+        end2end, max_det, conf, nms_iou, pre_nms_top_k: :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`
+            (NMS lowered by :mod:`~featherface_deploy.exporters.nms_coreml`): an RGB 0–255 NCHW tensor input of
+            a fixed size; the head stays FP32 with float weights in the FP16 and INT8W rows.
     """
 
     imgsz: tuple[int, int] = (640, 640)
@@ -100,6 +108,18 @@ class CoremlOptions:
             raise ExportError(f"unknown int8 mode '{self.int8_mode}'; choose one of: {', '.join(INT8_MODES)}")
         if self.int8_mode == "activations":
             raise ExportError(W8A8_REFUSAL)
+        if self.end2end:
+            problems = self.end2end_problems()
+            if self.flexible is not None or self.sizes:
+                problems.append("--end2end needs a fixed input size (its priors are constants): "
+                                "drop --flexible / --sizes")
+            if self.image_input:
+                problems.append("--end2end takes an RGB 0–255 tensor (the colour flip and mean are in the graph): "
+                                "drop --image-input")
+            if self.io_dtype != "fp32":
+                problems.append("--end2end outputs float32 detections: drop --io-dtype fp16")
+            if problems:
+                raise ExportError("; ".join(problems))
         target = resolve_target(self.target)
         if self.io_dtype == "fp16" and not _at_least(target, _FP16_IO_FLOOR):
             raise ExportError(f"FP16 input/outputs need a target ≥ {_FP16_IO_FLOOR} (macOS13); got {self.target}")
@@ -160,8 +180,10 @@ def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions
     timings: dict[str, float] = {}
     imgsz = size_pair(options.imgsz)
     example = options.sizes[0] if options.sizes else imgsz
-    traced, timings["trace"] = _traced(model, example, context)
-    context.log(f"  coremltools {ct.__version__}: converting to an ML Program ({row.precision}, {target.name})")
+    spec = options.end2end_spec()
+    traced, timings["trace"] = _traced(model, example, context, spec)
+    context.log(f"  coremltools {ct.__version__}: converting to an ML Program ({row.precision}, {target.name}"
+                f"{', end-to-end' if spec else ''})")
     mlmodel = timed(timings, "convert", lambda: _convert(
         ct, traced, row, options, target, imgsz, architecture_defaults(context.model_name).mean_bgr))
     extra = {"target": target.name, "dcn": "gather", "bifpn": "stride2", "image_input": options.image_input,
@@ -172,6 +194,10 @@ def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions
     if row.precision == "int8":
         mlmodel = timed(timings, "quantize", lambda: quantize_weights(ct, mlmodel))
         extra["int8"] = "8-bit weights (linear_symmetric, per channel), float compute"
+    if spec is not None:
+        mlmodel = drop_raw_outputs(ct, mlmodel, spec)
+        if row.precision != "fp32":
+            extra["end2end_head"] = "FP32 compute and float weights (decoding, NMS, gather)"
     fixed = options.flexible is None and not options.sizes
     contract = context.stamp(base_contract(
         context.model_name, input_name=INPUT_NAME,
@@ -179,7 +205,7 @@ def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions
         precision=row.precision, source_format="coreml",
         versions={"torch": torch.__version__, "coremltools": ct.__version__,
                   "featherface_deploy": featherface_deploy.__version__},
-        extra=extra,
+        extra=extra, postprocess="in-graph" if spec else "numpy", end2end=spec,
     ))
     write_contract(mlmodel, contract)
     mlmodel.short_description = f"{context.model_name} face detector (featherface-deploy, {row.precision})"
@@ -227,10 +253,38 @@ def _downstream_of_floor(op, depth: int = 0) -> bool:
     return False
 
 
+def in_end2end_head(op) -> bool:
+    """Whether an op of the converted program belongs to the end-to-end head (torch module ``End2EndTail``)."""
+    from coremltools.converters.mil.mil.scope import ScopeSource
+
+    return END2END_TAIL_TYPE in (op.scopes.get(ScopeSource.TORCHSCRIPT_MODULE_TYPE) or ())
+
+
+def drop_raw_outputs(ct, mlmodel, spec: End2EndSpec):
+    """The model without the verification build's raw ``loc``/``conf``/``landmarks`` outputs.
+
+    Their values keep their names inside the program (``spec.raw_tensors``), where the reference
+    interpreter can read them again for verification.
+    """
+    proto = mlmodel.get_spec()
+    kept = [output for output in proto.description.output if output.name in spec.outputs]
+    del proto.description.output[:]
+    proto.description.output.extend(kept)
+    function = proto.mlProgram.functions["main"]
+    block = function.block_specializations[function.opset]
+    names = [name for name in block.outputs if name in spec.outputs]
+    del block.outputs[:]
+    block.outputs.extend(names)
+    return ct.models.MLModel(proto, weights_dir=mlmodel.weights_dir, skip_model_load=True)
+
+
 def quantize_weights(ct, mlmodel):
-    """8-bit symmetric per-channel weights (``linear_quantize_weights``; FP32 compute stays)."""
+    """8-bit symmetric per-channel weights (``linear_quantize_weights``; FP32 compute stays); the constants of
+    an end-to-end head (priors, rank scores) stay float."""
+    head_constants = {op.name: None for op in mlmodel._mil_program.functions["main"].operations
+                      if op.op_type == "const" and any(in_end2end_head(child) for child in op.outputs[0].child_ops)}
     config = ct.optimize.coreml.OptimizationConfig(global_config=ct.optimize.coreml.OpLinearQuantizerConfig(
-        mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+        mode="linear_symmetric", dtype="int8", granularity="per_channel"), op_name_configs=head_constants)
     with np.errstate(invalid="ignore"):  # an all-zero channel has scale 0: its 0/0 casts to 0
         return ct.optimize.coreml.linear_quantize_weights(mlmodel, config)
 
@@ -259,19 +313,27 @@ def _at_least(target, floor_name: str) -> bool:
     return target.value >= floor.value
 
 
-def _traced(model: nn.Module, size: tuple[int, int], context: ExportContext):
+def _traced(model: nn.Module, size: tuple[int, int], context: ExportContext, spec: End2EndSpec | None = None):
     """``torch.jit.trace`` of the export form of ``model`` at ``size``, shared by the Core ML rows of one run.
+
+    With ``spec``: the end-to-end verification build (raw outputs after ``detections`` and
+    ``num_detections``), with the converters it needs registered.
 
     Returns:
         The traced module and the seconds spent tracing now (0 when the scratch already held it).
     """
-    key = ("torch2coreml.trace", id(model), size)
+    key = ("torch2coreml.trace", id(model), size, spec)
     if key in context.scratch:
         return context.scratch[key], 0.0
     started = time.perf_counter()
     export_model = copy.deepcopy(model).eval()
     set_dcn_lowering(export_model, "gather")
     set_bifpn_resampling(export_model, "stride2")
+    if spec is not None:
+        nms_coreml.register()
+        coreml_torch_ops.register()
+        export_model = end2end_model(export_model, base_contract(context.model_name, input_size=size), spec,
+                                     "NCHW", raw_outputs=True)
     example = torch.zeros(1, 3, *size)
     try:
         with torch.no_grad():
@@ -291,8 +353,13 @@ def _convert(ct, traced, row: Format, options: CoremlOptions, target, imgsz: tup
         io = np.float16 if options.io_dtype == "fp16" else np.float32
         inputs = [ct.TensorType(name=INPUT_NAME, shape=shape, dtype=io)]
     out_dtype = np.float16 if options.io_dtype == "fp16" else np.float32
+    spec = options.end2end_spec()
     outputs = [ct.TensorType(name=name, dtype=out_dtype) for name in OUTPUT_NAMES]
-    precision = (ct.transform.FP16ComputePrecision(op_selector=lambda op: not keeps_fp32(op))
+    if spec is not None:
+        outputs = [ct.TensorType(name=spec.outputs[0], dtype=np.float32), ct.TensorType(name=spec.outputs[1]),
+                   *outputs]
+    precision = (ct.transform.FP16ComputePrecision(op_selector=lambda op: not keeps_fp32(op)
+                                                   and not in_end2end_head(op))
                  if row.precision == "fp16" else ct.precision.FLOAT32)
     try:
         return ct.convert(traced, inputs=inputs, outputs=outputs, convert_to="mlprogram",
