@@ -29,7 +29,7 @@ END2END_OPTIONS = ("end2end", "max_det", "conf", "nms_iou", "pre_nms_top_k")
 _ONNX_OPTIONS = ("imgsz", "dynamic", "opset", "simplify", "simplifier", "dcn", *END2END_OPTIONS)
 _ONNX_INT8_OPTIONS = ("imgsz", "calib_dir", "calib_images", "calib_method", "keep_float", "quantize_depthwise", "search",
                       "search_budget", "reduce_range")
-_TFLITE_OPTIONS = ("imgsz", "input_layout", "dcn", *END2END_OPTIONS)
+_TFLITE_OPTIONS = ("imgsz", "input_layout", "dcn")
 _TFLITE_INT8_OPTIONS = (*_TFLITE_OPTIONS, "calib_dir", "calib_images", "keep_float", "float_io", "search",
                         "search_budget")
 _COREML_OPTIONS = ("imgsz", "target", "image_input", "flexible", "sizes", *END2END_OPTIONS)
@@ -190,8 +190,8 @@ FORMATS: tuple[Format, ...] = (
               "featherface_deploy.exporters.torch2onnx:OnnxOptions", _ONNX_OPTIONS, "ONNX (ONNX Runtime)"),
     _onnx_row("onnx-int8", "int8", "onnx", f"{_ONNX_INT8}:export", f"{_ONNX_INT8}:OnnxInt8Options",
               _ONNX_INT8_OPTIONS, "ONNX Q/DQ INT8, calibrated (ONNX Runtime; TensorRT's explicit quantization)"),
-    _tflite_row("tflite", "fp32", _TFLITE_OPTIONS, "TFLite (LiteRT; Android, ARM CPUs)"),
-    _tflite_row("tflite-fp16", "fp16", _TFLITE_OPTIONS, "TFLite with float16 weights"),
+    _tflite_row("tflite", "fp32", (*_TFLITE_OPTIONS, *END2END_OPTIONS), "TFLite (LiteRT; Android, ARM CPUs)"),
+    _tflite_row("tflite-fp16", "fp16", (*_TFLITE_OPTIONS, *END2END_OPTIONS), "TFLite with float16 weights"),
     _tflite_row("tflite-int8", "int8", _TFLITE_INT8_OPTIONS, "TFLite full-integer INT8, calibrated"),
     _coreml_row("coreml", "fp32", _COREML_OPTIONS, "Core ML ML Program (iOS, macOS)"),
     _coreml_row("coreml-fp16", "fp16", (*_COREML_OPTIONS, "io_dtype"), "Core ML, FP16 compute"),

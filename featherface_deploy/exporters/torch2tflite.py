@@ -83,7 +83,7 @@ PACKAGES = ("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert")
 # Two checkpoints only: a thin calibration (README, "TFLite (LiteRT)").
 AGREEMENT_THRESHOLD = 0.98
 SEARCH_BUDGET = 0.985
-END2END_TAIL_SCOPE = r"End2EndTail"  # the end-to-end head's decoding and NMS: float in every precision
+END2END_TAIL_SCOPE = r"End2EndTail"  # the end-to-end head's decoding and NMS: its constants stay float32 in FP16
 
 
 
@@ -107,7 +107,7 @@ class TfliteOptions(End2EndOptions):
         search_budget: INT8 only: the agreement the search aims at (``None``: :data:`SEARCH_BUDGET`).
         end2end, max_det, conf, nms_iou, pre_nms_top_k: :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`
             (NMS lowered by :mod:`~featherface_deploy.exporters.nms_tflite`; RGB 0–255 input in ``input_layout``;
-            the head stays float in FP16 and INT8).
+            the head's constants stay float32 in FP16). Not on the INT8 row (see ``docs/design/nms-lowerings.md``).
     """
 
     imgsz: int | tuple[int, int] = (640, 640)
@@ -321,7 +321,7 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteOption
     ops = qtyping.TFLOperationName
     rewritten, leaky = rewrite_leaky_relu(fp32)
     qt = quantizer.Quantizer(bytearray(rewritten), recipe.static_wi8_ai8())
-    float_scopes = [*config.keep_float, *([END2END_TAIL_SCOPE] if config.end2end else [])]
+    float_scopes = list(config.keep_float)
     # Later entries win: everything under the DCN scope float, then its convolutions back to int8.
     qt.update_quantization_recipe(regex=DCN_SAMPLING_SCOPE, operation_name=ops.ALL_SUPPORTED,
                                   algorithm_key=algorithms.NO_QUANTIZE)
