@@ -30,14 +30,14 @@ from featherface_deploy.visualize import draw_detections, save_png
 @click.option("--vis-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Only faces at least this probable are printed and drawn.")
 @friendly_errors
-def detect(images, model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz, threads, max_pixels, out_dir,
+def detect(images, model, coreml_engine, compute_units, runtime_choice, conf_threshold, nms_iou, imgsz, threads, max_pixels, out_dir,
            as_json, vis_threshold):
     """Detect faces in IMAGES and print box, score and five landmarks for each.
 
     The first line says which runtime ran (on stderr with --json, so stdout stays JSON).
     """
     detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, coreml_engine,
-                              compute_units)
+                              compute_units, runtime_choice)
     click.echo(runtime_line(detector.runtime), err=as_json)
     targets = unique_output_names(images, out_dir, ".png") if out_dir is not None else [None] * len(images)
     report, failed = {}, []

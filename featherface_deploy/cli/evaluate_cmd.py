@@ -8,10 +8,18 @@ import time
 
 import click
 
-from featherface_deploy.cli.options import build_detector, friendly_errors, model_options, parse_size, runtime_line
+from featherface_deploy.cli.options import (
+    build_detector,
+    friendly_errors,
+    model_options,
+    parse_size,
+    postprocess_line,
+    runtime_line,
+)
 from featherface_deploy.cli.remote_options import device_line, open_remote, remote_options
 from featherface_deploy.evaluation import evaluate_widerface, list_images, load_ground_truth, write_predictions
 from featherface_deploy.formats import format_for_path
+from featherface_deploy.postprocess import PostprocessConfig
 
 
 @click.command()
@@ -24,7 +32,7 @@ from featherface_deploy.formats import format_for_path
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @remote_options
 @friendly_errors
-def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface,
+def evaluate(model, coreml_engine, compute_units, runtime_choice, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface,
              pred_dir, limit, as_json, **remote):
     """Run a model on WIDER FACE val and print Easy / Medium / Hard AP (official protocol, IoU 0.5).
 
@@ -33,7 +41,7 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
     """
     start = time.perf_counter()
     runtime_name, runtime_note = f"remote {remote['remote']}", "ran on the device"
-    untrained_seed = None
+    untrained_seed, postprocess = None, "numpy"
     if remote["remote"] is not None:
         from featherface_deploy.remote.remote_evaluate import evaluate_on_device
 
@@ -43,7 +51,9 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
         if compute_units != "all" and format_for_path(model).family != "coreml":
             raise click.UsageError("--compute-units applies to Core ML packages (.mlpackage) only")
         device = open_remote(**remote)
-        result, ran = evaluate_on_device(device, model, widerface, limit, conf_threshold, nms_iou,
+        result, ran = evaluate_on_device(device, model, widerface, limit,
+                                         PostprocessConfig.conf_threshold if conf_threshold is None else conf_threshold,
+                                         PostprocessConfig.nms_iou if nms_iou is None else nms_iou,
                                          parse_size(imgsz), threads, None if compute_units == "all" else compute_units)
         click.echo(device_line(ran["facts"], device.name), err=as_json)
         if ran.get("runtime"):
@@ -51,8 +61,9 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
             runtime_note = f"ran on {device.name}" + (f"; {ran['runtime']['note']}" if ran["runtime"]["note"] else "")
     else:
         detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, coreml_engine,
-                                  compute_units)
+                                  compute_units, runtime_choice)
         runtime_name, runtime_note = detector.runtime.name, detector.runtime.note
+        postprocess = postprocess_line(detector.runtime)
         untrained_seed = detector.runtime.contract.untrained_seed
         ground_truth = load_ground_truth(widerface)  # read once: the progress bar and the evaluation share it
         total = len(list_images(widerface, ground_truth)[:limit])
@@ -64,7 +75,7 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
         write_predictions(result.predictions, pred_dir)
     if as_json:
         click.echo(json.dumps({"model": model, "runtime": runtime_name, "runtime_note": runtime_note,
-                               "untrained_seed": untrained_seed, "images": result.images, **result.ap.percentages, "seconds": round(elapsed, 1)},
+                               "postprocess": postprocess, "untrained_seed": untrained_seed, "images": result.images, **result.ap.percentages, "seconds": round(elapsed, 1)},
                               indent=2))
     else:
         click.echo(f"{model}: {result.images} images in {elapsed:.1f} s")

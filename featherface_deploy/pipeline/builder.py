@@ -114,7 +114,7 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
     started = time.perf_counter()
     model, model_name = load_source(source, architecture)
     context = ExportContext(model_name, log or _quiet, {} if scratch is None else scratch, untrained_seed,
-                            open_tflite=_open_tflite)
+                            open_tflite=_open_tflite, open_onnx=open_onnx)
     build = _Build(model, _reference(model), context, list(parity_images), prepared, dict(reuse or {}),
                    require_faces and untrained_seed is None)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +174,8 @@ class _Build:
         in-graph detections against numpy on the same raw outputs (the second report; ``None`` otherwise).
         """
         target = path / row.verify_entry if row.verify_entry else path
-        opened = resolve(row.runtime).open(target)
+        # A row whose runtime returns finished detections (the MediaPipe task) is checked through its raw one.
+        opened = resolve(row.raw_runtime)(target) if row.raw_runtime else resolve(row.runtime).open(target)
         if opened.contract.to_json() != contract.to_json():
             raise ExportError(f"{row.name}: the contract read back from {target.name} differs from the one written")
         runtime = raw_view(row.family, target, contract) if contract.in_graph else opened
@@ -247,6 +248,13 @@ def _publish(outcome: ExportOutcome, out: Path) -> None:
 
 def _quiet(message: str) -> None:
     """Discards a log line."""
+
+
+def open_onnx(path: Path, contract: DecodeContract):
+    """An ONNX Runtime runtime over a file (what exporters measure their ONNX INT8 files with)."""
+    from featherface_deploy.runtimes.ort_runtime import OrtRuntime
+
+    return OrtRuntime(path, contract=contract)
 
 
 def _open_tflite(data: bytes, contract: DecodeContract):

@@ -19,7 +19,7 @@ from typing import Dict
 import numpy as np
 
 from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract
-from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, InputError
+from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, InputError, first_line
 
 # typing.Dict, not dict[...]: this module also runs in device bundles on Python 3.8.
 RawOutputs = Dict[str, np.ndarray]
@@ -111,12 +111,6 @@ class Runtime(ABC):
         """Backend inference on a validated NCHW float32 batch; returns the three roles."""
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message (its type name if it has none), for one-line errors."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def check_output_shapes(contract: DecodeContract, shapes: Mapping[str, tuple], input_shape: tuple,
                         source: str) -> None:
     """Checks output shapes against the contract: (B, N, 4 / 2 / 10) with N its prior count for the input.
@@ -193,6 +187,7 @@ class DetectingRuntime(ABC):
     name = "runtime"
     note = ""
     postprocess = "in-graph"
+    max_batch = None  # images are detected one at a time; callers loop
 
     def __init__(self, contract: DecodeContract) -> None:
         self.contract = contract

@@ -14,9 +14,10 @@ from featherface_deploy.errors import (
     BackendNotInstalledError,
     ContractError,
     FeatherFaceError,
+    first_line,
     missing_backend,
 )
-from featherface_deploy.runtimes.base import Runtime, check_output_shapes, first_line, usable_threads
+from featherface_deploy.runtimes.base import Runtime, check_output_shapes, usable_threads
 from featherface_deploy.runtimes.in_graph import InGraphRuntime
 
 try:
