@@ -89,9 +89,7 @@ def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions
     if row.precision == "int8":
         mlmodel = timed(timings, "quantize", lambda: quantize_weights(ct, mlmodel))
         extra["int8"] = "8-bit weights (linear_symmetric, per channel), float compute"
-    if spec is not None:
-        mlmodel = drop_raw_outputs(ct, mlmodel, spec)
-        if row.precision != "fp32":
+    if spec is not None and row.precision != "fp32":
             extra["end2end_head"] = "FP32 compute and float weights (decoding, NMS, gather)"
     fixed = options.flexible is None and not options.sizes
     contract = context.stamp(base_contract(
@@ -105,6 +103,8 @@ def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions
     write_contract(mlmodel, contract)
     mlmodel.short_description = f"{context.model_name} face detector (featherface-deploy, {row.precision})"
     timed(timings, "save", lambda: mlmodel.save(str(out_path)))
+    if spec is not None:
+        drop_raw_outputs(Path(out_path), spec)
     facts = {"op_counts": program_op_counts(mlmodel), "target": target.name}
     context.log(f"  trace {timings['trace']:.1f} s, convert {timings['convert']:.1f} s"
                 + (f", quantize {timings['quantize']:.1f} s" if "quantize" in timings else ""))
@@ -155,13 +155,17 @@ def in_end2end_head(op) -> bool:
     return END2END_TAIL_TYPE in (op.scopes.get(ScopeSource.TORCHSCRIPT_MODULE_TYPE) or ())
 
 
-def drop_raw_outputs(ct, mlmodel, spec: End2EndSpec):
-    """The model without the verification build's raw ``loc``/``conf``/``landmarks`` outputs.
+def drop_raw_outputs(package: Path, spec: End2EndSpec) -> None:
+    """Removes the verification build's raw ``loc``/``conf``/``landmarks`` outputs from a saved package.
 
     Their values keep their names inside the program (``spec.raw_tensors``), where the reference
     interpreter can read them again for verification.
     """
-    proto = mlmodel.get_spec()
+    from coremltools.proto import Model_pb2
+
+    model_file = package / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    proto = Model_pb2.Model()
+    proto.ParseFromString(model_file.read_bytes())
     kept = [output for output in proto.description.output if output.name in spec.outputs]
     del proto.description.output[:]
     proto.description.output.extend(kept)
@@ -170,7 +174,7 @@ def drop_raw_outputs(ct, mlmodel, spec: End2EndSpec):
     names = [name for name in block.outputs if name in spec.outputs]
     del block.outputs[:]
     block.outputs.extend(names)
-    return ct.models.MLModel(proto, weights_dir=mlmodel.weights_dir, skip_model_load=True)
+    model_file.write_bytes(proto.SerializeToString())
 
 
 def quantize_weights(ct, mlmodel):
