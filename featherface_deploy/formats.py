@@ -229,9 +229,10 @@ FORMATS: tuple[Format, ...] = (
 REFERENCE = "torch"
 # The rows whose files can carry decoding and NMS in the graph (``--end2end``; checked once, in
 # pipeline.options.split_options, whatever a row's chain accepts). Not yet: onnx-int8 and the INT8 recipe (their
-# quantization would have to keep the head float and calibrate on its RGB 0–255 input), trt-recipe-fp16 (trtexec
-# --fp16 may run the decoding and NMS in FP16; the recipe does not pin those layers to FP32 yet), the engines, Core ML.
-END2END_ROWS = ("onnx", "tflite", "tflite-fp16", "tflite-int8", "trt-recipe")
+# quantization would have to keep the head float and calibrate on its RGB 0–255 input), tflite-int8 (ai-edge-quantizer
+# still quantizes part of the float-scoped head: every score comes out 0), trt-recipe-fp16 (trtexec
+# --fp16 may run the decoding and NMS in FP16; the recipe does not pin those layers to FP32 yet), the engines.
+END2END_ROWS = ("onnx", "tflite", "tflite-fp16", "coreml", "coreml-fp16", "coreml-int8w", "trt-recipe")
 
 
 def format_names() -> list[str]:

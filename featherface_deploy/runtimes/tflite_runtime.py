@@ -217,10 +217,12 @@ class TfliteEnd2EndRuntime(InGraphRuntime):
             raise ContractError(f"{source}: signature inputs {inputs} / outputs {outputs} do not match its "
                                 f"end-to-end contract ({expected_in} → {expected_out})")
         self._input = self._runner.get_input_details()[self.contract.input_name]
+        self._detections = self._runner.get_output_details()[spec.outputs[0]]
 
     def _run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self._runner(**{self.contract.input_name: _quantize(tensor, self._input)})
-        return tuple(out[name] for name in self.contract.end2end.outputs)
+        rows, count = (out[name] for name in self.contract.end2end.outputs)
+        return _dequantize(rows, self._detections), count
 
 
 def _quant_params(detail: dict) -> tuple[float, int]:
