@@ -353,6 +353,7 @@ class MediapipeOptions:
 
     input_layout = "NHWC"  # MediaPipe feeds NHWC images
     float_io = True  # the task feeds float32 and reads float32 (or uint8) outputs
+    end2end = False  # the task does the decoding and NMS
 
     @property
     def size(self) -> tuple[int, int]:
