@@ -215,7 +215,7 @@ def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, c
                                   "measured_on": "calibration"}
     searched, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-searched.onnx", calib_set,
                                                   open_onnx,
-                                                  budget=1.0, per_round=2, max_rounds=1, forced=False)
+                                                  budget=1.0, threshold=1.0, per_round=2, max_rounds=1, forced=False)
     assert len(history) == 2 and len(history[1].kept_float) == 2 and report
     embedded = json.loads({p.key: p.value for p in onnx.load(str(searched.path)).metadata_props}[METADATA_KEY])
     facts = embedded["extra"]["int8"]
