@@ -137,12 +137,14 @@ def _fake_build(monkeypatch, model):
         Path(staged).write_bytes(b"new model")
         return ExportResult(Path(staged), artifact.contract)
 
-    def runtime(path):
-        assert Path(path).read_bytes() == b"new model"
-        return artifact
+    class FakeRuntime:
+        @staticmethod
+        def open(path):
+            assert Path(path).read_bytes() == b"new model"
+            return artifact
 
     row, real = get_format("onnx"), builder.resolve
-    fakes = {row.exporter: exporter, row.runtime: runtime}
+    fakes = {row.exporter: exporter, row.runtime: FakeRuntime}
     monkeypatch.setattr(builder, "resolve", lambda reference: fakes.get(reference) or real(reference))
 
 
