@@ -91,6 +91,12 @@ def model_options(command):
     return command
 
 
+def exist_ok_option(command):
+    """Adds ``--exist-ok``: the one switch that lets a command replace an existing output (see :mod:`featherface_deploy.outputs`)."""
+    return click.option("--exist-ok", is_flag=True,
+                        help="Replace an existing output (atomically, at the end); never an input.")(command)
+
+
 def random_init_options(command):
     """Adds ``--architecture``, ``--random-init`` and ``--seed`` (an untrained model instead of a checkpoint)."""
     decorators = [
