@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from featherface_deploy.cli.options import (exist_ok_option, friendly_errors, parse_size, random_init_options,
+from featherface_deploy.cli.options import (PROBABILITY, Number, exist_ok_option, friendly_errors, parse_size, random_init_options,
                                             untrained_seed)
 
 BUDGET_EXIT_CODE = 3
@@ -48,9 +48,9 @@ class ClickProgress:
 @click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N images.")
 @click.option("--parity-images", default=32, show_default=True, type=click.IntRange(1),
               help="Images compared with the reference.")
-@click.option("--min-match-rate", default=None, type=click.FloatRange(0, 1),
+@click.option("--min-match-rate", default=None, type=PROBABILITY,
               help=f"Budget: exit {BUDGET_EXIT_CODE} if any artifact's detection match rate is lower.")
-@click.option("--max-ap-drop", default=None, type=click.FloatRange(0),
+@click.option("--max-ap-drop", default=None, type=Number(0.0),
               help=f"Budget: exit {BUDGET_EXIT_CODE} if any AP (points) drops more than this vs the reference.")
 @click.option("--strict-parity", is_flag=True,
               help=f"Budget: exit {BUDGET_EXIT_CODE} if any artifact fails its precision's parity tolerances.")

@@ -17,7 +17,7 @@ import json
 
 import click
 
-from featherface_deploy.cli.options import build_detector, exist_ok_option, friendly_errors, model_options, runtime_line
+from featherface_deploy.cli.options import PROBABILITY, build_detector, exist_ok_option, friendly_errors, model_options, runtime_line
 from featherface_deploy.errors import FeatherFaceError
 from featherface_deploy.file_writing import unique_output_names
 from featherface_deploy.postprocess import load_image
@@ -33,7 +33,7 @@ from featherface_deploy.visualize import draw_detections, png_bytes
                    "an existing PNG only with --exist-ok).")
 @exist_ok_option
 @click.option("--json", "as_json", is_flag=True, help="Print the faces as JSON.")
-@click.option("--vis-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--vis-threshold", default=0.5, show_default=True, type=PROBABILITY,
               help="Only faces at least this probable are printed and drawn.")
 @friendly_errors
 def detect(images, model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz, threads, max_pixels, out_dir,

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from featherface_deploy.cli.options import friendly_errors, parse_size, random_init_options, untrained_seed
+from featherface_deploy.cli.options import PROBABILITY, friendly_errors, parse_size, random_init_options, untrained_seed
 from featherface_deploy.errors import ExportError
 from featherface_deploy.formats import FORMATS, Format, family_names, get_format, row_for
 
@@ -98,7 +98,7 @@ _OPTION_PARSERS = {
                    "TFLite).")
 @click.option("--no-search", is_flag=True, default=None,
               help="onnx-int8, tflite-int8: plain quantization, no agreement check and no search.")
-@click.option("--search-budget", default=None, type=click.FloatRange(0, 1),
+@click.option("--search-budget", default=None, type=PROBABILITY,
               help="onnx-int8, tflite-int8: detection agreement with FP32 on the calibration photos the search "
                    "aims at [ONNX 0.99, TFLite 0.985].")
 @click.option("--float-io", is_flag=True, default=None, help="tflite-int8: float32 input and outputs.")

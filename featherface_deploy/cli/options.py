@@ -9,8 +9,9 @@ import warnings
 import click
 
 from featherface_deploy.detector import DEFAULT_MAX_PIXELS, FaceDetector
-from featherface_deploy.errors import FeatherFaceError
+from featherface_deploy.errors import FeatherFaceError, InputError
 from featherface_deploy.formats import FORMATS, format_for_path
+from featherface_deploy.limits import bounded, image_size
 from featherface_deploy.postprocess import PostprocessConfig
 
 COREML_ENGINES = ("auto", "coreml", "interpreter")
@@ -18,7 +19,7 @@ COMPUTE_UNITS = ("all", "cpu", "cpu-and-ne", "cpu-and-gpu")
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
-    """Parses ``640`` or ``480x640`` (height × width) into a (height, width) tuple."""
+    """Parses ``640`` or ``480x640`` (height × width) into a (height, width) tuple (:func:`~featherface_deploy.limits.image_size`)."""
     if value is None:
         return None
     parts = value.lower().split("x")
@@ -26,9 +27,31 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
         sizes = [int(part) for part in parts]
     except ValueError:
         raise click.BadParameter(f"expected N or HxW, got {value!r}") from None
-    if len(sizes) not in (1, 2) or min(sizes) <= 0:
-        raise click.BadParameter(f"expected N or HxW with positive sizes, got {value!r}")
-    return (sizes[0], sizes[-1])
+    try:
+        return image_size(sizes[0] if len(sizes) == 1 else sizes)
+    except InputError:
+        raise click.BadParameter(f"expected N or HxW with integers ≥ 1, got {value!r}") from None
+
+
+class Number(click.ParamType):
+    """A finite number from ``low`` to ``high``, checked by :func:`~featherface_deploy.limits.bounded`
+    (the Python API's own check): NaN and infinities are refused like any out-of-range value."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float | None = None) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        """Parses and checks the value; a bad one is a usage error naming the option."""
+        try:
+            return bounded(param.opts[-1] if param else "value", float(value), self.low, self.high)
+        except (InputError, ValueError):
+            span = f"from {self.low:g} to {self.high:g}" if self.high is not None else f"≥ {self.low:g}"
+            self.fail(f"expected a finite number {span}, got {value!r}", param, ctx)
+
+
+PROBABILITY = Number(0.0, 1.0)
 
 
 class ModelPath(click.Path):
@@ -76,9 +99,9 @@ def model_options(command):
         click.option("--compute-units", default="all", show_default=True, type=click.Choice(COMPUTE_UNITS),
                      help=".mlpackage with Core ML only: the processors Core ML may use."),
         click.option("--conf-threshold", default=PostprocessConfig.conf_threshold, show_default=True,
-                     type=click.FloatRange(0, 1), help="Minimum face probability."),
+                     type=PROBABILITY, help="Minimum face probability."),
         click.option("--nms-iou", default=PostprocessConfig.nms_iou, show_default=True,
-                     type=click.FloatRange(0, 1), help="NMS IoU threshold."),
+                     type=PROBABILITY, help="NMS IoU threshold."),
         click.option("--imgsz", default=None, help="Resize images to fit N or HxW (any-size models only); "
                      "default: native resolution."),
         click.option("--threads", default=None, type=click.IntRange(1),
