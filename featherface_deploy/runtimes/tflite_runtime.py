@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.contract import DecodeContract, read_sidecar
+from featherface_deploy.contract import DecodeContract, reconcile
 from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, missing_backend
 from featherface_deploy.runtimes.base import Runtime, check_output_shapes, first_line, usable_threads
 from featherface_deploy.metadata.tflite import read_contract
@@ -76,7 +76,9 @@ class TfliteRuntime(Runtime):
             self.interpreter.allocate_tensors()
         else:
             data, path, source = _read_model(path_or_interpreter)
-            contract = contract or read_contract(data, source) or _sidecar_or_fail(path, source)
+            contract = contract or reconcile(read_contract(data, source), path, source,
+                                             None if path is not None else f"{source}: no decode contract in its "
+                                             "metadata; pass contract=… or re-export it")
             self.interpreter = _create_interpreter(data, path, threads, xnnpack, source)
         super().__init__(contract)
         self._bind(signature, source)
@@ -178,12 +180,6 @@ def _read_model(model: str | Path | bytes) -> tuple[bytes, Path | None, str]:
     if not path.is_file():
         raise FeatherFaceError(f"TFLite model not found (or not a regular file): {path}")
     return path.read_bytes(), path, str(path)
-
-
-def _sidecar_or_fail(path: Path | None, source: str) -> DecodeContract:
-    if path is None:
-        raise ContractError(f"{source}: no decode contract in its metadata; pass contract=… or re-export it")
-    return read_sidecar(path)
 
 
 def _create_interpreter(data: bytes, path: Path | None, threads: int | None, xnnpack: bool,
