@@ -6,11 +6,19 @@ outputs are numpy arrays in the canonical layout: input NCHW float32
 (BGR − mean), outputs ``loc`` (B, N, 4), ``conf`` (B, N, 2, probabilities) and
 ``landmarks`` (B, N, 10), float32. Backends convert to and from their own
 layouts and quantisation inside ``_infer``.
+
+Threads: every runtime may be called from several threads at once. A backend
+whose engine is not safe to share (LiteRT's interpreter, Core ML's reference
+interpreter, a TensorRT execution context) leaves ``thread_safe`` False and
+``infer`` runs its ``_infer`` under the runtime's own lock, one call at a
+time; ONNX Runtime sessions and PyTorch modules in inference mode are safe to
+share and run concurrently.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -35,13 +43,17 @@ class Runtime(ABC):
         name: Short backend name used in reports (e.g. ``onnxruntime``).
         note: Said next to the name in reports when the engine is a stand-in for the real backend
             (Core ML's reference interpreter off macOS); empty otherwise.
+        thread_safe: The backend's engine may run several calls at once; when False, calls from several
+            threads are serialised by the runtime's lock.
     """
 
     name = "runtime"
     note = ""
+    thread_safe = False
 
     def __init__(self, contract: DecodeContract) -> None:
         self.contract = contract
+        self._infer_lock = threading.Lock()
 
     @property
     def max_batch(self) -> int | None:
@@ -65,7 +77,11 @@ class Runtime(ABC):
         """
         array = self._validated(batch)
         try:
-            outputs = self._infer(array)
+            if self.thread_safe:
+                outputs = self._infer(array)
+            else:
+                with self._infer_lock:  # the engine is not safe to share: one call at a time
+                    outputs = self._infer(array)
         except FeatherFaceError:
             raise
         except Exception as error:  # noqa: BLE001 - each backend raises its own types; all become one, chained
