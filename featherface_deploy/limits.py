@@ -74,6 +74,6 @@ def check_pixels(size: Tuple[int, int], max_pixels: Optional[int], what: str, hi
     """
     height, width = size
     if max_pixels and height * width > max_pixels:
-        raise InputError(f"{what} {height}×{width} ({height * width / 1e6:.1f} MP) is over the "
-                         f"{max_pixels / 1e6:g} MP limit; {hint}")
+        raise InputError(f"{what} {height}×{width} ({height * width:,} pixels) is over the limit of "
+                         f"{max_pixels:,} pixels; {hint}")
 

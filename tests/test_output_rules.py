@@ -203,3 +203,11 @@ def test_published_folders_honour_the_umask(tmp_path, tiny_onnx):
              for path in [tmp_path / "b", *(tmp_path / "b").rglob("*")]}
     assert all(mode in (0o755, 0o644) for mode in modes.values()), modes
     assert modes["b/run.py"] == 0o755
+
+
+def test_an_exported_mlpackage_honours_the_umask(tiny_coreml):
+    umask = os.umask(0)
+    os.umask(umask)
+    entries = [tiny_coreml, *tiny_coreml.rglob("*")]
+    wanted = {path: (0o777 if path.is_dir() else 0o666) & ~umask for path in entries}
+    assert {path: path.stat().st_mode & 0o777 for path in entries} == wanted

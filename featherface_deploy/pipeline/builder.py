@@ -196,6 +196,10 @@ def prepare_options(row: Format, split: dict[str, dict[str, object]], reused: se
                 raise BackendNotInstalledError(f"--format {link.name}: {why}")
         options = resolve(link.options_class)(**split.get(link.name, {}))
         options.validate(link)
+        if getattr(options, "calib_dir", None) is not None:  # an empty folder fails now, not after the FP32 build
+            from featherface_deploy.calibration.dataset import check_calibration_dir
+
+            check_calibration_dir(options.calib_dir)
         prepared[link.name] = options
     for link in build_chain(row):
         if link.source in prepared and hasattr(prepared.get(link.name), "source_options"):
