@@ -31,11 +31,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from claims import COLUMNS as CLAIM_COLUMNS
+from claims import claims_rows
 from common import RESULTS_DIR, default_shared, time_interleaved
 
 from featherface_deploy.harness.artifacts import BuildSettings, build_all
-from featherface_deploy.harness.claims import COLUMNS as CLAIM_COLUMNS
-from featherface_deploy.harness.claims import claims_rows
 from featherface_deploy.harness.peers import UltralightDetector, YuNetDetector, onnx_parameter_count
 from featherface_deploy.harness.report import Column, machine_facts, render_markdown, write_report
 from featherface_deploy.detector import FaceDetector

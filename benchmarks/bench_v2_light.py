@@ -19,7 +19,7 @@ detections ≥ 0.5 random weights give: ``Tolerances.for_untrained``). Then, fro
   fitted into ``--imgsz``; medians of inference and of the whole frame
   (pre + infer + decode + NMS), and V1's median / each model's;
 - the design documents' claims about the two designs, quoted beside the
-  measured values (``harness/claims.py`` :data:`LIGHT_CLAIMS`); the table is
+  measured values (``benchmarks/claims.py`` :data:`LIGHT_CLAIMS`); the table is
   also added to ``benchmarks/results/claims.json`` (and its ``.md``/``.csv``).
   No AP: the weights are random.
 
@@ -38,12 +38,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from claims import COLUMNS as CLAIM_COLUMNS
+from claims import LIGHT_CLAIMS, claims_rows
 from common import RESULTS_DIR, default_shared
 
 from featherface_deploy.errors import FeatherFaceError
 from featherface_deploy.formats import get_format, resolve
-from featherface_deploy.harness.claims import COLUMNS as CLAIM_COLUMNS
-from featherface_deploy.harness.claims import LIGHT_CLAIMS, claims_rows
 from featherface_deploy.harness.latency import LatencyConfig, Pipeline, measure_interleaved, open_for_timing
 from featherface_deploy.harness.report import Column, machine_facts, render_markdown, write_report
 from featherface_deploy.models import load_model

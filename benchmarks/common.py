@@ -50,3 +50,4 @@ def write_result(name: str, payload: dict) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps({**machine_facts(), **payload}, indent=2) + "\n")
     return path
+

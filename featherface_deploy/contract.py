@@ -34,6 +34,9 @@ READABLE_SCHEMA_VERSIONS = (1, 2)
 DIGEST_KEY = "digest"
 METADATA_KEY = "featherface_deploy.contract"
 OUTPUT_ROLES = ("loc", "conf", "landmarks")
+POSTPROCESS_PLACES = ("numpy", "in-graph")
+END2END_OUTPUTS = ("detections", "num_detections")
+DETECTION_WIDTH = 15  # x1, y1, x2, y2, score, then five (x, y) landmarks
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,69 @@ class PriorConfig:
 
 
 @dataclass(frozen=True)
+class End2EndSpec:
+    """What an end-to-end file (decoding and NMS inside the graph) takes and returns.
+
+    Attributes:
+        max_det: Rows of ``detections`` (the most faces one image can return).
+        conf: Face probability a candidate needs (``score >= conf``).
+        nms_iou: Greedy NMS suppresses a box whose IoU with a kept one is strictly above this.
+        pre_nms_top_k: Candidates (best scores) that enter the NMS.
+        input_color: Channel order of the input (``RGB``); the flip to the network's BGR is in the graph.
+        input_scale: Value range of the input (``0-255``); the mean is subtracted in the graph.
+        pad_rgb: The colour apps pad the letterbox with (the mean: it becomes 0 inside the graph,
+            exactly what the numpy preprocessing pads with).
+        outputs: Names of the ``detections`` (1, max_det, 15) and ``num_detections`` (1,) int32 outputs.
+        output_layout: Columns of a ``detections`` row, in input-tensor pixels; rows past
+            ``num_detections`` are zero.
+        raw_tensors: Names inside the graph of the raw ``loc``, ``conf``, ``landmarks`` tensors (what
+            verification exposes to compare the in-graph detections with the numpy post-processing).
+    """
+
+    max_det: int = 300
+    conf: float = 0.5
+    nms_iou: float = 0.4
+    pre_nms_top_k: int = 1000
+    input_color: str = "RGB"
+    input_scale: str = "0-255"
+    pad_rgb: tuple[float, float, float] = (123.0, 117.0, 104.0)
+    outputs: tuple[str, str] = END2END_OUTPUTS
+    output_layout: str = "x1,y1,x2,y2,score,lm0x,lm0y,lm1x,lm1y,lm2x,lm2y,lm3x,lm3y,lm4x,lm4y"
+    raw_tensors: tuple[str, str, str] = OUTPUT_ROLES
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "End2EndSpec":
+        """Builds the spec from its JSON form."""
+        return cls(
+            max_det=int(data["max_det"]), conf=float(data["conf"]), nms_iou=float(data["nms_iou"]),
+            pre_nms_top_k=int(data["pre_nms_top_k"]), input_color=str(data["input_color"]),
+            input_scale=str(data["input_scale"]), pad_rgb=tuple(float(v) for v in data["pad_rgb"]),
+            outputs=tuple(str(v) for v in data["outputs"]), output_layout=str(data["output_layout"]),
+            raw_tensors=tuple(str(v) for v in data["raw_tensors"]),
+        )
+
+    def problems(self) -> list[str]:
+        """What makes these settings unusable (empty when they are sound)."""
+        return [*end2end_setting_problems(self.max_det, self.conf, self.nms_iou, self.pre_nms_top_k),
+                *([] if len(self.outputs) == 2 and all(self.outputs) else
+                  [f"end2end outputs {list(self.outputs)} must be two names (detections, num_detections)"]),
+                *([] if len(self.raw_tensors) == 3 and all(self.raw_tensors) else
+                  [f"end2end raw_tensors {list(self.raw_tensors)} must name loc, conf and landmarks"])]
+
+
+def end2end_setting_problems(max_det, conf, nms_iou, pre_nms_top_k) -> list[str]:
+    """What is wrong with end-to-end settings (``--max-det``, ``--conf``, ``--nms-iou``, ``--pre-nms-top-k``)."""
+    found = []
+    for flag, value in (("--max-det", max_det), ("--pre-nms-top-k", pre_nms_top_k)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            found.append(f"{flag} must be a positive integer, got {value!r}")
+    for flag, value in (("--conf", conf), ("--nms-iou", nms_iou)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+            found.append(f"{flag} must be strictly between 0 and 1, got {value!r}")
+    return found
+
+
+@dataclass(frozen=True)
 class DecodeContract:
     """What a model expects and produces, and how to decode it.
 
@@ -104,6 +170,9 @@ class DecodeContract:
         untrained_seed: Set when the weights are not trained but a random initialisation
             (``export --random-init``), seeded with this value: the file runs, its detections mean
             nothing. ``None`` (trained weights) in every file written before the field existed.
+        postprocess: Where decoding and NMS run: ``numpy`` (raw outputs, our post-processing; every file
+            written before the field existed) or ``in-graph`` (an end-to-end file, see ``end2end``).
+        end2end: The end-to-end settings and I/O of an ``in-graph`` file; ``None`` otherwise.
     """
 
     model_name: str
@@ -122,6 +191,13 @@ class DecodeContract:
     extra: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     untrained_seed: int | None = None
+    postprocess: str = "numpy"
+    end2end: End2EndSpec | None = None
+
+    @property
+    def in_graph(self) -> bool:
+        """Whether decoding and NMS run inside the file (an end-to-end export)."""
+        return self.postprocess == "in-graph"
 
     @property
     def untrained(self) -> bool:
@@ -173,6 +249,8 @@ class DecodeContract:
             values["priors"] = PriorConfig.from_dict(data["priors"])
             values["output_names"] = tuple(data["output_names"])
             values["mean_bgr"] = tuple(float(v) for v in data["mean_bgr"])
+            if data.get("end2end") is not None:
+                values["end2end"] = End2EndSpec.from_dict(data["end2end"])
             if data.get("input_size") is not None:
                 values["input_size"] = (int(data["input_size"][0]), int(data["input_size"][1]))
             contract = cls(**values)
@@ -201,6 +279,12 @@ class DecodeContract:
             found.append(f"mean_bgr {list(self.mean_bgr)} must be three finite numbers")
         if not isinstance(self.versions, dict) or not isinstance(self.extra, dict):
             found.append("versions and extra must be JSON objects")
+        if self.postprocess not in POSTPROCESS_PLACES:
+            found.append(f"postprocess {self.postprocess!r} is not one of {', '.join(POSTPROCESS_PLACES)}")
+        elif (self.postprocess == "in-graph") != (self.end2end is not None):
+            found.append("an in-graph contract needs its end2end settings, and only it has them")
+        if self.end2end is not None:
+            found.extend(self.end2end.problems())
         seed = self.untrained_seed
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
             found.append(f"untrained_seed {seed!r} must be null or an integer ≥ 0")

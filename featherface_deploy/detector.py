@@ -19,7 +19,7 @@ from featherface_deploy.postprocess import (
     preprocess,
 )
 from featherface_deploy.postprocess.image_io import check_pixel_count
-from featherface_deploy.runtimes.base import Runtime
+from featherface_deploy.runtimes.base import DetectingRuntime, Runtime
 
 # typing.Union, not ``|``: this module also runs in device bundles on Python 3.8.
 ImageInput = Union[str, Path, np.ndarray]
@@ -30,6 +30,10 @@ DEFAULT_MAX_PIXELS = 40_000_000
 class FaceDetector:
     """Runs any supported model file with the shared preprocessing, decoding and NMS.
 
+    A runtime that returns finished detections (a :class:`DetectingRuntime`: an end-to-end file,
+    whose decoding and NMS ran in the graph) is called through its own ``detect``; the result is
+    the same :class:`Detections` in original image pixels.
+
     Example::
 
         detector = FaceDetector.load("featherface-v1.onnx")
@@ -38,7 +42,8 @@ class FaceDetector:
 
     Args:
         runtime: The backend runtime holding the model.
-        config: Score threshold, NMS IoU and top-k limits.
+        config: Score threshold, NMS IoU and top-k limits; ``None``: the defaults (for an end-to-end
+            file, the settings baked into it, which a given config may only tighten).
         size: For any-size models: (height, width) box to resize images into (an int N: N×N);
             ``None`` runs at native resolution. Fixed-size models always use
             their own size; asking one for another size is an error.
@@ -52,7 +57,7 @@ class FaceDetector:
             given for a model with a different fixed input size.
     """
 
-    def __init__(self, runtime: Runtime, config: PostprocessConfig = PostprocessConfig(),
+    def __init__(self, runtime: Runtime | DetectingRuntime, config: PostprocessConfig | None = None,
                  size: tuple[int, int] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         size = _checked_size(size, max_pixels)
         fixed = runtime.contract.input_size
@@ -61,19 +66,20 @@ class FaceDetector:
                              "cannot apply; leave it out (images are fitted into the model's size), or export an "
                              "any-size model (--dynamic)")
         self.runtime = runtime
-        self.config = config
+        self.config = runtime.default_config() if config is None and isinstance(runtime, DetectingRuntime) \
+            else config or PostprocessConfig()
         self.size = size
         self.max_pixels = max_pixels
 
     @classmethod
-    def load(cls, path: str | Path, config: PostprocessConfig = PostprocessConfig(),
+    def load(cls, path: str | Path, config: PostprocessConfig | None = None,
              size: tuple[int, int] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
              **runtime_options) -> "FaceDetector":
         """Opens a model file with the runtime its suffix calls for.
 
         Args:
             path: ``.pth``, ``.onnx``, ``.tflite``… (see ``featherface_deploy.formats``).
-            config: Detection thresholds.
+            config: Detection thresholds (``None``: the defaults, see the class docstring).
             size: Resize box for any-size models (see the class docstring).
             max_pixels: Native-resolution limit (see the class docstring).
             **runtime_options: Passed to the runtime (e.g. ``threads=2``).
@@ -86,7 +92,7 @@ class FaceDetector:
             runtime_class = resolve(format_for_path(path).runtime)
         except BackendNotInstalledError as error:  # e.g. an .engine without TensorRT: say which file needs it
             raise BackendNotInstalledError(f"cannot open {path}: {error}") from error
-        return cls(runtime_class(path, **runtime_options), config, size, max_pixels)
+        return cls(runtime_class.open(path, **runtime_options), config, size, max_pixels)
 
     def __call__(self, image: ImageInput, color: str = "bgr") -> Detections:
         """Detects faces in one image.
@@ -106,6 +112,8 @@ class FaceDetector:
         Raises:
             ImageError: An image is unreadable, or over ``max_pixels`` at native resolution.
         """
+        if isinstance(self.runtime, DetectingRuntime):
+            return [self.runtime.detect(self._loaded(image, color), self.config) for image in images]
         prepared = [preprocess(self._loaded(image, color), self.runtime.contract, self.size) for image in images]
         results: list[Detections | None] = [None] * len(prepared)
         for indices in _group_by_shape([tensor.shape for tensor, _ in prepared], self.runtime.max_batch):

@@ -6,6 +6,12 @@ what to do. Catch :class:`FeatherFaceError` to handle them all.
 """
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class FeatherFaceError(Exception):
     """Base class of every error raised on purpose by featherface_deploy."""
 

@@ -132,3 +132,24 @@ def tiny_coreml(tiny_checkpoint, tmp_path_factory) -> Path:
     assert result.exit_code == 0, result.output
     assert path.is_dir() and (path / "Manifest.json").is_file()
     return path
+
+
+TINY_E2E_SETTINGS = {"imgsz": (64, 64), "end2end": True, "max_det": 20, "conf": 0.3, "nms_iou": 0.4,
+                     "pre_nms_top_k": 100}
+
+
+@pytest.fixture(scope="session")
+def tiny_e2e_onnx(tmp_path_factory):
+    """A seeded ``featherface-tiny`` exported end to end (64×64, conf 0.3, max_det 20) through the pipeline.
+
+    Returns:
+        (path, ExportOutcome): the verified file and its export outcome (parity and in-graph reports).
+    """
+    torch = pytest.importorskip("torch")
+    requires_backend("onnx", "export")
+    from featherface_deploy.models import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-e2e") / "tiny-e2e.onnx"
+    outcome = export_row(create_model("featherface-tiny"), path, "onnx", **TINY_E2E_SETTINGS)
+    return path, outcome

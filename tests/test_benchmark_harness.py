@@ -9,10 +9,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from featherface_deploy.harness import compare as compare_module
-from featherface_deploy.harness.compare import Budgets, CompareResult, _MemoRuntime
+from featherface_deploy.harness.compare import Budgets, CompareResult, MemoRuntime
 from featherface_deploy.harness.latency import LatencyConfig, LatencyStats, Pipeline, measure_interleaved, \
     measure_peak_memory
-from featherface_deploy.harness.report import Column, markdown_table, update_readme, write_report
+from docs_tools.sections import update_readme
+from featherface_deploy.harness.report import Column, markdown_table, write_report
 from featherface_deploy.cli.main import cli
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.verify.parity import check_parity
@@ -74,7 +75,7 @@ def test_detection_matcher_counts_missing_and_moved_detections():
 
 def test_memo_reference_runs_each_input_once():
     inner = FixedRuntime({100: 0.9})
-    memo = _MemoRuntime(inner)
+    memo = MemoRuntime(inner)
     batch = np.zeros((1, 3, SIZE, SIZE), np.float32)
     first, second = memo.infer(batch), memo.infer(batch.copy())
     assert inner.calls == 1 and np.array_equal(first["conf"], second["conf"])
@@ -167,7 +168,7 @@ def test_compare_with_widerface_reports_accuracy(tiny_checkpoint, widerface_root
 
 
 def test_claims_rows_put_measured_values_beside_claims():
-    from featherface_deploy.harness.claims import CLAIMS, claims_rows
+    from benchmarks.claims import CLAIMS, claims_rows
 
     rows = claims_rows({"params_v1": 489_015, "ap_delta_hard": -3.07}, {"params": "PyTorch"})
     assert len(rows) == len(CLAIMS)
@@ -210,7 +211,7 @@ def test_harness_modules_import_no_backend():
 
     probe = ("import sys, featherface_deploy.harness.latency, featherface_deploy.harness.report, "
              "featherface_deploy.harness.compare, featherface_deploy.harness.peers, "
-             "featherface_deploy.harness.claims, featherface_deploy.cli.main\n"
+             "featherface_deploy.cli.main\n"
              "print(' '.join(m for m in ('torch', 'onnxruntime', 'cv2', 'matplotlib', 'ai_edge_litert') "
              "if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == ""

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from conftest import export_row  # noqa: E402
 from featherface_deploy.contract import METADATA_KEY, DecodeContract, sidecar_path  # noqa: E402
 from featherface_deploy.errors import BackendNotInstalledError, ExportError, InputError  # noqa: E402
-from featherface_deploy.exporters.torch2coreml import CoremlOptions  # noqa: E402
+from featherface_deploy.export_options import CoremlOptions  # noqa: E402
 from featherface_deploy.models import create_model  # noqa: E402
 from featherface_deploy.runtimes.coreml_runtime import INTERPRETER_NAME, CoremlRuntime, coreml_available  # noqa: E402
 
@@ -105,11 +105,11 @@ def test_bad_options_are_one_line_errors(options, message):
 
 
 def test_missing_coremltools_names_the_extra(monkeypatch):
-    from featherface_deploy.exporters import torch2coreml
+    from featherface_deploy.export_options import resolve_target
 
     monkeypatch.setitem(sys.modules, "coremltools", None)
     with pytest.raises(BackendNotInstalledError, match=r"featherface-deploy\[coreml\]"):
-        torch2coreml.resolve_target("iOS16")
+        resolve_target("iOS16")
 
 
 @pytest.mark.skipif(coreml_available(), reason="Core ML is available here")

@@ -27,12 +27,13 @@ def test_native_is_onnx_only_and_gather_float_needs_a_fixed_size():
 
 
 def test_onnx_auto_respects_an_opset_without_deformconv_and_int8_never_gets_native():
-    from featherface_deploy.exporters.torch2onnx import OnnxOptions
+    from featherface_deploy.export_options import OnnxOptions
 
     assert OnnxOptions(opset=18).dcn_choice()[0] != "native"
     assert OnnxOptions(dcn="native").resolved_opset == 19
     assert int8_source_lowering("auto") == "gather" and int8_source_lowering("gather_float") == "gather_float"
-    with pytest.raises(ExportError, match="no INT8 kernel"):
+    assert int8_source_lowering("auto", "fused") == "native" and int8_source_lowering("native", "fused") == "native"
+    with pytest.raises(ExportError, match="TensorRT has no DeformConv"):
         int8_source_lowering("native")
 
 

@@ -1,4 +1,4 @@
-"""INT8 ONNX export: QDQ form, symmetric int8, keep-float honoured, contract, sensitivity ranking."""
+"""INT8 ONNX export: QDQ forms (ONNX Runtime's fused, TensorRT's symmetric), keep-float, contract, sensitivity."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # ran before in the session (torch's own default seed, with which these tests were written).
     torch.manual_seed(67280421310721)
     export_row(create_model("featherface-tiny"), root / "tiny.onnx", "onnx", imgsz=SIZE, simplify=False,
-               dcn="gather")  # INT8 quantizes a plain-op DCN graph (the ONNX default, native DeformConv, has no INT8 kernel)
+               dcn="gather")  # the DCN sampling arithmetic of the plain-op graph must stay float (tested below)
     images = root / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
@@ -66,7 +66,26 @@ def _initializers(model):
     return {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
 
 
-def test_qdq_symmetric_int8(int8) -> None:
+def test_fused_placement_runs_integer_convolutions(workdir: Path, calib_set, tmp_path) -> None:
+    import onnxruntime
+
+    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+    from featherface_deploy.harness.int8_kernels import integer_mac_share
+
+    fused = quantize_onnx(workdir / "tiny.onnx", workdir / "tiny-fused.onnx", calib_set, Int8Options(placement="fused"))
+    model = onnx.load(str(fused.path))
+    zero_points = [_initializers(model)[node.input[2]] for node in model.graph.node
+                   if node.op_type == "QuantizeLinear" and len(node.input) > 2]
+    assert zero_points and all(zero_point.dtype == np.uint8 for zero_point in zero_points)
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    onnxruntime.InferenceSession(str(fused.path), options, providers=["CPUExecutionProvider"])
+    share = integer_mac_share(model, onnx.load(str(tmp_path / "optimized.onnx")), (1, 3, *SIZE))
+    assert share.kernels.get("QLinearConv", 0) > 0 and 0.5 < share.fraction < 1.0  # depthwise convs stay float
+    assert fused.facts["placement"] == "fused" and fused.facts["activations"] == "uint8 asymmetric"
+
+
+def test_qdq_symmetric_int8_on_layer_inputs(int8) -> None:
     model = onnx.load(str(int8.path))
     quant = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert any(n.op_type == "QuantizeLinear" for n in quant)
@@ -82,6 +101,8 @@ def test_qdq_symmetric_int8(int8) -> None:
     for node in model.graph.node:
         if node.op_type == "Softmax":
             assert producers[node.input[0]].op_type != "DequantizeLinear"
+        if node.op_type == "Conv":  # Q/DQ on inputs only: no Conv output is quantized
+            assert all(user.op_type != "QuantizeLinear" for user in model.graph.node if node.output[0] in user.input)
 
 
 def test_runs_and_outputs_float(int8, calib_set) -> None:
@@ -155,18 +176,20 @@ def test_detection_agreement_is_one_against_itself_and_at_most_one_for_int8(work
     from featherface_deploy.exporters.int8_sensitivity import detection_agreement
     from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization
     from featherface_deploy.metadata.onnx import read_contract
+    from featherface_deploy.pipeline.builder import open_onnx
 
     contract = read_contract(workdir / "tiny.onnx")
     prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared-agreement.onnx")
-    assert detection_agreement(prepared, prepared, calib_set, contract) == pytest.approx(1.0, abs=1e-12)
-    assert 0.0 <= detection_agreement(prepared, int8.path, calib_set, contract) <= 1.0
+    assert detection_agreement(prepared, prepared, calib_set, contract, open_onnx) == pytest.approx(1.0, abs=1e-12)
+    assert 0.0 <= detection_agreement(prepared, int8.path, calib_set, contract, open_onnx) <= 1.0
 
 
 def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, calib_set) -> None:
     """The tiny model's INT8 agreement is below 1.0 and above 0.5: threshold 0.5 keeps the plain file, 1.0 searches."""
     from featherface_deploy.exporters.int8_sensitivity import search_keep_float
+    from featherface_deploy.pipeline.builder import open_onnx
 
-    kept, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-kept.onnx", calib_set,
+    kept, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-kept.onnx", calib_set, open_onnx,
                                               budget=1.0, threshold=0.5, max_rounds=1, forced=False)
     default_agreement = history[0].agreement
     assert 0.5 <= default_agreement < 1.0 and len(history) == 1 and not report
@@ -176,6 +199,7 @@ def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, c
                                   "final": default_agreement, "met": True, "images": len(calib_set),
                                   "measured_on": "calibration"}
     searched, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-searched.onnx", calib_set,
+                                                  open_onnx,
                                                   budget=1.0, per_round=2, max_rounds=1, forced=False)
     assert len(history) == 2 and len(history[1].kept_float) == 2 and report
     embedded = json.loads({p.key: p.value for p in onnx.load(str(searched.path)).metadata_props}[METADATA_KEY])
@@ -191,7 +215,7 @@ def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, c
 
 
 def test_a_search_that_misses_its_budget_keeps_its_best_round_not_its_last() -> None:
-    from featherface_deploy.exporters.keep_float_rounds import SearchStep, best_round
+    from featherface_deploy.exporters.keep_float_search import SearchStep, best_round
 
     history = [SearchStep((), 0.9718, 0.045), SearchStep(("a",), 0.9893, 0.219), SearchStep(("a", "b"), 0.9851, 0.388),
                SearchStep(("a", "b", "c"), 0.9893, 0.30)]
@@ -200,8 +224,9 @@ def test_a_search_that_misses_its_budget_keeps_its_best_round_not_its_last() -> 
 
 def test_forced_search_ranks_layers_even_when_the_default_meets_the_budget(workdir: Path, calib_set) -> None:
     from featherface_deploy.exporters.int8_sensitivity import search_keep_float
+    from featherface_deploy.pipeline.builder import open_onnx
 
-    result, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "forced.onnx", calib_set,
+    result, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "forced.onnx", calib_set, open_onnx,
                                                 budget=0.5, max_rounds=1, forced=True)
     assert len(history) == 1 and report
     search = result.facts["search"]
@@ -210,10 +235,21 @@ def test_forced_search_ranks_layers_even_when_the_default_meets_the_budget(workd
 
 def test_no_search_export_skips_the_agreement_check(workdir: Path) -> None:
     from featherface_deploy.exporters.common import ExportContext
-    from featherface_deploy.exporters.onnx2int8_export import OnnxInt8Options, export
+    from featherface_deploy.export_options import OnnxInt8Options
+    from featherface_deploy.exporters.onnx2int8_export import export
 
     options = OnnxInt8Options(calib_dir=workdir / "images", calib_images=4, search=False)
     result = export(workdir / "tiny.onnx", workdir / "plain.onnx", None, options, ExportContext("featherface-tiny"))
     facts = result.contract.extra["int8"]
     assert facts["search"] == {"mode": "off", "ran": False} and "agreement" not in facts
     assert result.facts["search_ran"] is False and result.facts["agreement"] is None
+
+
+def test_a_search_keeps_the_cheapest_round_that_meets_its_budget() -> None:
+    from featherface_deploy.exporters.keep_float_search import SearchStep, choose_round
+
+    history = [SearchStep((), 0.97, 0.045), SearchStep(("ssh",), 0.991, 0.60), SearchStep(("stage2",), 0.990, 0.12),
+               SearchStep(("stage2", "bifpn"), 0.995, 0.30)]
+    assert choose_round(history, 0.99, ran=True) == 2
+    assert choose_round(history, 0.999, ran=True) == 3  # none meets it: the best round
+    assert choose_round(history, 0.99, ran=False) == 0

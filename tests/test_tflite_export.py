@@ -236,10 +236,10 @@ def test_int8_measures_its_agreement_and_a_forced_search_keeps_groups_float(tiny
                                                                                tmp_path):
     from featherface_deploy.exporters.tflite_graph import float_mac_fraction
     from featherface_deploy.exporters.tflite_int8_search import DCN_CONVOLUTIONS, module_groups
-    from featherface_deploy.exporters.torch2tflite import DEFAULT_KEEP_FLOAT
+    from featherface_deploy.export_options import TFLITE_DEFAULT_KEEP_FLOAT
 
     everything = [label for label, _ in module_groups(converted.data)]
-    groups = module_groups(converted.data, DEFAULT_KEEP_FLOAT)
+    groups = module_groups(converted.data, TFLITE_DEFAULT_KEEP_FLOAT)
     assert "MobileNetV1_body/Sequential_stage2" in everything and "MobileNetV1_body/Sequential_stage1" in everything
     assert [label for label, _ in groups] == [label for label in everything if not label.endswith("_stage1")]
     assert groups[-1] == DCN_CONVOLUTIONS and len(groups) > 2

@@ -134,7 +134,8 @@ def _reference(probe, inputs):
 def test_new_blocks_export_to_onnx_with_parity_on_photos(probe, probe_inputs):
     requires_backend("onnx", "export")
     import onnxruntime as ort
-    from featherface_deploy.exporters.torch2onnx import OnnxOptions, build_onnx, simplify_onnx
+    from featherface_deploy.export_options import OnnxOptions
+    from featherface_deploy.exporters.torch2onnx import build_onnx, simplify_onnx
 
     proto = simplify_onnx(build_onnx(probe, OnnxOptions(imgsz=PROBE_SIZE)))
     ops = {node.op_type for node in proto.graph.node}

@@ -86,11 +86,15 @@ def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, ex
     if any(result["threads"] != result["threads_requested"] for result in rows):
         columns.insert(2, Column("threads_requested", "asked"))  # capped at the usable cores
     facts = machine_facts(model=str(model), imgsz=list(size), format=row.name, runtime=rows[0]["runtime"],
-                          runtime_note=rows[0]["runtime_note"], untrained_seed=rows[0]["untrained_seed"])
+                          runtime_note=rows[0]["runtime_note"], postprocess=rows[0]["postprocess"],
+                          untrained_seed=rows[0]["untrained_seed"])
     click.echo(markdown_table(rows, columns))
     click.echo(facts_line(facts))
     if facts["runtime_note"]:
         click.echo(f"_{facts['runtime']}: {facts['runtime_note']}._")
+    if facts["postprocess"] != "numpy":
+        click.echo(f"_post-processing: {facts['postprocess']}: decoding and NMS ran inside the model; "
+                   "its whole step is in the infer column (pre and post are 0)._")
     if facts["untrained_seed"] is not None:
         click.echo(f"_UNTRAINED: random weights (seed {facts['untrained_seed']}); the latency is the "
                    "architecture's, the detections mean nothing._")

@@ -8,11 +8,19 @@ import time
 
 import click
 
-from featherface_deploy.cli.options import (build_detector, exist_ok_option, friendly_errors, model_options, parse_size,
-                                            runtime_line)
+from featherface_deploy.cli.options import (
+    build_detector,
+    exist_ok_option,
+    friendly_errors,
+    model_options,
+    parse_size,
+    postprocess_line,
+    runtime_line,
+)
 from featherface_deploy.cli.remote_options import device_line, open_remote, remote_options
 from featherface_deploy.evaluation import evaluate_widerface, list_images, load_ground_truth, write_predictions
 from featherface_deploy.formats import format_for_path
+from featherface_deploy.postprocess import PostprocessConfig
 from featherface_deploy.outputs import claim_output
 
 
@@ -40,7 +48,7 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
     if pred_dir is not None:
         claim_output(pred_dir, inputs, exist_ok, folder=True)  # the rules are checked now, before the run
     runtime_name, runtime_note = f"remote {remote['remote']}", "ran on the device"
-    untrained_seed = None
+    untrained_seed, postprocess = None, "numpy"
     if remote["remote"] is not None:
         from featherface_deploy.remote.remote_evaluate import evaluate_on_device
 
@@ -50,7 +58,9 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
         if compute_units != "all" and format_for_path(model).family != "coreml":
             raise click.UsageError("--compute-units applies to Core ML packages (.mlpackage) only")
         device = open_remote(**remote)
-        result, ran = evaluate_on_device(device, model, widerface, limit, conf_threshold, nms_iou,
+        result, ran = evaluate_on_device(device, model, widerface, limit,
+                                         PostprocessConfig.conf_threshold if conf_threshold is None else conf_threshold,
+                                         PostprocessConfig.nms_iou if nms_iou is None else nms_iou,
                                          parse_size(imgsz), threads, None if compute_units == "all" else compute_units)
         click.echo(device_line(ran["facts"], device.name), err=as_json)
         if ran.get("runtime"):
@@ -60,6 +70,7 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
         detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, coreml_engine,
                                   compute_units)
         runtime_name, runtime_note = detector.runtime.name, detector.runtime.note
+        postprocess = postprocess_line(detector.runtime)
         untrained_seed = detector.runtime.contract.untrained_seed
         ground_truth = load_ground_truth(widerface)  # read once: the progress bar and the evaluation share it
         total = len(list_images(widerface, ground_truth)[:limit])
@@ -71,7 +82,7 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
         write_predictions(result.predictions, pred_dir, exist_ok, inputs)
     if as_json:
         click.echo(json.dumps({"model": model, "runtime": runtime_name, "runtime_note": runtime_note,
-                               "untrained_seed": untrained_seed, "images": result.images, **result.ap.percentages, "seconds": round(elapsed, 1)},
+                               "postprocess": postprocess, "untrained_seed": untrained_seed, "images": result.images, **result.ap.percentages, "seconds": round(elapsed, 1)},
                               indent=2))
     else:
         click.echo(f"{model}: {result.images} images in {elapsed:.1f} s")

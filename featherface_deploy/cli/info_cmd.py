@@ -60,12 +60,27 @@ def _parameters(model, architecture: str) -> None:
 
 
 def _shapes(contract, size: tuple[int, int]) -> None:
+    if contract.in_graph:
+        _end2end_shapes(contract)
+        return
     height, width = contract.input_size or size
     anchors = len(generate_priors(contract.priors, height, width))
     click.echo(f"input:  {contract.input_name} (B, 3, {height}, {width}) float32, {contract.channel_order} − "
                f"mean {tuple(contract.mean_bgr)}" + ("" if contract.input_size else " (any size; example)"))
     for role, values in zip(contract.output_names, (4, 2, 10)):
         click.echo(f"output: {role} (B, {anchors}, {values})")
+
+
+def _end2end_shapes(contract) -> None:
+    """An end-to-end file's input and outputs, and the settings baked into it."""
+    spec, (height, width) = contract.end2end, contract.input_size
+    shape = f"(1, 3, {height}, {width})" if contract.input_layout == "NCHW" else f"(1, {height}, {width}, 3)"
+    click.echo(f"input:  {contract.input_name} {shape} float32, {spec.input_color} {spec.input_scale} "
+               f"(the mean is subtracted in the graph; pad with RGB {tuple(spec.pad_rgb)})")
+    click.echo(f"output: {spec.outputs[0]} (1, {spec.max_det}, 15) float32: {spec.output_layout}, input pixels")
+    click.echo(f"output: {spec.outputs[1]} (1,) int32")
+    click.echo(f"post-processing: in-graph (conf ≥ {spec.conf:g}, NMS IoU {spec.nms_iou:g}, pre-NMS top-k "
+               f"{spec.pre_nms_top_k}, max {spec.max_det} faces)")
 
 
 @click.command()
@@ -101,5 +116,19 @@ def info(model, architecture, imgsz):
     if "dcn" in contract.extra:
         selected = contract.extra.get("dcn_selected")
         click.echo(f"dcn: {contract.extra['dcn']}" + (f" ({selected})" if selected else ""))
+    if "int8" in contract.extra:
+        _int8_kernels(contract.extra["int8"])
     runs, why = row.runs_here()
     click.echo(f"runs here: {'yes' if runs else 'no'}" + (f", {why}" if why else ""))
+
+
+def _int8_kernels(facts: dict) -> None:
+    """The INT8 file's MAC shares as its export measured them (integer kernels, layers kept float)."""
+    parts = []
+    if "integer_mac_fraction" in facts:
+        parts.append(f"{100 * facts['integer_mac_fraction']:.1f}% of MACs in integer kernels"
+                     + (f" ({facts['integer_kernels_on']})" if facts.get("integer_kernels_on") else ""))
+    if "float_mac_fraction" in facts:
+        parts.append(f"{100 * facts['float_mac_fraction']:.1f}% kept float")
+    if parts:
+        click.echo("int8: " + ", ".join(parts))

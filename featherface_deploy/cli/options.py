@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import warnings
@@ -11,7 +12,8 @@ import click
 from featherface_deploy.detector import DEFAULT_MAX_PIXELS, FaceDetector
 from featherface_deploy.errors import FeatherFaceError, InputError
 from featherface_deploy.formats import FORMATS, format_for_path
-from featherface_deploy.limits import bounded, image_size
+from featherface_deploy.limits import bounded
+from featherface_deploy.option_fields import parse_size as size_from_text
 from featherface_deploy.postprocess import PostprocessConfig
 
 COREML_ENGINES = ("auto", "coreml", "interpreter")
@@ -19,18 +21,13 @@ COMPUTE_UNITS = ("all", "cpu", "cpu-and-ne", "cpu-and-gpu")
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
-    """Parses ``640`` or ``480x640`` (height × width) into a (height, width) tuple (:func:`~featherface_deploy.limits.image_size`)."""
+    """Parses ``640`` or ``480x640`` (height × width) into a (height, width) tuple."""
     if value is None:
         return None
-    parts = value.lower().split("x")
     try:
-        sizes = [int(part) for part in parts]
-    except ValueError:
-        raise click.BadParameter(f"expected N or HxW, got {value!r}") from None
-    try:
-        return image_size(sizes[0] if len(sizes) == 1 else sizes)
-    except InputError:
-        raise click.BadParameter(f"expected N or HxW with integers ≥ 1, got {value!r}") from None
+        return size_from_text(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 class Number(click.ParamType):
@@ -81,11 +78,22 @@ def folder_suffixes() -> tuple[str, ...]:
 def runtime_line(runtime) -> str:
     """``runtime: NAME`` plus the runtime's note when it is a stand-in (every report says what ran).
 
-    A model with random weights (``export --random-init``) gets a second line saying so.
+    A model with random weights (``export --random-init``) gets a second line saying so, and one whose
+    post-processing ran elsewhere than our numpy code (an end-to-end file: ``in-graph``) says where.
     """
     untrained = runtime.contract.weights_note()
     return f"runtime: {runtime.name}" + (f" ({runtime.note})" if runtime.note else "") + (
+        f"\npost-processing: {postprocess_line(runtime)}" if runtime.postprocess != "numpy" else "") + (
         f"\n{untrained}" if untrained else "")
+
+
+def postprocess_line(runtime) -> str:
+    """Where decoding and NMS ran, with the baked settings of an end-to-end file (for reports)."""
+    spec = runtime.contract.end2end
+    if spec is None:
+        return runtime.postprocess
+    return (f"{runtime.postprocess} (conf ≥ {spec.conf:g}, NMS IoU {spec.nms_iou:g}, pre-NMS top-k "
+            f"{spec.pre_nms_top_k}, max {spec.max_det} faces)")
 
 
 def model_options(command):
@@ -98,10 +106,12 @@ def model_options(command):
                           "(Core ML where it exists, else the interpreter; the output says which ran)."),
         click.option("--compute-units", default="all", show_default=True, type=click.Choice(COMPUTE_UNITS),
                      help=".mlpackage with Core ML only: the processors Core ML may use."),
-        click.option("--conf-threshold", default=PostprocessConfig.conf_threshold, show_default=True,
-                     type=PROBABILITY, help="Minimum face probability."),
-        click.option("--nms-iou", default=PostprocessConfig.nms_iou, show_default=True,
-                     type=PROBABILITY, help="NMS IoU threshold."),
+        click.option("--conf-threshold", default=None, type=PROBABILITY,
+                     help=f"Minimum face probability [{PostprocessConfig.conf_threshold}; an end-to-end model: "
+                          "the one it was exported with, which may only be raised]."),
+        click.option("--nms-iou", default=None, type=PROBABILITY,
+                     help=f"NMS IoU threshold [{PostprocessConfig.nms_iou}; an end-to-end model: the one it was "
+                          "exported with, which cannot change]."),
         click.option("--imgsz", default=None, help="Resize images to fit N or HxW (any-size models only); "
                      "default: native resolution."),
         click.option("--threads", default=None, type=click.IntRange(1),
@@ -157,21 +167,28 @@ def untrained_seed(checkpoint: str | None, architecture: str | None, random_init
     return None
 
 
-def build_detector(model: str, conf_threshold: float, nms_iou: float, imgsz: str | None,
+def build_detector(model: str, conf_threshold: float | None, nms_iou: float | None, imgsz: str | None,
                    threads: int | None, max_pixels: int, coreml_engine: str = "auto",
                    compute_units: str = "all") -> FaceDetector:
     """Opens a model with the CLI's thresholds (and, for a Core ML package, its engine and compute units).
 
+    A threshold left out (``None``) is the runtime's default: ours for raw-output models, the baked one for
+    an end-to-end file (which refuses, at the first image, a lower confidence or another NMS IoU).
+
     Raises:
         click.UsageError: ``--coreml-engine`` or ``--compute-units`` given for a model that is not Core ML.
     """
-    config = PostprocessConfig(conf_threshold=conf_threshold, nms_iou=nms_iou)
     options = {} if threads is None else {"threads": threads}
     if format_for_path(model).family == "coreml":
         options.update(engine=coreml_engine, compute_units=compute_units)
     elif (coreml_engine, compute_units) != ("auto", "all"):
         raise click.UsageError("--coreml-engine and --compute-units apply to Core ML packages (.mlpackage) only")
-    return FaceDetector.load(model, config=config, size=parse_size(imgsz), max_pixels=max_pixels, **options)
+    detector = FaceDetector.load(model, size=parse_size(imgsz), max_pixels=max_pixels, **options)
+    given = {name: value for name, value in (("conf_threshold", conf_threshold), ("nms_iou", nms_iou))
+             if value is not None}
+    if given:
+        detector.config = dataclasses.replace(detector.config, **given)
+    return detector
 
 
 def friendly_errors(command):

@@ -11,7 +11,7 @@ def remote_options(command):
     """Adds ``--remote``, ``--identity``, ``--python``, ``--known-hosts``, ``--accept-new-host-key``, ``--remote-timeout``."""
     decorators = [
         click.option("--remote", default=None, metavar="URL",
-                     help="Run on a device: ssh://[user@]host[:port][/cache-folder] or adb[:SERIAL]."),
+                     help="Run on a device: ssh://[user@]host, optionally with :port and /cache-folder, or adb[:SERIAL]."),
         click.option("--identity", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="ssh private key for --remote ssh://… (passphrase keys need ssh-agent)."),
         click.option("--python", "remote_python", default="python3", show_default=True,

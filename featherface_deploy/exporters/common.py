@@ -1,19 +1,25 @@
-"""Helpers shared by the exporters: loading the source model, sizes, optional imports, step timings."""
+"""Helpers shared by the exporters: loading the source model, sizes, optional imports, step timings.
+
+Imports no backend (torch only when a checkpoint is loaded): the export options use it.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import ExportError, missing_backend
 from featherface_deploy.limits import MAX_EXPORT_PIXELS, check_pixels, image_size
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Log = Callable[[str], None]
 
@@ -35,6 +41,7 @@ class ExportContext:
         open_tflite: Opens a TFLite flatbuffer (bytes, decode contract) as a runtime, for an exporter that
             measures what it made (the INT8 agreement check). Given by the pipeline, which may import
             runtimes; exporters themselves do not.
+        open_onnx: Opens an ONNX file (path, decode contract) as a runtime, likewise (the ONNX INT8 check).
     """
 
     model_name: str
@@ -42,6 +49,19 @@ class ExportContext:
     scratch: dict = field(default_factory=dict, compare=False)
     untrained_seed: int | None = None
     open_tflite: Callable | None = field(default=None, compare=False)
+    open_onnx: Callable | None = field(default=None, compare=False)
+
+    def opener(self, name: str) -> Callable:
+        """``open_onnx`` or ``open_tflite``, for the INT8 agreement check.
+
+        Raises:
+            ExportError: Not given (an exporter called outside the pipeline); the message says how to run it.
+        """
+        opener = getattr(self, name)
+        if opener is None:
+            raise ExportError("the INT8 agreement check runs the file it made: export through the pipeline "
+                              "(featherface_deploy.pipeline), or pass search=False (--no-search)")
+        return opener
 
     def stamp(self, contract: DecodeContract) -> DecodeContract:
         """``contract`` flagged untrained (with the seed) when the model is; unchanged for trained weights."""
@@ -70,7 +90,7 @@ class ExportResult:
 
 def load_source(checkpoint_or_model: str | Path | nn.Module, architecture: str | None) -> tuple[nn.Module, str]:
     """Returns (model in eval mode, architecture name) from a checkpoint path or an in-memory model."""
-    if isinstance(checkpoint_or_model, nn.Module):
+    if not isinstance(checkpoint_or_model, (str, os.PathLike)):
         name = getattr(getattr(checkpoint_or_model, "config", None), "name", None) or architecture or "custom"
         return checkpoint_or_model.eval(), name
     from featherface_deploy.models import load_model

@@ -15,9 +15,12 @@ loaded 2-core host; ``benchmarks/results/onnx_dcn.json``):
 - LiteRT (XNNPACK): ``gather_float`` 423.4 ms, ``gather`` 572.5 ms (0.74×):
   XNNPACK takes 1447 of its 1481 operators instead of 1071 of 1940.
 
-Rows built from another export keep what that row was verified with: ONNX
-INT8 has no ``DeformConv`` kernel, so its FP32 source uses ``gather`` there
-(:func:`int8_source_lowering`).
+Rows built from another export keep what that row was verified with
+(:func:`int8_source_lowering`): ONNX INT8 with Q/DQ on layer inputs (the
+default, TensorRT's pattern; TensorRT has no ``DeformConv``) quantizes
+``gather``; the ``fused`` placement for ONNX Runtime's integer kernels
+quantizes the native graph (``DeformConv`` stays float between integer
+layers, the offset/mask convolutions are integer).
 """
 
 from __future__ import annotations
@@ -66,14 +69,20 @@ def choose_lowering(backend: str, requested: str = AUTO, dynamic: bool = False) 
     return lowering, "forced"
 
 
-def int8_source_lowering(requested: str) -> str:
-    """The lowering of the FP32 ONNX an INT8 ONNX is quantized from (``auto`` → ``gather``).
+def int8_source_lowering(requested: str, placement: str = "inputs") -> str:
+    """The lowering of the FP32 ONNX an INT8 ONNX is quantized from.
+
+    ``auto`` → ``gather`` for Q/DQ on layer inputs (the default, also TensorRT's), ``native`` for the
+    ``fused`` placement (``DeformConv`` runs float between ONNX Runtime's integer layers: the fastest
+    INT8 graph measured, docs/design/int8-kernels.md).
 
     Raises:
-        ExportError: ``native``: ``DeformConv`` has no INT8 kernel.
+        ExportError: ``native`` with Q/DQ on inputs (the TensorRT pattern: TensorRT has no ``DeformConv``).
     """
     lowering = ALIASES.get(requested, requested)
-    if lowering == "native":
-        raise ExportError("ONNX INT8 needs the portable (plain-op) DCN (DeformConv has no INT8 kernel): "
-                          "drop --dcn native")
-    return "gather" if lowering == AUTO else lowering
+    if placement == "inputs" and lowering == "native":
+        raise ExportError("INT8 with Q/DQ on layer inputs needs the portable (plain-op) DCN (TensorRT has no "
+                          "DeformConv): drop --dcn native, or pass --placement fused")
+    if lowering == AUTO:
+        return FASTEST["onnx"] if placement == "fused" else "gather"
+    return lowering

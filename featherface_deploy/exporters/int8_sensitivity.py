@@ -10,31 +10,44 @@ downstream that merely inherit it.
 
 :func:`search_keep_float` then keeps the worst layers in float, a few at a
 time, until the decoded detections of the INT8 model on the calibration
-images agree with the float model's within a budget (:func:`detection_agreement`).
-Its round 0 is the plain quantization: the default ``onnx-int8`` export uses it
-as a check and searches only when that round falls below a threshold.
+images agree with the float model's within a budget (:func:`detection_agreement`,
+through the runtime the pipeline supplies). Its round 0 is the plain quantization:
+the default ``onnx-int8`` export uses it as a check and searches only when that
+round falls below a threshold. The driver is
+:mod:`~featherface_deploy.exporters.keep_float_search`; :class:`OnnxLayers` is the ONNX strategy.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+import dataclasses
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from featherface_deploy.calibration.dataset import CalibrationSet
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import missing_backend
-from featherface_deploy.exporters.keep_float_rounds import SearchStep, best_round
-from featherface_deploy.exporters.onnx2int8 import MAC_OP_TYPES, Int8Options, Int8Result, quantize_onnx, with_facts
+from featherface_deploy.export_options import ONNX_AGREEMENT_THRESHOLD, ONNX_SEARCH_BUDGET
+from featherface_deploy.exporters.keep_float_search import SearchOutcome, SearchStep, Trial, search_facts
+from featherface_deploy.exporters.keep_float_search import search_keep_float as run_search
+from featherface_deploy.exporters.onnx2int8 import (
+    MAC_OP_TYPES,
+    Int8Options,
+    Int8Result,
+    prepare_for_quantization,
+    quantize_onnx,
+    with_facts,
+)
+from featherface_deploy.metadata.onnx import read_contract
 from featherface_deploy.verify.agreement import detection_agreement as agreement_of
 
 try:
     import onnx
-    import onnxruntime
     from onnxruntime.quantization.qdq_loss_debug import collect_activations, modify_model_output_intermediate_tensors
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise missing_backend("onnxruntime", "onnx") from error
@@ -42,6 +55,8 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 from featherface_deploy.calibration.ort_reader import OrtCalibrationReader
 
 Log = Callable[[str], None]
+# (ONNX file, decode contract) → something with ``infer``: the pipeline passes an ONNX Runtime runtime.
+OpenOnnx = Callable[[Path, DecodeContract], Any]
 
 
 @dataclass(frozen=True)
@@ -126,41 +141,79 @@ def _dequantized_source(name: str, producers: dict) -> str:
 
 
 def detection_agreement(fp32_path: str | Path, int8_path: str | Path, calib_set: CalibrationSet,
-                        contract: DecodeContract, reference_score: float = 0.1, iou: float = 0.5) -> float:
-    """:func:`~featherface_deploy.verify.agreement.detection_agreement` of two ONNX files on the calibration inputs."""
-    reference, candidate = (_infer(_session(path), contract) for path in (fp32_path, int8_path))
+                        contract: DecodeContract, open_onnx: OpenOnnx, reference_score: float = 0.1,
+                        iou: float = 0.5) -> float:
+    """:func:`~featherface_deploy.verify.agreement.detection_agreement` of two ONNX files on the calibration inputs.
+
+    ``open_onnx`` opens a file as a runtime (the pipeline's ``ExportContext.open_onnx``): exporters run no model
+    themselves.
+    """
+    reference, candidate = (open_onnx(Path(path), contract).infer for path in (fp32_path, int8_path))
     return agreement_of(reference, candidate, calib_set.batches(1), contract, reference_score, iou)
 
 
-def _infer(session: "onnxruntime.InferenceSession", contract: DecodeContract):
-    def infer(batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = session.run(list(contract.output_names), {contract.input_name: batch})
-        return dict(zip(("loc", "conf", "landmarks"), outputs))
-    return infer
+@dataclass
+class OnnxLayers:
+    """The ONNX keep-float strategy: rank the last round's quantized layers by the error they add
+    (:func:`sensitivity_report`), keep the worst ``per_round`` float in the next."""
 
+    fp32_path: Path
+    prepared: Path
+    scratch: Path
+    calib_set: CalibrationSet
+    options: Int8Options
+    contract: DecodeContract
+    open_onnx: OpenOnnx
+    per_round: int
+    report: list[LayerError] = field(default_factory=list, init=False)
+    trials: int = field(default=0, init=False)
 
-def _session(path: str | Path) -> "onnxruntime.InferenceSession":
-    options = onnxruntime.SessionOptions()
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    def trial(self, kept: tuple[str, ...]) -> Trial:
+        """Quantizes with ``kept`` float besides ``options.keep_float_nodes`` and measures the agreement."""
+        path = self.scratch / f"trial-{self.trials}.onnx"
+        self.trials += 1
+        every = (*self.options.keep_float_nodes, *kept)
+        result = quantize_onnx(self.fp32_path, path, self.calib_set, dataclasses.replace(
+            self.options, keep_float_nodes=every), contract=self.contract)
+        agreement = detection_agreement(self.prepared, path, self.calib_set, self.contract, self.open_onnx)
+        return Trial(SearchStep(every, round(agreement, 4), round(result.float_fraction, 4)), result)
+
+    def next_kept(self, trials, trial) -> tuple[str, ...] | None:
+        """The last round's kept layers plus its worst ``per_round`` (``None`` when nothing is left to rank)."""
+        self.report = sensitivity_report(self.prepared, trials[-1].artifact.path, self.calib_set,
+                                         input_name=self.contract.input_name)
+        if not self.report:
+            return None
+        already = trials[-1].step.kept_float[len(self.options.keep_float_nodes):]
+        return (*already, *(row.node for row in self.report[:self.per_round]))
+
+    def describe(self, kept: tuple[str, ...]) -> str:
+        """How many layers beyond the defaults."""
+        return f"{len(kept)} layers beyond the defaults"
+
+    def search_facts(self, outcome: SearchOutcome) -> dict:
+        """The top of the last sensitivity ranking."""
+        return {"report_top": [asdict(row) for row in self.report[:10]]}
 
 
 def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: CalibrationSet,
-                      options: Int8Options = Int8Options(), budget: float = 0.98, per_round: int = 2,
-                      max_rounds: int = 12, contract: DecodeContract | None = None,
-                      log: Log | None = None, forced: bool = True, threshold: float | None = None,
+                      open_onnx: OpenOnnx, options: Int8Options = Int8Options(), budget: float = ONNX_SEARCH_BUDGET,
+                      per_round: int = 3, max_rounds: int = 12, contract: DecodeContract | None = None,
+                      log: Log | None = None, forced: bool = False, threshold: float = ONNX_AGREEMENT_THRESHOLD,
                       ) -> tuple[Int8Result, list[SearchStep], list[LayerError]]:
-    """Greedy: quantize, rank layers, keep the worst ``per_round`` in float, until agreement ≥ ``budget``.
+    """Quantizes, and keeps the worst layers float, ``per_round`` at a time, until agreement ≥ ``budget``.
 
-    Round 0 is the plain quantization with ``options``. Unless the search is ``forced``, a round 0
-    that agrees at least ``threshold`` is the result (the cost over a plain
-    :func:`~featherface_deploy.exporters.onnx2int8.quantize_onnx` is one agreement measurement);
-    below it, the search runs until ``budget``. A forced search always searches to ``budget``, and
-    ranks the layers even of a round 0 that already meets it (recorded, nothing added).
+    The driver is :func:`~featherface_deploy.exporters.keep_float_search.search_keep_float` with
+    :class:`OnnxLayers`: round 0 is the plain quantization with ``options``; unless ``forced``, a round 0
+    that agrees at least ``threshold`` is the result (one agreement measurement over a plain
+    :func:`~featherface_deploy.exporters.onnx2int8.quantize_onnx`). A forced search ranks the layers
+    even of a round 0 that already meets the budget (recorded, nothing added).
 
     Args:
         fp32_path: The FP32 model.
         out_path: Where the final INT8 model is written.
         calib_set: Calibration images (also used to measure the agreement).
+        open_onnx: Opens an ONNX file as a runtime (``ExportContext.open_onnx``).
         options: Quantization options; the search adds to ``keep_float_nodes``.
         budget: Required :func:`detection_agreement` once searching (1.0 = identical detections).
         per_round: Layers moved to float per round.
@@ -168,65 +221,18 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
         contract: The FP32 contract if the file carries none.
         log: Progress callback.
         forced: Asked for (``--search``) rather than run because round 0 fell short.
-        threshold: Agreement of round 0 below which an unforced search runs (``None`` or above
-            ``budget``: ``budget``).
+        threshold: Agreement of round 0 below which an unforced search runs (capped at ``budget``).
 
     Returns:
         The kept :class:`Int8Result` (``extra["int8"]`` records ``agreement`` and ``search``), the
-        search history, and the last sensitivity report (empty when none was needed). The kept
-        round is the first to reach ``budget``, or when none does, :func:`best_round`.
+        search history, and the last sensitivity report (empty when none was needed).
     """
-    from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, read_contract
-
-    log = log or (lambda message: None)
     contract = contract or read_contract(Path(fp32_path))
-    threshold = budget if threshold is None else min(threshold, budget)
-    kept = list(options.keep_float_nodes)
-    history: list[SearchStep] = []
-    report: list[LayerError] = []
     with tempfile.TemporaryDirectory(prefix="featherface-search-") as scratch:
         prepared = prepare_for_quantization(Path(fp32_path), Path(scratch) / "prepared.onnx")
-        trials: list[Int8Result] = []
-        for round_index in range(max_rounds + 1):
-            trial = Path(scratch) / f"trial-{round_index}.onnx"
-            result = quantize_onnx(fp32_path, trial, calib_set, options=_with_kept(options, kept), contract=contract)
-            agreement = detection_agreement(prepared, trial, calib_set, contract)
-            trials.append(result)
-            history.append(SearchStep(tuple(kept), round(agreement, 4), round(result.float_fraction, 4)))
-            log(f"  {len(kept):2d} layers float beyond the defaults "
-                f"({100 * result.float_fraction:.1f}% of MACs float): detection agreement {agreement:.4f}")
-            met = agreement >= budget
-            if round_index == 0:
-                ran = forced or agreement < threshold
-                if not forced:
-                    log(f"  {'below' if ran else 'meets'} the threshold {threshold}: "
-                        + (f"keep-float search to {budget}" if ran else "no search"))
-                if not ran:
-                    break
-            elif met:
-                break
-            if round_index == max_rounds:
-                break
-            report = sensitivity_report(prepared, trial, calib_set, input_name=contract.input_name)
-            if met or not report:
-                break
-            kept += [row.node for row in report[:per_round]]
-        chosen = best_round(history) if ran and not met else len(history) - 1
-        if ran and not met:
-            step = history[chosen]
-            log(f"  warning: the budget {budget} was not reached in {len(history) - 1} rounds; keeping round "
-                f"{chosen}, the best ({step.agreement:.4f}, {100 * step.float_fraction:.1f}% of MACs float)")
-        facts = {"agreement": {"threshold": threshold, "budget": budget, "default": history[0].agreement,
-                               "final": history[chosen].agreement, "met": met if ran else True,
-                               "images": len(calib_set), "measured_on": "calibration"},
-                 "search": {"mode": "forced" if forced else "auto", "ran": ran, "budget": budget,
-                            "chosen_round": chosen, "history": [step.record() for step in history],
-                            "report_top": [asdict(row) for row in report[:10]]}}
-        final = with_facts(trials[chosen], out_path, facts)
-    return final, history, report
-
-
-def _with_kept(options: Int8Options, kept: Sequence[str]) -> Int8Options:
-    values = asdict(options)
-    values["keep_float_nodes"] = tuple(kept)
-    return Int8Options(**values)
+        strategy = OnnxLayers(Path(fp32_path), prepared, Path(scratch), calib_set, options, contract, open_onnx,
+                              per_round)
+        outcome = run_search(strategy, budget=budget, threshold=threshold, forced=forced, max_rounds=max_rounds,
+                             log=log)
+        final = with_facts(outcome.kept.artifact, out_path, search_facts(outcome, strategy, len(calib_set)))
+    return final, outcome.history, strategy.report

@@ -1,9 +1,18 @@
 """FP32 ONNX → INT8 ONNX (QDQ) through ONNX Runtime static quantization.
 
-The output is the explicit-quantization form TensorRT wants: QuantizeLinear /
-DequantizeLinear pairs with symmetric int8 weights (per channel) and
-symmetric int8 activations (zero point 0), around the layers that are
-quantized. What is *not* quantized matters as much on FeatherFace:
+Two placements of the QuantizeLinear / DequantizeLinear pairs (``Int8Options.placement``),
+both with symmetric int8 weights per output channel:
+
+- ``inputs`` (the default; ``engine-int8``, TensorRT recipes): Q/DQ on layer inputs only,
+  symmetric int8 activations (zero point 0), TensorRT's explicit-quantization pattern. ONNX
+  Runtime's CPU provider dequantizes and runs float ``Conv`` on it: smaller, not faster.
+- ``fused`` (``--placement fused``): Q/DQ on the inputs *and* outputs of the quantized
+  layers, uint8 asymmetric activations: the ``DQ → Conv → Q`` pattern ONNX Runtime fuses into
+  ``QLinearConv`` (integer kernels). It also rounds the activations that reach the float
+  depthwise convolutions, and costs V1 2–2.6 AP points on the WIDER subset
+  (docs/design/int8-kernels.md).
+
+What is *not* quantized matters as much on FeatherFace:
 
 - Only ``Conv`` (and ``MatMul``/``Gemm``) are quantized by default. ONNX
   Runtime's default set also quantizes ``Add``/``Mul``/``Concat``/``Softmax``…,
@@ -56,6 +65,7 @@ METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.P
            "entropy": CalibrationMethod.Entropy}
 DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
 MAC_OP_TYPES = ("Conv", "MatMul", "Gemm")
+PLACEMENTS = ("inputs", "fused")
 _GATHERS = ("Gather", "GatherND", "GatherElements")
 
 
@@ -80,6 +90,8 @@ class Int8Options:
         reduce_range: 7-bit weights (ORT's ``reduce_range``): on x86 CPUs without VNNI (AVX2, AVX-512)
             ONNX Runtime's 8-bit convolutions pair-sum products in 16 bits, which can saturate; 7-bit
             weights cannot. Costs a bit of weight precision everywhere else.
+        placement: ``inputs`` (Q/DQ on layer inputs only, int8 symmetric activations) or ``fused`` (Q/DQ on
+            layer inputs and outputs, uint8 asymmetric activations: ONNX Runtime fuses integer kernels).
     """
 
     method: str = "minmax"
@@ -93,11 +105,14 @@ class Int8Options:
     batch_size: int = 1
     quantize_bias: bool = True
     reduce_range: bool = False
+    placement: str = "inputs"
 
     def validate(self) -> None:
-        """Raises :class:`ExportError` for an unknown method or a bad number."""
+        """Raises :class:`ExportError` for an unknown method, placement or a bad number."""
         if self.method not in METHODS:
             raise ExportError(f"unknown calibration method '{self.method}'; choose one of: {', '.join(METHODS)}")
+        if self.placement not in PLACEMENTS:
+            raise ExportError(f"unknown Q/DQ placement '{self.placement}'; choose one of: {', '.join(PLACEMENTS)}")
         if not 0 < self.percentile <= 100 or self.num_bins < 16 or self.batch_size < 1:
             raise ExportError("percentile must be in (0, 100], num_bins ≥ 16 and batch_size ≥ 1")
 
@@ -160,7 +175,8 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_set: Calibr
     facts = {
         "method": options.method, "per_channel": options.per_channel,
         "weights": "7-bit symmetric (reduce_range)" if options.reduce_range else "int8 symmetric",
-        "activations": "int8 symmetric", "format": "QDQ", "quantized_op_types": list(options.op_types),
+        "activations": _ACTIVATIONS[options.placement], "format": "QDQ", "placement": options.placement,
+        "quantized_op_types": list(options.op_types),
         "keep_float_nodes": list(kept), "keep_float_op_types": list(options.keep_float_op_types),
         "dcn_sampling_nodes_float": len(protected), "float_mac_fraction": round(fraction, 4),
         "quantize_bias": options.quantize_bias, "calibration": calib_set.describe(), **(extra_facts or {}),
@@ -283,24 +299,29 @@ def depthwise_conv_nodes(model: "onnx.ModelProto") -> set[str]:
             and any(attribute.name == "group" and attribute.i > 1 for attribute in node.attribute)}
 
 
+_ACTIVATIONS = {"fused": "uint8 asymmetric", "inputs": "int8 symmetric"}
+
+
 def _run_quantize_static(prepared: Path, out: Path, calib_set: CalibrationSet, input_name: str,
                          options: Int8Options, excluded: list[str]) -> None:
+    inputs_only = options.placement == "inputs"
     extra = {
-        "ActivationSymmetric": True, "WeightSymmetric": True,
-        # Q/DQ only on the *inputs* of quantized layers (TensorRT's explicit-quantization pattern):
-        # ORT would otherwise also round every Conv output, i.e. the DCN offsets/masks and the
-        # head outputs (loc/conf/landmarks) that leave the graph.
-        "OpTypesToExcludeOutputQuantization": list(MAC_OP_TYPES),
+        "ActivationSymmetric": inputs_only, "WeightSymmetric": True,
         "ForceQuantizeNoInputCheck": False,
         "CalibPercentile": options.percentile, "CalibNumBins": options.num_bins,
         "QuantizeBias": options.quantize_bias,
     }
+    if inputs_only:
+        # Q/DQ only on the *inputs* of quantized layers (TensorRT's explicit-quantization pattern): ORT would
+        # otherwise also round every Conv output, i.e. the DCN offsets/masks and the head outputs.
+        extra["OpTypesToExcludeOutputQuantization"] = list(MAC_OP_TYPES)
     reader = OrtCalibrationReader(calib_set, input_name, options.batch_size)
     op_types = [t for t in options.op_types if t not in options.keep_float_op_types]
     try:
         quantize_static(str(prepared), str(out), reader, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=op_types, per_channel=options.per_channel,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QInt8 if inputs_only else QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
                         nodes_to_exclude=excluded, calibrate_method=METHODS[options.method],
                         reduce_range=options.reduce_range, extra_options=extra)
     except Exception as error:  # ORT raises bare Exceptions/RuntimeErrors of many kinds here

@@ -31,6 +31,7 @@ from featherface_deploy.errors import ExportError, missing_backend
 from featherface_deploy.exporters.common import ExportContext, ExportResult
 from featherface_deploy.metadata.onnx import read_contract
 from featherface_deploy.exporters.onnx2trt_recipe import RecipeOptions
+from featherface_deploy.export_options import EngineOptions
 from featherface_deploy.trt.calib_cache import version_code
 from featherface_deploy.trt.versions import version_for_installed
 
@@ -38,27 +39,6 @@ try:
     import tensorrt as trt
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise missing_backend("tensorrt", "tensorrt") from error
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How to build (the options of the ``engine`` rows; the precision is the row's).
-
-    Attributes:
-        workspace: Builder workspace pool, MiB.
-        dla: Jetson DLA core (GPU fallback on), or ``None``.
-        batch_range: (min, opt, max) batch of the optimization profile for a dynamic-batch ONNX.
-        timing_cache: File to read and update with kernel timings (faster rebuilds), or ``None``.
-    """
-
-    workspace: int = 2048
-    dla: int | None = None
-    batch_range: tuple[int, int, int] = (1, 1, 4)
-    timing_cache: Path | None = None
-
-    def validate(self, row) -> None:
-        """The recipe's rules for this TensorRT (e.g. no FP16 flag on 11.x), checked before building."""
-        RecipeOptions(version_for_installed(trt.__version__), row.precision, self.workspace, self.dla).validate()
 
 
 def export(source: Path, out_path: Path, row, options: EngineOptions, context: ExportContext) -> ExportResult:

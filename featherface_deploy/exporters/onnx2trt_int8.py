@@ -34,7 +34,7 @@ from onnx import numpy_helper  # noqa: E402
 
 def tensorrt_int8_options(options: Int8Options = Int8Options()) -> Int8Options:
     """The TensorRT flavour of INT8 options: float biases, symmetric per-channel int8 (the rest unchanged)."""
-    return dataclasses.replace(options, quantize_bias=False, per_channel=True)
+    return dataclasses.replace(options, quantize_bias=False, per_channel=True, placement="inputs")
 
 
 def activation_scales(qdq_model: "onnx.ModelProto") -> dict[str, float]:

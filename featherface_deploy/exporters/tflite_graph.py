@@ -10,7 +10,8 @@
   conversion serves every precision.
 - :func:`op_census` counts operators by type and output dtype (to report
   what an INT8 model still runs in float), :func:`float_mac_fraction` the share
-  of its multiply-accumulates left in float.
+  of its multiply-accumulates left in float, :func:`integer_mac_fraction` the
+  share computed by integer kernels.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections import Counter
 
 import numpy as np
 
-from featherface_deploy.metadata.tflite import _schema, pack_model, unpack_model
+from featherface_deploy.metadata.tflite import flatbuffer_schema, pack_model, unpack_model
 
 
 def _builtin_code(operator_code) -> int:
@@ -66,7 +67,7 @@ def rewrite_leaky_relu(data: bytes) -> tuple[bytes, int]:
         The rewritten flatbuffer and the number of ops replaced (the input is
         returned unchanged when there is none).
     """
-    _, schema = _schema()
+    _, schema = flatbuffer_schema()
     model = unpack_model(data)
     leaky = schema.BuiltinOperator.LEAKY_RELU
     replaced = 0
@@ -102,7 +103,7 @@ def rewrite_leaky_relu(data: bytes) -> tuple[bytes, int]:
 
 def op_census(data: bytes) -> Counter:
     """Counts operators as ``"OPNAME:DTYPE"`` (dtype of the first output), over all subgraphs."""
-    _, schema = _schema()
+    _, schema = flatbuffer_schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     dtypes = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     model = unpack_model(data)
@@ -128,31 +129,90 @@ _MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
 def float_mac_fraction(data: bytes) -> float:
     """Share of the multiply-accumulates (Conv, depthwise Conv, FullyConnected, BatchMatMul) computed in float.
 
-    An op counts as float when its output is FLOAT32. MACs per op: output elements × the reduction
-    length (kernel height × width × input channels for ``CONV_2D``, kernel height × width for
-    ``DEPTHWISE_CONV_2D``, the contracted dimension for the two matrix products).
+    An op counts as float when its output is FLOAT32 (:func:`mac_ops`).
     """
-    _, schema = _schema()
+    return _mac_share(data, "FLOAT32")
+
+
+def integer_mac_fraction(data: bytes) -> float:
+    """Share of the multiply-accumulates computed by integer kernels: the MAC ops with an INT8 output."""
+    return _mac_share(data, "INT8")
+
+
+def _mac_share(data: bytes, dtype: str) -> float:
+    ops = mac_ops(data)
+    total = sum(macs for _, _, macs, _ in ops)
+    return sum(macs for _, _, macs, output in ops if output == dtype) / total if total else 0.0
+
+
+def mac_ops(data: bytes) -> list[tuple[int, str, int, str]]:
+    """(operator index, op name, MACs, output dtype name) of every MAC op of the primary subgraph.
+
+    MACs per op: output elements × the reduction length (kernel height × width × input channels for
+    ``CONV_2D``, kernel height × width for ``DEPTHWISE_CONV_2D``, the contracted dimension for the two
+    matrix products).
+    """
+    _, schema = flatbuffer_schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    dtypes = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     model = unpack_model(data)
-    total = floating = 0
-    for subgraph in model.subgraphs:
-        for op in subgraph.operators:
-            name = names.get(_builtin_code(model.operatorCodes[op.opcodeIndex]), "CUSTOM")
-            if name not in _MAC_OPS:
-                continue
-            output = subgraph.tensors[op.outputs[0]]
-            weight = [int(v) for v in subgraph.tensors[op.inputs[1]].shape]
-            if name == "CONV_2D":
-                reduction = weight[1] * weight[2] * weight[3]
-            elif name == "DEPTHWISE_CONV_2D":
-                reduction = weight[1] * weight[2]
-            elif name == "FULLY_CONNECTED":
-                reduction = weight[-1]
-            else:  # BATCH_MATMUL: x[..., M, K] @ y[..., K, N], either side possibly adjointed
-                x_shape = [int(v) for v in subgraph.tensors[op.inputs[0]].shape]
-                reduction = x_shape[-2] if getattr(op.builtinOptions, "adjX", False) else x_shape[-1]
-            macs = int(np.prod([int(v) for v in output.shape])) * reduction
-            total += macs
-            floating += macs if output.type == schema.TensorType.FLOAT32 else 0
-    return floating / total if total else 0.0
+    subgraph = model.subgraphs[0]
+    result = []
+    for index, op in enumerate(subgraph.operators):
+        name = names.get(_builtin_code(model.operatorCodes[op.opcodeIndex]), "CUSTOM")
+        if name not in _MAC_OPS:
+            continue
+        output = subgraph.tensors[op.outputs[0]]
+        weight = [int(v) for v in subgraph.tensors[op.inputs[1]].shape]
+        if name == "CONV_2D":
+            reduction = weight[1] * weight[2] * weight[3]
+        elif name == "DEPTHWISE_CONV_2D":
+            reduction = weight[1] * weight[2]
+        elif name == "FULLY_CONNECTED":
+            reduction = weight[-1]
+        else:  # BATCH_MATMUL: x[..., M, K] @ y[..., K, N], either side possibly adjointed
+            x_shape = [int(v) for v in subgraph.tensors[op.inputs[0]].shape]
+            reduction = x_shape[-2] if getattr(op.builtinOptions, "adjX", False) else x_shape[-1]
+        result.append((index, name, int(np.prod([int(v) for v in output.shape])) * reduction,
+                       dtypes.get(output.type, "?")))
+    return result
+
+
+def drop_outputs(data: bytes, names: tuple[str, ...]) -> tuple[bytes, tuple[str, ...]]:
+    """Removes the signature outputs ``names`` (and their subgraph outputs); the tensors stay in the graph.
+
+    Returns:
+        The flatbuffer and the names of the dropped outputs' tensors, in the order of ``names``
+        (what :func:`expose_tensors` takes to put them back).
+
+    Raises:
+        KeyError: An output not in the first signature.
+    """
+    model = unpack_model(data)
+    signature = model.signatureDefs[0]
+    subgraph = model.subgraphs[signature.subgraphIndex]
+    by_name = {entry.name.decode("utf-8"): entry.tensorIndex for entry in signature.outputs}
+    dropped = [by_name[name] for name in names]
+    signature.outputs = [entry for entry in signature.outputs if entry.tensorIndex not in dropped]
+    subgraph.outputs = [int(index) for index in subgraph.outputs if index not in dropped]
+    return pack_model(model), tuple(subgraph.tensors[index].name.decode("utf-8") for index in dropped)
+
+
+def expose_tensors(data: bytes, tensor_names: tuple[str, ...]) -> bytes:
+    """Adds the tensors called ``tensor_names`` as outputs of the first signature, under their own names.
+
+    Raises:
+        KeyError: A tensor not in the signature's subgraph.
+    """
+    _, schema = flatbuffer_schema()
+    model = unpack_model(data)
+    signature = model.signatureDefs[0]
+    subgraph = model.subgraphs[signature.subgraphIndex]
+    by_name = {tensor.name.decode("utf-8"): index for index, tensor in enumerate(subgraph.tensors)}
+    subgraph.outputs = [int(index) for index in subgraph.outputs]
+    for name in tensor_names:
+        entry = schema.TensorMapT()
+        entry.name, entry.tensorIndex = name.encode("utf-8"), by_name[name]
+        signature.outputs.append(entry)
+        subgraph.outputs.append(by_name[name])
+    return pack_model(model)

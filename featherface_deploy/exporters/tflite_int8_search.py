@@ -1,6 +1,6 @@
 """TFLite INT8 that checks itself: detection agreement with the FP32 flatbuffer, and a keep-float search.
 
-After the default quantization (:func:`~featherface_deploy.exporters.torch2tflite.quantize_int8`),
+After the default quantization (:func:`~featherface_deploy.exporters.tflite_quantize.quantize_int8`),
 :func:`quantize_checked` runs the FP32 and the INT8 flatbuffers with LiteRT on the
 calibration photos and measures their detection agreement
 (:func:`~featherface_deploy.verify.agreement.detection_agreement`). When it falls short of
@@ -12,22 +12,31 @@ the threshold, it searches which module groups to keep in float:
 2. **accumulate**: the groups that helped are added one at a time, best first, until the
    agreement reaches the budget.
 
-The round that reaches the budget is kept; when none does, the best round
-(:func:`~featherface_deploy.exporters.keep_float_rounds.best_round`). ai-edge-quantizer has no
-per-layer error report like ONNX Runtime's, hence groups of modules rather than single layers.
+The driver is :func:`~featherface_deploy.exporters.keep_float_search.search_keep_float`, with
+:class:`TfliteGroups` as its strategy. ai-edge-quantizer has no per-layer error report like ONNX
+Runtime's, hence groups of modules rather than single layers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
 from featherface_deploy.calibration import CalibrationSet
 from featherface_deploy.contract import DecodeContract
-from featherface_deploy.exporters.keep_float_rounds import SearchStep, best_round
-from featherface_deploy.exporters.tflite_graph import float_mac_fraction, tensor_names
+from featherface_deploy.export_options import TFLITE_AGREEMENT_THRESHOLD, TFLITE_SEARCH_BUDGET
+from featherface_deploy.exporters.keep_float_search import (
+    SearchOutcome,
+    SearchStep,
+    Trial,
+    search_facts,
+    search_keep_float,
+)
+from featherface_deploy.exporters.tflite_graph import float_mac_fraction, integer_mac_fraction, tensor_names
+from featherface_deploy.exporters.tflite_quantize import quantize_int8
 from featherface_deploy.verify.agreement import detection_agreement
 
 Log = Callable[[str], None]
@@ -65,16 +74,71 @@ def module_groups(fp32: bytes, already_float: tuple[str, ...] = ()) -> list[tupl
     return [*groups, DCN_CONVOLUTIONS]
 
 
+@dataclass
+class TfliteGroups:
+    """The TFLite keep-float strategy: screen each module group float alone, then add the helpful ones best first.
+
+    The first accumulation round is its group's screen trial (the driver memoizes trials).
+    """
+
+    fp32: bytes
+    calibration: CalibrationSet
+    options: object
+    contract: DecodeContract
+    open_tflite: OpenTflite
+    max_rounds: int
+    screened: list[tuple[float, str, str]] = field(default_factory=list, init=False)
+    labels: dict[str, str] = field(default_factory=dict, init=False)
+    order: list[str] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.reference = self.open_tflite(self.fp32, self.contract.replace(precision="fp32", extra={})).infer
+        self.batches = [batch.transpose(0, 3, 1, 2).copy() if self.contract.input_layout == "NHWC" else batch
+                        for batch in self.calibration.batches(1)]
+
+    def trial(self, kept: tuple[str, ...]) -> Trial:
+        """Quantizes with the ``kept`` scopes float besides ``options.keep_float`` and measures the agreement."""
+        timings: dict[str, float] = {}
+        options = dataclasses.replace(self.options, keep_float=(*self.options.keep_float, *kept))
+        data, facts = quantize_int8(self.fp32, self.calibration, options, timings)
+        agreement = detection_agreement(self.reference, self.open_tflite(data, self.contract).infer, self.batches,
+                                        self.contract)
+        step = SearchStep(kept, round(agreement, 4), round(float_mac_fraction(data), 4))
+        return Trial(step, (data, facts, timings))
+
+    def next_kept(self, trials, trial) -> tuple[str, ...] | None:
+        """Screens the groups on the first call; then the helpful groups, best first, one more each round."""
+        if self.order is None:
+            for label, pattern in module_groups(self.fp32, tuple(self.options.keep_float)):
+                self.labels[pattern] = label
+                self.screened.append((trial((pattern,)).step.agreement, label, pattern))
+            default = trials[0].step.agreement
+            helpful = sorted((row for row in self.screened if row[0] > default), key=lambda row: -row[0])
+            self.order = [pattern for _, _, pattern in helpful[:self.max_rounds]]
+        if len(trials) > len(self.order):
+            return None
+        return tuple(self.order[:len(trials)])
+
+    def describe(self, kept: tuple[str, ...]) -> str:
+        """The groups kept float, by label."""
+        return " + ".join(self.labels.get(pattern, pattern) for pattern in kept)
+
+    def search_facts(self, outcome: SearchOutcome) -> dict:
+        """The groups kept float and each group's screen agreement."""
+        return {"groups_kept_float": [self.labels.get(pattern, pattern) for pattern in outcome.kept.step.kept_float],
+                "screen": [{"group": label, "agreement": agreement} for agreement, label, _ in self.screened]}
+
+
 def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract: DecodeContract,
-                     open_tflite: OpenTflite, *, threshold: float, budget: float, forced: bool = False,
-                     max_rounds: int = 8,
+                     open_tflite: OpenTflite, *, threshold: float = TFLITE_AGREEMENT_THRESHOLD,
+                     budget: float = TFLITE_SEARCH_BUDGET, forced: bool = False, max_rounds: int = 8,
                      log: Log | None = None, timings: dict[str, float] | None = None) -> tuple[bytes, dict]:
     """The INT8 flatbuffer (and its ``extra["int8"]`` facts) that meets the agreement budget, or the best one found.
 
     Args:
         fp32: The converted FP32 flatbuffer (no metadata).
         calibration: The calibration set (also where the agreement is measured).
-        options: :class:`~featherface_deploy.exporters.torch2tflite.TfliteOptions`; the search adds to ``keep_float``.
+        options: :class:`~featherface_deploy.export_options.TfliteOptions`; the search adds to ``keep_float``.
         contract: The INT8 file's decode contract (input layout, size, priors).
         open_tflite: Opens a flatbuffer as a runtime (the pipeline's ``ExportContext.open_tflite``).
         threshold: Agreement of the default quantization below which an unforced search runs.
@@ -87,74 +151,24 @@ def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract
     Returns:
         The flatbuffer and the facts, with ``agreement``, ``search`` and ``float_mac_fraction``.
     """
-    from featherface_deploy.exporters.torch2tflite import quantize_int8
-
-    log = log or (lambda message: None)
-    threshold = min(threshold, budget)
-    reference = open_tflite(fp32, contract.replace(precision="fp32", extra={})).infer
-    batches = [batch.transpose(0, 3, 1, 2).copy() if contract.input_layout == "NHWC" else batch
-               for batch in calibration.batches(1)]
-
-    def trial(extra_scopes: tuple[str, ...]) -> tuple[bytes, dict, SearchStep, dict]:
-        trial_timings: dict[str, float] = {}
-        keep = (*options.keep_float, *extra_scopes)
-        data, facts = quantize_int8(fp32, calibration, dataclasses.replace(options, keep_float=keep), trial_timings)
-        agreement = detection_agreement(reference, open_tflite(data, contract).infer, batches, contract)
-        return data, facts, SearchStep(extra_scopes, round(agreement, 4), round(float_mac_fraction(data), 4)), \
-            trial_timings
-
-    first = trial(())
-    history, files = [first[2]], [first]
-    log(f"  detection agreement with FP32 on {len(calibration)} calibration photos: {first[2].agreement:.4f} "
-        f"({100 * first[2].float_fraction:.1f}% of MACs float)")
-    ran = forced or first[2].agreement < threshold
-    screened: list[tuple[float, str, str]] = []
-    alone: dict[str, tuple] = {}  # each group's screen trial: the first accumulation round is one of them
-    if ran:
-        log(f"  {'forced' if forced else f'below the threshold {threshold}'}: keep-float search over module "
-            f"groups to {budget}")
-        for label, pattern in module_groups(fp32, tuple(options.keep_float)):
-            result = trial((pattern,))
-            screened.append((result[2].agreement, label, pattern))
-            alone[pattern] = result
-            log(f"    {label} float: {result[2].agreement:.4f}")
-        kept: list[str] = []
-        helpful = sorted((row for row in screened if row[0] > first[2].agreement), key=lambda row: -row[0])
-        for _, label, pattern in helpful[:max_rounds]:
-            if history[-1].agreement >= budget:
-                break
-            kept.append(pattern)
-            result = alone[pattern] if len(kept) == 1 else trial(tuple(kept))
-            history.append(result[2])
-            files.append(result)
-            log(f"  + {label}: {result[2].agreement:.4f} ({100 * result[2].float_fraction:.1f}% of MACs float)")
-    met = history[-1].agreement >= budget
-    chosen = len(history) - 1 if met or not ran else best_round(history)
-    if ran and not met:
-        log(f"  warning: the budget {budget} was not reached; keeping round {chosen}, the best "
-            f"({history[chosen].agreement:.4f}, {100 * history[chosen].float_fraction:.1f}% of MACs float)")
-    data, facts, step, trial_timings = files[chosen]
+    strategy = TfliteGroups(fp32, calibration, options, contract, open_tflite, max_rounds)
+    outcome = search_keep_float(strategy, budget=budget, threshold=threshold, forced=forced, max_rounds=max_rounds,
+                                log=log)
+    data, facts, trial_timings = outcome.kept.artifact
     if timings is not None:
         timings.update(trial_timings)
-    labels = {pattern: label for _, label, pattern in screened}
-    facts["int8"].update({
-        "float_mac_fraction": step.float_fraction,
-        "agreement": {"threshold": threshold, "budget": budget, "default": history[0].agreement,
-                      "final": step.agreement, "met": met if ran else True, "images": len(calibration),
-                      "measured_on": "calibration"},
-        "search": {"mode": "forced" if forced else "auto", "ran": ran, "budget": budget, "chosen_round": chosen,
-                   "groups_kept_float": [labels.get(pattern, pattern) for pattern in step.kept_float],
-                   "screen": [{"group": label, "agreement": agreement} for agreement, label, _ in screened],
-                   "history": [row.record() for row in history]},
-    })
+    facts["int8"].update({"float_mac_fraction": outcome.kept.step.float_fraction,
+                          "integer_mac_fraction": round(integer_mac_fraction(data), 4),
+                          **search_facts(outcome, strategy, len(calibration))})
     return data, facts
 
 
 def plain_facts(data: bytes, facts: dict) -> dict:
-    """The facts of an unchecked quantization (``--no-search``): the float MAC share, the search off."""
+    """The facts of an unchecked quantization (``--no-search``): the float and integer MAC shares, the search off."""
     facts["int8"].update({"float_mac_fraction": round(float_mac_fraction(data), 4),
+                          "integer_mac_fraction": round(integer_mac_fraction(data), 4),
                           "search": {"mode": "off", "ran": False}})
     return facts
 
 
-__all__ = ["DCN_CONVOLUTIONS", "module_groups", "plain_facts", "quantize_checked"]
+__all__ = ["DCN_CONVOLUTIONS", "TfliteGroups", "module_groups", "plain_facts", "quantize_checked"]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,106 +34,19 @@ import torch
 from torch import nn
 
 import featherface_deploy
-from featherface_deploy.errors import ExportError
+from featherface_deploy.contract import OUTPUT_ROLES
+from featherface_deploy.errors import ExportError, first_line
+from featherface_deploy.export_options import SIZE_DIVISOR, CoremlOptions, flexible_range, resolve_target
 from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
 from featherface_deploy.models.bifpn import set_bifpn_resampling
 from featherface_deploy.models.deform_conv import set_dcn_lowering
 from featherface_deploy.metadata.coreml import write_contract
-from featherface_deploy.models.featherface import OUTPUT_NAMES
 from featherface_deploy.models.registry import architecture_defaults, base_contract
 
 if TYPE_CHECKING:
     from featherface_deploy.formats import Format
 
 INPUT_NAME = "input"
-SIZE_DIVISOR = 32
-DEFAULT_TARGET = "iOS16"
-IO_DTYPES = ("fp32", "fp16")
-INT8_MODES = ("weights", "activations")
-W8A8_REFUSAL = (
-    "--int8 activations (W8A8) is not available: coremltools calibrates activations only with Core ML "
-    "predictions (linear_quantize_activations needs macOS), and coremltools.optimize.torch's LinearQuantizer "
-    "cannot trace FeatherFace's BiFPN under torch 2.13; use --int8 weights (8-bit weights, float compute)")
-# ML Programs need iOS15 / macOS12 / watchOS8 / tvOS15 or later; FP16 inputs need iOS16 / macOS13.
-_PROGRAM_FLOOR = "iOS15"
-_FP16_IO_FLOOR = "iOS16"
-
-
-@dataclass(frozen=True)
-class CoremlOptions:
-    """How to export (the options of the ``coreml``, ``coreml-fp16`` and ``coreml-int8w`` rows).
-
-    Attributes:
-        imgsz: (height, width) of the fixed input, and the traced example; multiples of 32.
-        target: Minimum deployment target (a ``coremltools.target`` name: ``iOS16``, ``macOS13``…).
-        image_input: An image input (``ct.ImageType``, BGR, bias −mean) instead of a tensor.
-        io_dtype: ``fp32`` (default) or ``fp16`` tensor input and outputs (FP16 rows only).
-        flexible: Any height and width in ``"LO-HI"`` (multiples of 32), e.g. ``"320-1280"``.
-        sizes: Only these (height, width) sizes (``EnumeratedShapes``).
-        int8_mode: ``weights`` (8-bit weights) or ``activations`` (refused, see the module docstring).
-    """
-
-    imgsz: tuple[int, int] = (640, 640)
-    target: str = DEFAULT_TARGET
-    image_input: bool = False
-    io_dtype: str = "fp32"
-    flexible: str | None = None
-    sizes: tuple[tuple[int, int], ...] = ()
-    int8_mode: str = "weights"
-
-    def validate(self, row: Format) -> None:
-        """Raises :class:`ExportError` with the fix for any unsupported value."""
-        for height, width in (size_pair(self.imgsz), *self.sizes):
-            _check_size(height, width)
-        if self.flexible is not None and self.sizes:
-            raise ExportError("--flexible and --sizes exclude each other: a range of sizes, or a list")
-        if self.flexible is not None:
-            flexible_range(self.flexible)
-        if self.io_dtype not in IO_DTYPES:
-            raise ExportError(f"unknown io_dtype '{self.io_dtype}'; choose one of: {', '.join(IO_DTYPES)}")
-        if self.io_dtype == "fp16" and row.precision != "fp16":
-            raise ExportError("FP16 input/outputs need FP16 compute: use --format coreml-fp16 (or --half)")
-        if self.io_dtype == "fp16" and self.image_input:
-            raise ExportError("--image-input takes images; FP16 I/O applies to tensor inputs only")
-        if self.int8_mode not in INT8_MODES:
-            raise ExportError(f"unknown int8 mode '{self.int8_mode}'; choose one of: {', '.join(INT8_MODES)}")
-        if self.int8_mode == "activations":
-            raise ExportError(W8A8_REFUSAL)
-        target = resolve_target(self.target)
-        if self.io_dtype == "fp16" and not _at_least(target, _FP16_IO_FLOOR):
-            raise ExportError(f"FP16 input/outputs need a target ≥ {_FP16_IO_FLOOR} (macOS13); got {self.target}")
-
-
-def resolve_target(name: str):
-    """The ``coremltools.target`` member called ``name``, if it can hold an ML Program.
-
-    Raises:
-        ExportError: Unknown to this coremltools, or too old for ML Programs; the message lists the valid ones.
-        BackendNotInstalledError: coremltools is missing.
-    """
-    ct = require("coremltools", "coreml")
-    valid = [t.name for t in ct.target if _at_least(t, _PROGRAM_FLOOR)]
-    member = ct.target.__members__.get(name)
-    if member is None or not _at_least(member, _PROGRAM_FLOOR):
-        raise ExportError(f"unknown or unsupported Core ML target '{name}' (coremltools {ct.__version__} "
-                          f"converts ML Programs for: {', '.join(valid)})")
-    return member
-
-
-def flexible_range(text: str) -> tuple[int, int]:
-    """Parses ``"LO-HI"`` into (LO, HI), both positive multiples of 32.
-
-    Raises:
-        ExportError: Malformed or out of order.
-    """
-    parts = text.split("-")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ExportError(f"--flexible takes LO-HI, e.g. 320-1280; got '{text}'")
-    low, high = (int(p) for p in parts)
-    _check_size(low, high)
-    if low > high:
-        raise ExportError(f"--flexible {text}: the lower bound is above the upper one")
-    return low, high
 
 
 def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions,
@@ -246,19 +158,6 @@ def program_op_counts(mlmodel) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
-def _check_size(height: int, width: int) -> None:
-    if height <= 0 or width <= 0 or height % SIZE_DIVISOR or width % SIZE_DIVISOR:
-        raise ExportError(f"Core ML input sizes must be positive multiples of {SIZE_DIVISOR}, got {height}x{width} "
-                          "(e.g. 640x640 or 480x640)")
-
-
-def _at_least(target, floor_name: str) -> bool:
-    """Whether ``target`` is at least ``floor_name``: target values are Core ML specification versions,
-    shared by the platforms of one release (iOS16 = macOS13 = 7)."""
-    floor = type(target).__members__[floor_name]
-    return target.value >= floor.value
-
-
 def _traced(model: nn.Module, size: tuple[int, int], context: ExportContext):
     """``torch.jit.trace`` of the export form of ``model`` at ``size``, shared by the Core ML rows of one run.
 
@@ -277,7 +176,7 @@ def _traced(model: nn.Module, size: tuple[int, int], context: ExportContext):
         with torch.no_grad():
             traced = torch.jit.trace(export_model, example, check_trace=False)
     except RuntimeError as error:
-        raise ExportError(f"torch.jit.trace failed: {str(error).splitlines()[0]}") from error
+        raise ExportError(f"torch.jit.trace failed: {first_line(error)}") from error
     context.scratch[key] = traced
     return traced, time.perf_counter() - started
 
@@ -291,15 +190,14 @@ def _convert(ct, traced, row: Format, options: CoremlOptions, target, imgsz: tup
         io = np.float16 if options.io_dtype == "fp16" else np.float32
         inputs = [ct.TensorType(name=INPUT_NAME, shape=shape, dtype=io)]
     out_dtype = np.float16 if options.io_dtype == "fp16" else np.float32
-    outputs = [ct.TensorType(name=name, dtype=out_dtype) for name in OUTPUT_NAMES]
+    outputs = [ct.TensorType(name=name, dtype=out_dtype) for name in OUTPUT_ROLES]
     precision = (ct.transform.FP16ComputePrecision(op_selector=lambda op: not keeps_fp32(op))
                  if row.precision == "fp16" else ct.precision.FLOAT32)
     try:
         return ct.convert(traced, inputs=inputs, outputs=outputs, convert_to="mlprogram",
                           minimum_deployment_target=target, compute_precision=precision)
     except (RuntimeError, ValueError, NotImplementedError, TypeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ExportError(f"coremltools could not convert the model: {first_line}") from error
+        raise ExportError(f"coremltools could not convert the model: {first_line(error)}") from error
 
 
 def _input_shape(ct, options: CoremlOptions, imgsz: tuple[int, int]):
@@ -314,5 +212,5 @@ def _input_shape(ct, options: CoremlOptions, imgsz: tuple[int, int]):
     return (1, 3, *imgsz)
 
 
-__all__ = ["CoremlOptions", "W8A8_REFUSAL", "export", "flexible_range", "keeps_fp32", "program_op_counts",
+__all__ = ["export", "keeps_fp32", "program_op_counts",
            "quantize_weights", "resolve_target"]

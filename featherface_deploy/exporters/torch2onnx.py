@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import functools
 from importlib import metadata
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,88 +27,24 @@ import torch
 from torch import nn
 
 import featherface_deploy
-from featherface_deploy.contract import DecodeContract
-from featherface_deploy.errors import ExportError
-from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
-from featherface_deploy.exporters.dcn_choice import ALIASES, AUTO, CHOICES, choose_lowering
+from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract, End2EndSpec
+from featherface_deploy.errors import ExportError, first_line
+from featherface_deploy.exporters.common import ExportContext, ExportResult, require, timed
+from featherface_deploy.exporters.end2end_head import end2end_model
+from featherface_deploy.exporters.nms_onnx import nms_translation
+from featherface_deploy.export_options import SIZE_DIVISOR, OnnxOptions
 from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.metadata.onnx import write_contract
 from featherface_deploy.models.deform_conv import ModulatedDeformConv2d, modulated_deform_conv3x3, set_dcn_lowering
-from featherface_deploy.models.featherface import OUTPUT_NAMES
 from featherface_deploy.models.registry import base_contract
 
 if TYPE_CHECKING:
     from featherface_deploy.formats import Format
 
 INPUT_NAME = "input"
-SIZE_DIVISOR = 32
-MIN_OPSET = 18  # the dynamo exporter emits opset 18 at least (17 silently becomes 18)
-NATIVE_DCN_MIN_OPSET = 19  # ONNX DeformConv
 MAX_DYNAMIC_SIDE = 4096
-DCN_LOWERINGS = (AUTO, *CHOICES["onnx"], *ALIASES)
-SIMPLIFIERS = ("onnxsim", "onnxslim")
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # node metadata: the torch module path, e.g. ['', 'ssh1', …]
 
-
-
-@dataclass(frozen=True)
-class OnnxOptions:
-    """How to export (the options of the ``onnx`` row).
-
-    Attributes:
-        imgsz: (height, width) of the example (and, if static, the only) input; multiples of 32.
-        dynamic: Batch, height and width dynamic (height and width multiples of 32).
-        opset: ONNX opset (≥ 18; ≥ 19 for ``dcn="native"``); ``None``: 18, or 19 with the native DCN.
-        simplify: Run a graph simplifier after export.
-        simplifier: ``onnxsim`` (default: faster to run, fewer nodes, ~9% faster graph) or ``onnxslim``.
-        dcn: Lowering of the deformable convolutions: ``auto`` (the fastest measured in ONNX Runtime,
-            ``gather`` when ``opset`` < 19), ``gather`` (``portable``), ``gather_float`` or ``native``.
-    """
-
-    imgsz: int | tuple[int, int] = (640, 640)
-    dynamic: bool = False
-    opset: int | None = None
-    simplify: bool = True
-    simplifier: str = "onnxsim"
-    dcn: str = AUTO
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """``imgsz`` as (height, width)."""
-        return size_pair(self.imgsz)
-
-    @property
-    def resolved_opset(self) -> int:
-        """The opset exported: the one asked for, else 18 (19 with the native DCN)."""
-        if self.opset is not None:
-            return self.opset
-        return NATIVE_DCN_MIN_OPSET if self.dcn_choice()[0] == "native" else MIN_OPSET
-
-    def dcn_choice(self) -> tuple[str, str]:
-        """(the DCN lowering exported, how it was selected); see :func:`~featherface_deploy.exporters.dcn_choice.choose_lowering`.
-
-        Raises:
-            ExportError: An unknown lowering, or ``gather_float`` with dynamic shapes.
-        """
-        lowering, how = choose_lowering("onnx", self.dcn, self.dynamic)
-        if self.dcn == AUTO and lowering == "native" and self.opset is not None and self.opset < NATIVE_DCN_MIN_OPSET:
-            return "gather", f"auto: opset {self.opset} has no DeformConv"
-        return lowering, how
-
-    def validate(self, row: Format | None = None) -> None:
-        """Raises :class:`ExportError` with the fix for any unsupported value."""
-        height, width = self.size
-        if height <= 0 or width <= 0 or height % SIZE_DIVISOR or width % SIZE_DIVISOR:
-            raise ExportError(f"imgsz must be positive multiples of {SIZE_DIVISOR}, got {height}x{width} "
-                              f"(e.g. 640x640 or 480x640)")
-        lowering, _ = self.dcn_choice()
-        if self.resolved_opset < MIN_OPSET:
-            raise ExportError(f"opset {self.opset} is not supported: the dynamo exporter emits opset ≥ {MIN_OPSET}")
-        if lowering == "native" and self.resolved_opset < NATIVE_DCN_MIN_OPSET:
-            raise ExportError(f"dcn='native' needs ONNX DeformConv, i.e. opset ≥ {NATIVE_DCN_MIN_OPSET} "
-                              f"(got {self.opset}); pass opset={NATIVE_DCN_MIN_OPSET} or dcn='portable'")
-        if self.simplifier not in SIMPLIFIERS:
-            raise ExportError(f"unknown simplifier '{self.simplifier}'; choose one of: {', '.join(SIMPLIFIERS)}")
 
 
 def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
@@ -135,7 +70,7 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
     log, timings = context.log, {}
     log(f"  exporting {context.model_name} ({options.dcn_choice()[0]} DCN, opset {options.resolved_opset}, "
         f"{'dynamic' if options.dynamic else 'static'} {options.size[0]}x{options.size[1]})")
-    proto = timed(timings, "export", lambda: build_onnx(model, options))
+    proto = timed(timings, "export", lambda: build_onnx(model, options, context.model_name))
     log(f"  torch.onnx.export (dynamo): {timings['export']:.1f} s, {len(proto.graph.node)} nodes")
     node_counts = {"exported": len(proto.graph.node)}
     timed(timings, "check", lambda: check_onnx(proto))
@@ -148,6 +83,9 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
         log(f"  {options.simplifier}: {node_counts['exported']} → {node_counts['simplified']} nodes "
             f"({timings['simplify']:.1f} s)")
     contract = context.stamp(build_contract(context.model_name, options, proto))
+    if options.end2end:
+        drop_raw_outputs(proto, contract.end2end)
+        check_onnx(proto)
     write_contract(proto, contract)
     data = proto.SerializeToString()
     atomic_write_bytes(out_path, data)
@@ -155,10 +93,23 @@ def export(model: nn.Module, out_path: Path, row: Format, options: OnnxOptions,
     return ExportResult(Path(out_path), contract, timings, {"node_counts": node_counts})
 
 
-def build_onnx(model: nn.Module, config: OnnxOptions):
-    """Runs the dynamo exporter and returns the ``onnx.ModelProto`` (input ``input``, outputs loc/conf/landmarks)."""
+def build_onnx(model: nn.Module, config: OnnxOptions, model_name: str | None = None):
+    """Runs the dynamo exporter and returns the ``onnx.ModelProto`` (input ``input``, outputs loc/conf/landmarks).
+
+    With ``config.end2end`` the graph is the verification build of the end-to-end model: outputs
+    ``detections``, ``num_detections``, then ``loc``, ``conf``, ``landmarks`` (:func:`drop_raw_outputs`
+    removes the last three from the file written); ``model_name`` gives its priors and mean.
+    """
     lowering, _ = config.dcn_choice()
     model = with_native_dcn(model) if lowering == "native" else with_portable_dcn(model, lowering)
+    output_names = list(OUTPUT_ROLES)
+    translations = _native_translations() if lowering == "native" else {}
+    spec = config.end2end_spec()
+    if spec is not None:
+        model = end2end_model(model, base_contract(model_name or "featherface-v1", input_size=config.size), spec,
+                              "NCHW", raw_outputs=True)
+        output_names = [*spec.outputs, *OUTPUT_ROLES]
+        translations.update(nms_translation())
     height, width = config.size
     # Batch 2 in the example: torch.export specialises dimensions that are 1 in the example.
     example = torch.zeros(2 if config.dynamic else 1, 3, height, width)
@@ -168,16 +119,14 @@ def build_onnx(model: nn.Module, config: OnnxOptions):
         cols = torch.export.Dim("cols", min=1, max=MAX_DYNAMIC_SIDE // SIZE_DIVISOR)
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024),
                            2: SIZE_DIVISOR * rows, 3: SIZE_DIVISOR * cols},)
-    translations = _native_translations() if lowering == "native" else None
     try:
         program = torch.onnx.export(
             model.eval(), (example,), dynamo=True, opset_version=config.resolved_opset, input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES), dynamic_shapes=dynamic_shapes, custom_translation_table=translations,
+            output_names=output_names, dynamic_shapes=dynamic_shapes, custom_translation_table=translations or None,
             optimize=True, verbose=False,
         )
     except Exception as error:  # the exporter raises many unrelated types; keep the cause chained
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ExportError(f"torch.onnx.export failed for {config}: {first_line}") from error
+        raise ExportError(f"torch.onnx.export failed for {config}: {first_line(error)}") from error
     proto = program.model_proto
     actual = _default_opset(proto)
     if actual != config.resolved_opset:
@@ -237,6 +186,7 @@ def build_contract(model_name: str, config: OnnxOptions, proto) -> DecodeContrac
     import onnxscript
 
     lowering, selected = config.dcn_choice()
+    spec = config.end2end_spec()
     return base_contract(
         model_name,
         input_name=INPUT_NAME,
@@ -250,7 +200,20 @@ def build_contract(model_name: str, config: OnnxOptions, proto) -> DecodeContrac
         extra={"opset": _default_opset(proto), "dcn": lowering, "dcn_selected": selected, "dynamic": config.dynamic,
                "simplifier": config.simplifier if config.simplify else None,
                "zero_pad_maxpool": "concat"},
+        postprocess="in-graph" if spec else "numpy",
+        end2end=spec,
     )
+
+
+def drop_raw_outputs(proto, spec: End2EndSpec) -> None:
+    """Removes the raw ``loc``/``conf``/``landmarks`` outputs of a verification build, keeping the tensors.
+
+    The file then has only ``detections`` and ``num_detections``; the raw tensors keep their names
+    (``spec.raw_tensors``) inside the graph, so verification can expose them again on the same graph.
+    """
+    kept = [output for output in proto.graph.output if output.name in spec.outputs]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
 
 
 # --- native DeformConv lowering ------------------------------------------------------------------
@@ -329,8 +292,6 @@ def _default_opset(proto) -> int:
 
 
 __all__ = [
-    "DCN_LOWERINGS",
-    "OnnxOptions",
     "build_onnx",
     "check_onnx",
     "export",

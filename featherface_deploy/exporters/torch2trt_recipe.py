@@ -17,51 +17,18 @@ only once the device has built it).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
 from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
-from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair
 from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, quantize_onnx
 from featherface_deploy.exporters.onnx2trt_int8 import activation_scales, tensorrt_int8_options
-from featherface_deploy.exporters.onnx2trt_recipe import MODEL_FILE, RecipeOptions, write_recipe
-from featherface_deploy.exporters.torch2onnx import OnnxOptions
+from featherface_deploy.exporters.onnx2trt_recipe import MODEL_FILE, write_recipe
+from featherface_deploy.export_options import RecipeExportOptions
+from featherface_deploy.formats import get_format
 from featherface_deploy.exporters.torch2onnx import export as export_onnx
-from featherface_deploy.trt.versions import get_version
-
-
-@dataclass(frozen=True)
-class RecipeExportOptions:
-    """The options of the ``trt-recipe`` rows (the precision is the row's).
-
-    Attributes:
-        imgsz: Input (height, width) of the ONNX; also the calibration size.
-        trt_version: The device's TensorRT (JetPack 6.x = 10.3, JetPack 5 = 8.5, Jetson Nano = 8.2).
-        workspace: Builder workspace, MiB.
-        dla: Jetson DLA core (GPU fallback allowed), or ``None``.
-        calib_dir: INT8: folder of calibration photos (required for INT8).
-        calib_images: INT8: photos sampled from it.
-    """
-
-    imgsz: int | tuple[int, int] = (640, 640)
-    trt_version: str = "10.3"
-    workspace: int = 2048
-    dla: int | None = None
-    calib_dir: str | Path | None = None
-    calib_images: int = 100
-
-    def recipe(self, precision: str) -> RecipeOptions:
-        """The :class:`RecipeOptions` of this version at ``precision``."""
-        return RecipeOptions(get_version(self.trt_version), precision, self.workspace, self.dla)
-
-    def validate(self, row) -> None:
-        """Raises :class:`ExportError` for a build TensorRT cannot do, or INT8 without photos."""
-        self.recipe(row.precision).validate()
-        if row.precision == "int8" and self.calib_dir is None:
-            raise ExportError("--int8 needs --calib-dir: a folder of photos like the deployment's")
 
 
 def export(model, out_dir: Path, row, options: RecipeExportOptions, context: ExportContext) -> ExportResult:
@@ -72,8 +39,8 @@ def export(model, out_dir: Path, row, options: RecipeExportOptions, context: Exp
     dcn = "portable" if row.precision == "int8" else version.dcn
     with tempfile.TemporaryDirectory(prefix="featherface-trt-") as scratch:
         scratch = Path(scratch)
-        onnx_options = OnnxOptions(imgsz=options.imgsz, dcn=dcn)
-        onnx_options.validate()
+        onnx_options = options.onnx_options(dcn)
+        onnx_options.validate(get_format("onnx"))
         fp32 = export_onnx(model, scratch / "fp32.onnx", row, onnx_options, context)
         if row.precision != "int8":
             contract = fp32.contract.replace(precision=row.precision)

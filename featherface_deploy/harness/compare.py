@@ -226,7 +226,7 @@ def _add_accuracy(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, 
 def _add_parity(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, config: CompareConfig,
                 progress: Progress) -> None:
     images = inputs.images[:config.parity_images]
-    reference = _MemoRuntime(runtimes[REFERENCE])
+    reference = MemoRuntime(runtimes[REFERENCE])
     for name, runtime in runtimes.items():
         if name == REFERENCE:
             continue
@@ -296,7 +296,7 @@ def failed_reference(error: str) -> FeatherFaceError:
     return FeatherFaceError(f"the reference ({REFERENCE}) could not be loaded: {error}")
 
 
-class _MemoRuntime(Runtime):
+class MemoRuntime(Runtime):
     """Wraps a runtime and remembers its outputs per input, so the reference runs each image once."""
 
     def __init__(self, runtime: Runtime) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from featherface_deploy.postprocess import PostprocessConfig, decode_image, preprocess
-from featherface_deploy.runtimes.base import Runtime, usable_threads
+from featherface_deploy.runtimes.base import DetectingRuntime, Runtime, usable_threads
 
 STAGES = ("pre", "infer", "post")
 SYNTHETIC_IMAGES = 4
@@ -119,11 +119,15 @@ def open_for_timing(runtime_class: type[Runtime], path: str | Path, threads: int
     Returns:
         The opened runtime.
     """
-    return runtime_class(path, threads=threads, **TIMING_OPTIONS.get(runtime_class.name, {}), **(options or {}))
+    return runtime_class.open(path, threads=threads, **TIMING_OPTIONS.get(runtime_class.name, {}), **(options or {}))
 
 
 class Pipeline:
     """One runtime with the shared pre- and post-processing, stepping through a list of images.
+
+    A :class:`DetectingRuntime` (an end-to-end file, post-processing in its graph) is timed through its
+    ``detect``, one image at a time: its whole step is reported as ``infer`` (letterbox and the mapping
+    back included), ``pre`` and ``post`` are 0, and its own default thresholds apply.
 
     Args:
         runtime: Any runtime.
@@ -132,7 +136,7 @@ class Pipeline:
         postprocess: Detection thresholds (the same for every runtime compared).
     """
 
-    def __init__(self, runtime: Runtime, images: Sequence[np.ndarray], config: LatencyConfig,
+    def __init__(self, runtime: Runtime | DetectingRuntime, images: Sequence[np.ndarray], config: LatencyConfig,
                  postprocess: PostprocessConfig = PostprocessConfig()) -> None:
         if not images:
             raise ValueError("at least one image is needed to time a runtime")
@@ -146,6 +150,11 @@ class Pipeline:
         """Runs one batch; returns (pre, infer, post) seconds."""
         chosen = [self.images[(self._next + i) % len(self.images)] for i in range(self.config.batch)]
         self._next += self.config.batch
+        if isinstance(self.runtime, DetectingRuntime):
+            start = time.perf_counter_ns()
+            for image in chosen:
+                self.runtime.detect(image)
+            return 0.0, (time.perf_counter_ns() - start) * 1e-9, 0.0
         contract = self.runtime.contract
         size = None if contract.input_size else self.config.imgsz
         start = time.perf_counter_ns()
@@ -242,7 +251,7 @@ def benchmark_model(path: str | Path, images: Sequence[np.ndarray], imgsz: tuple
         options = {**dict(fmt.runtime_options), **(runtime_options or {})}
         runtime = open_for_timing(runtime_class, path, used, options)
         for batch in batches:
-            row = {"runtime": runtime.name, "runtime_note": runtime.note,
+            row = {"runtime": runtime.name, "runtime_note": runtime.note, "postprocess": runtime.postprocess,
                    "untrained_seed": runtime.contract.untrained_seed, "threads": used,
                    "threads_requested": count, "batch": batch, "file_mb": file_size_mb(path)}
             if runtime.max_batch is not None and batch > runtime.max_batch:

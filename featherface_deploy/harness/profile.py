@@ -62,10 +62,14 @@ def onnx_report(path: str | Path, size: tuple[int, int], threads: int | None, wa
     from featherface_deploy.harness.onnx_scopes import group_of, layer_of, node_scopes, optimized_scopes
     from featherface_deploy.harness.profile_ort import profile_onnx
 
+    from featherface_deploy.harness.int8_kernels import integer_mac_share
+
     with tempfile.TemporaryDirectory(prefix="featherface-profile-") as workdir:
         profile = profile_onnx(path, size, threads, warmup, runs, workdir)
         model = onnx.load(str(path))
-        ran = optimized_scopes(model, onnx.load(str(profile.optimized_model)))
+        optimized = onnx.load(str(profile.optimized_model))
+        ran = optimized_scopes(model, optimized)
+        integer = integer_mac_share(model, optimized, profile.input_shape)
     floor = node_floor(model, tuple(profile.input_shape[2:]))
     exported = node_scopes(model)
     groups, layers, ops = defaultdict(_cell), defaultdict(_cell), defaultdict(_cell)
@@ -83,7 +87,7 @@ def onnx_report(path: str | Path, size: tuple[int, int], threads: int | None, wa
     summary = {"run_ms": round(profile.run_ms, 3), "kernels_ms": round(total, 3), "runs": profile.runs,
                "warmup": warmup, "threads": profile.threads, "input_shape": list(profile.input_shape),
                "gmacs": round(sum(c["macs"] for c in floor.values()) / 1e9, 4),
-               "dcn_mb": round(sum(c["dcn_bytes"] for c in floor.values()) / 1e6, 3)}
+               "dcn_mb": round(sum(c["dcn_bytes"] for c in floor.values()) / 1e6, 3), **integer.record()}
     return {"format": "onnx", "runtime": "onnxruntime", "summary": summary,
             "groups": _rows("group", groups, total),
             "dcn_layers": [row for row in _rows("layer", layers, total) if row["dcn_mb"]],
@@ -96,7 +100,10 @@ def tflite_report(path: str | Path, threads: int | None, warmup: int, runs: int)
     """LiteRT's XNNPACK partitions, the ops outside them per group, and the invoke times."""
     from featherface_deploy.harness.profile_litert import profile_tflite
 
+    from featherface_deploy.exporters.tflite_graph import mac_ops
+
     profile = profile_tflite(path, threads, warmup, runs)
+    integer = integer_kernel_macs(mac_ops(Path(path).read_bytes()), profile.ops)
     groups: dict[str, dict] = {}
     for op in profile.ops:
         row = groups.setdefault(op["group"], {"group": op["group"], "ops": 0, "xnnpack": 0, "outside": 0,
@@ -119,11 +126,25 @@ def tflite_report(path: str | Path, threads: int | None, warmup: int, runs: int)
                "xnnpack_ms": round(profile.xnnpack_ms, 3), "builtin_ms": round(profile.builtin_ms, 3),
                "rest_ms": round(profile.rest_ms, 3), "partitions_ms": round(profile.partitions_ms, 3),
                "runs": profile.runs, "warmup": warmup, "threads": profile.threads,
-               "input_shape": list(profile.input_shape)}
+               "input_shape": list(profile.input_shape), **integer}
     return {"format": "tflite", "runtime": "litert", "summary": summary, "groups": list(groups.values()),
             "times": [{"what": what, "ms": round(ms, 3)} for what, ms in times],
             "outside_op_types": [{"op": op, "ops": count} for op, count in profile.outside_types.most_common()],
             "ops": profile.ops}
+
+
+def integer_kernel_macs(ops: list[tuple[int, str, int, str]], executed: list[dict]) -> dict:
+    """Shares of a TFLite file's MACs run by integer kernels: all of them, and those XNNPACK took.
+
+    Args:
+        ops: :func:`~featherface_deploy.exporters.tflite_graph.mac_ops` of the file.
+        executed: The profile's ops (``index``, ``partition``: ``None`` outside XNNPACK).
+    """
+    delegated = {op["index"] for op in executed if op["partition"] is not None}
+    total = sum(macs for _, _, macs, _ in ops) or 1
+    integer = [(index, macs) for index, _, macs, dtype in ops if dtype == "INT8"]
+    return {"integer_mac_fraction": round(sum(macs for _, macs in integer) / total, 4),
+            "integer_mac_fraction_xnnpack": round(sum(macs for index, macs in integer if index in delegated) / total, 4)}
 
 
 def report_tables(report: dict) -> str:
@@ -133,12 +154,16 @@ def report_tables(report: dict) -> str:
     timing = f"input {shape}, threads {summary['threads']}, median of {summary['runs']} after {summary['warmup']}"
     if report["format"] == "onnx":
         head = (f"ONNX Runtime, {timing}: run {summary['run_ms']:.2f} ms, kernels {summary['kernels_ms']:.2f} ms; "
-                f"floor {summary['gmacs']:.3f} GMAC, DCN sampling reads {summary['dcn_mb']:.1f} MB per frame")
+                f"floor {summary['gmacs']:.3f} GMAC, DCN sampling reads {summary['dcn_mb']:.1f} MB per frame; "
+                f"{100 * summary['integer_mac_fraction']:.1f}% of the weight layers' MACs in integer kernels "
+                f"({summary['integer_layers']} of {summary['weight_layers']} layers)")
         tables = [(report["groups"], GROUP_COLUMNS), (report["dcn_layers"], LAYER_COLUMNS),
                   (report["op_types"], OP_COLUMNS)]
     else:
         head = (f"LiteRT, {timing}: {summary['partitions']} XNNPACK partitions own {summary['ops_in_xnnpack']} of "
-                f"{summary['ops']} ops; {summary['ops_outside']} run on the built-in kernels")
+                f"{summary['ops']} ops; {summary['ops_outside']} run on the built-in kernels; "
+                f"{100 * summary['integer_mac_fraction']:.1f}% of the MACs in integer kernels "
+                f"({100 * summary['integer_mac_fraction_xnnpack']:.1f}% in XNNPACK's)")
         tables = [(report["times"], TFLITE_TIME_COLUMNS), (report["groups"], TFLITE_GROUP_COLUMNS),
                   (report["outside_op_types"], TFLITE_OP_COLUMNS)]
     return "\n\n".join([head] + [markdown_table(rows, columns) for rows, columns in tables])

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.errors import BackendError, FeatherFaceError
+from featherface_deploy.errors import BackendError, FeatherFaceError, first_line
 from featherface_deploy.harness.onnx_scopes import group_of, layer_of
-from featherface_deploy.runtimes.base import first_line, usable_threads
+from featherface_deploy.runtimes.base import usable_threads
 from featherface_deploy.runtimes.tflite_runtime import _litert
 
 DELEGATE_OP = "DELEGATE"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.errors import BackendError, FeatherFaceError
-from featherface_deploy.runtimes.base import first_line, usable_threads
+from featherface_deploy.errors import BackendError, FeatherFaceError, first_line
+from featherface_deploy.runtimes.base import usable_threads
 from featherface_deploy.runtimes.ort_runtime import _ORT_ERRORS, SPINNING_KEYS, onnxruntime
 
 KERNEL_SUFFIX = "_kernel_time"

@@ -3,11 +3,8 @@
 Every table is generated from rows (dicts) and a column list, never typed by
 hand; the JSON carries the rows, the columns used and the machine facts
 (date, CPU, thread count, library versions), so two reports can be compared
-and their Markdown regenerated later (:func:`update_readme`). numpy-free; the
+and their Markdown regenerated later (``benchmarks/update_readme.py``). numpy-free; the
 plot imports matplotlib (Agg backend) only when asked for.
-
-Run ``python -m featherface_deploy.harness.report README.md results/*.json``
-to rewrite the generated sections of a README from result files.
 """
 
 from __future__ import annotations
@@ -19,8 +16,6 @@ import json
 import math
 import os
 import platform
-import re
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -30,7 +25,9 @@ from featherface_deploy.outputs import claim_output, write_output
 
 PACKAGES = ("featherface-deploy", "numpy", "torch", "onnx", "onnxruntime", "ai-edge-litert", "tensorflow",
             "litert-torch", "ai-edge-torch", "opencv-python-headless", "scipy", "coremltools", "tensorrt")
-SECTION = "<!-- generated:{name} {edge} -->"
+# CPU features that decide which kernels run (x86 AVX2/AVX-512/VNNI/AMX; ARM dot product and int8 matmul).
+ISA_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
+             "amx_bf16", "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve")
 
 
 @dataclass(frozen=True)
@@ -74,6 +71,21 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_isa_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str] | None:
+    """The :data:`ISA_FLAGS` this CPU has, or ``None`` where Linux's cpuinfo cannot be read.
+
+    x86 lists them on its ``flags`` line, ARM on its ``Features`` line.
+    """
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in ISA_FLAGS if flag in present]
+    except OSError:
+        pass
+    return None
+
+
 def machine_facts(**settings) -> dict:
     """Date, machine, CPU, Python and library versions, plus the given settings (e.g. ``threads=1``)."""
     versions = {}
@@ -87,6 +99,7 @@ def machine_facts(**settings) -> dict:
         "machine": platform.machine(),
         "system": platform.platform(terse=True),
         "cpu": cpu_model(),
+        "isa_flags": cpu_isa_flags(),
         "cpu_count": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "python": platform.python_version(),
@@ -197,21 +210,6 @@ def plot_accuracy_latency(rows: Sequence[Mapping], path: str | Path, title: str 
     plt.close(figure)
 
 
-def update_readme(readme: str | Path, name: str, markdown: str) -> None:
-    """Replaces the text between ``<!-- generated:NAME begin -->`` and ``… end -->`` markers.
-
-    Raises:
-        ValueError: The README has no such markers.
-    """
-    path = Path(readme)
-    text = path.read_text()
-    begin, end = SECTION.format(name=name, edge="begin"), SECTION.format(name=name, edge="end")
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
-    if not pattern.search(text):
-        raise ValueError(f"{path} has no '{begin}' … '{end}' section")
-    path.write_text(pattern.sub(lambda _: f"{begin}\n{markdown}\n{end}", text))
-
-
 def _csv_text(rows: Sequence[Mapping]) -> str:
     keys = list(dict.fromkeys(k for row in rows for k in row if not isinstance(row[k], (dict, list))))
     stream = io.StringIO(newline="")
@@ -231,21 +229,3 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m featherface_deploy.harness.report README RESULT.json…``: regenerate README sections.
-
-    Each result goes into the section named after its ``name`` field.
-    """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 2:
-        raise SystemExit("usage: python -m featherface_deploy.harness.report README.md RESULT.json [...]")
-    for result in args[1:]:
-        payload = json.loads(Path(result).read_text())
-        update_readme(args[0], payload["name"], render_markdown(payload))
-        print(f"{args[0]}: section '{payload['name']}' from {result}")
-
-
-if __name__ == "__main__":
-    main()

@@ -116,7 +116,12 @@ def read_contract(data: bytes, source: str = "TFLite model") -> DecodeContract |
 # --- writing (exporters) ----------------------------------------------------------------------
 
 
-def _schema():
+def flatbuffer_schema():
+    """(``flatbuffers``, LiteRT's generated ``schema_py_generated``): what reads and writes a flatbuffer's object API.
+
+    Raises:
+        BackendNotInstalledError: ai-edge-litert is missing.
+    """
     try:
         import flatbuffers
         from ai_edge_litert import schema_py_generated
@@ -127,7 +132,7 @@ def _schema():
 
 def unpack_model(data: bytes):
     """Returns the mutable ``ModelT`` of a TFLite flatbuffer, every buffer inline (ready to re-pack)."""
-    _, schema = _schema()
+    _, schema = flatbuffer_schema()
     if data[4:8] != FILE_IDENTIFIER:
         raise ExportError("not a TFLite model (no 'TFL3' file identifier)")
     model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
@@ -137,7 +142,7 @@ def unpack_model(data: bytes):
 
 def pack_model(model) -> bytes:
     """Serialises a ``ModelT`` with the ``TFL3`` file identifier."""
-    flatbuffers, _ = _schema()
+    flatbuffers, _ = flatbuffer_schema()
     builder = flatbuffers.Builder(1 << 20)
     builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
     return bytes(builder.Output())
@@ -171,7 +176,7 @@ def add_metadata(data: bytes, entries: dict[str, bytes]) -> bytes:
     Raises:
         ExportError: Not a TFLite flatbuffer, or a model over 2 GB (buffers outside the flatbuffer).
     """
-    _, schema = _schema()
+    _, schema = flatbuffer_schema()
     model = unpack_model(data)
     model.metadata = [m for m in (model.metadata or []) if m.name.decode("utf-8") not in entries]
     for name, payload in entries.items():

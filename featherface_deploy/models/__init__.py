@@ -2,11 +2,10 @@
 
 from featherface_deploy.models import zoo as _zoo  # noqa: F401  (registers the variants)
 from featherface_deploy.models.checkpoint import LoadedModel, detect_architecture, load_model, read_state_dict
-from featherface_deploy.models.featherface import OUTPUT_NAMES, FeatherFace, FeatherFaceConfig
+from featherface_deploy.models.featherface import FeatherFace, FeatherFaceConfig
 from featherface_deploy.models.registry import create_model, list_models, register_model
 
 __all__ = [
-    "OUTPUT_NAMES",
     "FeatherFace",
     "FeatherFaceConfig",
     "LoadedModel",

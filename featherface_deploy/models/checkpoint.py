@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from featherface_deploy.errors import CheckpointError
+from featherface_deploy.errors import CheckpointError, first_line
 from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.models.registry import create_model, create_untrained_model, list_models
 
@@ -61,10 +61,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(_NOT_PLAIN.format(path=path, found=refused.group(1))) from error
         # torch's own text advises weights_only=False: only its diagnosis is kept, never that advice.
         reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
-        detail = reason.group(1).strip() if reason else _first_line(error)
+        detail = reason.group(1).strip() if reason else first_line(error)
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({detail})") from error
     except Exception as error:  # noqa: BLE001 - garbage input makes the unpickler raise almost anything
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(error)})") from error
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first_line(error)})") from error
     if isinstance(data, dict):
         for key in _WRAPPER_KEYS:
             if isinstance(data.get(key), dict):
@@ -75,11 +75,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     state = {k.removeprefix("module."): v for k, v in data.items()}
     _check_finite(state, path)
     return {k: v.float() if v.is_floating_point() and v.dtype != torch.float32 else v for k, v in state.items()}
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:

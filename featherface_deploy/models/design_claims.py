@@ -11,7 +11,7 @@ about (``featherface-tiny``, ``retinaface-mnet025``) have none.
 Claims about parts the toolkit's model does not have as a top-level module
 are left out and said so here: the V1 "CBAM" counts (the trained V1 has no
 CBAM) and the DCN "context" counts (a part of each ``sshN``, not a module of
-its own; ``harness/claims.py`` compares those with the trained checkpoints).
+its own; ``benchmarks/claims.py`` compares those with the trained checkpoints).
 """
 
 from __future__ import annotations

@@ -13,9 +13,6 @@ from featherface_deploy.models.bifpn import BiFPNCell
 from featherface_deploy.models.heads import Head, channel_shuffle
 from featherface_deploy.models.ssh import DeformableSSH
 
-OUTPUT_NAMES = ("loc", "conf", "landmarks")
-
-
 @dataclass(frozen=True)
 class FeatherFaceConfig:
     """Architecture hyper-parameters of one FeatherFace variant.

@@ -16,9 +16,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from featherface_deploy.contract import DecodeContract, PriorConfig
+from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract, PriorConfig
 from featherface_deploy.errors import CheckpointError
-from featherface_deploy.models.featherface import OUTPUT_NAMES
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ def base_contract(name: str, **fields) -> DecodeContract:
     Exporters pass what their file fixes (input size, layout, precision, source format, versions…).
     """
     defaults = architecture_defaults(name)
-    contract = DecodeContract(model_name=name, output_names=OUTPUT_NAMES, priors=defaults.priors,
+    contract = DecodeContract(model_name=name, output_names=OUTPUT_ROLES, priors=defaults.priors,
                               mean_bgr=defaults.mean_bgr, size_divisor=defaults.size_divisor)
     return contract.replace(**fields) if fields else contract
 

@@ -29,6 +29,8 @@ from featherface_deploy.exporters.common import ExportContext, load_source
 from featherface_deploy.outputs import claim_output
 from featherface_deploy.formats import CHECKPOINT, Format, get_format, resolve
 from featherface_deploy.pipeline.options import build_chain, check_suffix, split_options
+from featherface_deploy.pipeline.raw_views import raw_view
+from featherface_deploy.verify.in_graph import InGraphReport, check_in_graph_parity, default_in_graph_images
 from featherface_deploy.verify.parity import ANY_SIZE_BOX, ParityReport, check_parity
 from featherface_deploy.verify.tolerances import Tolerances
 
@@ -47,6 +49,7 @@ class ExportOutcome:
         timings: Seconds per step (the exporter's, ``verify`` and ``total``).
         facts: Format-specific facts from the exporter (node counts, layers kept float…).
         sources: Outcomes of the rows it was built from, by row name (empty when reused).
+        in_graph: For an end-to-end file: its in-graph detections against numpy on the same raw outputs.
     """
 
     row: Format
@@ -56,6 +59,7 @@ class ExportOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     facts: dict = field(default_factory=dict)
     sources: dict[str, "ExportOutcome"] = field(default_factory=dict)
+    in_graph: InGraphReport | None = None
 
 
 def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[str, object] | None = None, *,
@@ -107,7 +111,7 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
     started = time.perf_counter()
     model, model_name = load_source(source, architecture)
     context = ExportContext(model_name, log or _quiet, {} if scratch is None else scratch, untrained_seed,
-                            open_tflite=_open_tflite)
+                            open_tflite=_open_tflite, open_onnx=open_onnx)
     build = _Build(model, _reference(model), context, list(parity_images), prepared, dict(reuse or {}),
                    require_faces and untrained_seed is None)
     with claim:
@@ -118,7 +122,8 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
     timings = {**outcome.timings, "total": time.perf_counter() - started}
     build.context.log(f"  wrote {out}" + ("" if row.verify_entry else f" and {sidecar_path(out).name}")
                       + f" in {timings['total']:.1f} s")
-    return ExportOutcome(row, out, outcome.contract, outcome.parity, timings, outcome.facts, outcome.sources)
+    return ExportOutcome(row, out, outcome.contract, outcome.parity, timings, outcome.facts, outcome.sources,
+                         outcome.in_graph)
 
 
 @dataclass
@@ -150,21 +155,24 @@ class _Build:
                          f"{'the model' if row.source == CHECKPOINT else Path(source).name}")
         result = resolve(row.exporter)(source, staged, row, options, self.context)
         step = time.perf_counter()
-        parity = self.verify(row, staged, result.contract, tolerances, result.parity_sizes)
+        parity, in_graph = self.verify(row, staged, result.contract, tolerances, result.parity_sizes)
         timings = {**result.timings, "verify": time.perf_counter() - step}
-        return ExportOutcome(row, staged, result.contract, parity, timings, result.facts, sources)
+        return ExportOutcome(row, staged, result.contract, parity, timings, result.facts, sources, in_graph)
 
     def verify(self, row: Format, path: Path, contract: DecodeContract, tolerances: Tolerances | None,
-               sizes: Sequence[tuple[int, int]] = ()) -> ParityReport:
+               sizes: Sequence[tuple[int, int]] = ()) -> tuple[ParityReport, InGraphReport | None]:
         """Opens the file with its runtime, reads its contract back, and checks it against PyTorch.
 
         ``sizes``: boxes to fit the photos into (each checked; the first one's report is returned), for
-        models that take only some sizes; empty: the parity default box.
+        models that take only some sizes; empty: the parity default box. An end-to-end file is checked
+        through its raw view (:mod:`~featherface_deploy.pipeline.raw_views`) against PyTorch, then its
+        in-graph detections against numpy on the same raw outputs (the second report; ``None`` otherwise).
         """
         target = path / row.verify_entry if row.verify_entry else path
-        runtime = resolve(row.runtime)(target)
-        if runtime.contract.to_json() != contract.to_json():
+        opened = resolve(row.runtime).open(target)
+        if opened.contract.to_json() != contract.to_json():
             raise ExportError(f"{row.name}: the contract read back from {target.name} differs from the one written")
+        runtime = raw_view(row.family, target, contract) if contract.in_graph else opened
         tolerances = tolerances or Tolerances.for_precision(row.precision)
         if not self.require_faces:
             tolerances = tolerances.for_untrained()
@@ -173,7 +181,11 @@ class _Build:
                    for size in (sizes or (ANY_SIZE_BOX,))]
         for report in reports:
             self.context.log(report.format())
-        return reports[0]
+        if not contract.in_graph:
+            return reports[0], None
+        in_graph = check_in_graph_parity(opened, runtime, [*self.images, *default_in_graph_images()])
+        self.context.log(in_graph.format())
+        return reports[0], in_graph
 
 
 def prepare_options(row: Format, split: dict[str, dict[str, object]], reused: set[str]) -> dict[str, object]:
@@ -215,6 +227,13 @@ def _reference(model):
 
 def _quiet(message: str) -> None:
     """Discards a log line."""
+
+
+def open_onnx(path: Path, contract: DecodeContract):
+    """An ONNX Runtime runtime over a file (what exporters measure their ONNX INT8 files with)."""
+    from featherface_deploy.runtimes.ort_runtime import OrtRuntime
+
+    return OrtRuntime(path, contract=contract)
 
 
 def _open_tflite(data: bytes, contract: DecodeContract):

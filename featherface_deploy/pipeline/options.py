@@ -1,18 +1,27 @@
-"""Which options a format row takes, and which output names it may write.
+"""Which options a format row takes, their docs table, and which output names it may write.
 
 A row accepts its own exporter's options and those of the rows it is built
 from (``onnx-int8`` takes ``--calib-dir`` and, through ``onnx``, ``--dynamic``).
 Anything else is an error naming the option and the rows that do take it, so an
-option is never silently ignored.
+option is never silently ignored. :func:`options_markdown` renders a row's
+options (from their declarations in :mod:`featherface_deploy.export_options`)
+as the docs' table.
 """
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from featherface_deploy.errors import ExportError
-from featherface_deploy.formats import CHECKPOINT, FORMATS, Format, get_format
+from featherface_deploy.harness.report import Column, markdown_table
+from featherface_deploy.formats import CHECKPOINT, END2END_ROWS, FORMATS, Format, get_format, resolve
+from featherface_deploy.option_fields import option_fields, option_flag
+
+_ATTRIBUTE = re.compile(r"^(?P<name>\w+): (?P<text>.*)$")
+_ROLE = re.compile(r":\w+:`~?([^`]+)`")
 
 
 def build_chain(row: Format) -> list[Format]:
@@ -28,11 +37,6 @@ def accepted_options(row: Format) -> set[str]:
     return {name for link in build_chain(row) for name in link.options}
 
 
-def option_flag(name: str) -> str:
-    """The CLI spelling of an option name (``calib_dir`` → ``--calib-dir``)."""
-    return "--" + name.replace("_", "-")
-
-
 def split_options(row: Format, given: Mapping[str, object]) -> dict[str, dict[str, object]]:
     """Hands each row of the chain the options it takes (an option several rows take goes to each).
 
@@ -40,8 +44,12 @@ def split_options(row: Format, given: Mapping[str, object]) -> dict[str, dict[st
         Row name → its options, with the rows' ``source_overrides`` applied.
 
     Raises:
-        ExportError: An option no row of the chain takes; the message names the rows that take it.
+        ExportError: An option no row of the chain takes, or ``end2end`` for a row outside
+            :data:`~featherface_deploy.formats.END2END_ROWS`; the message names the rows that take it.
     """
+    if given.get("end2end") and row.name not in END2END_ROWS:  # not through a chain: onnx-int8, the engines
+        raise ExportError(f"--end2end is not available for --format {row.name}; it applies to: "
+                          f"{', '.join(END2END_ROWS)}")
     known = accepted_options(row)
     for name in given:
         if name not in known:
@@ -54,6 +62,66 @@ def split_options(row: Format, given: Mapping[str, object]) -> dict[str, dict[st
         for key, value in link.source_overrides:
             split[link.source][key] = value
     return split
+
+
+def options_rows(row: Format | str) -> list[dict[str, str]]:
+    """One dict per option ``row`` takes (its own first, then its sources'; each once): flag, default, row, text.
+
+    ``flag``: the ``export`` flag, or the :func:`~featherface_deploy.pipeline.export_model` key where the command
+    has none; ``text``: the field's description in its class docstring (``Attributes:``), else the option's help.
+    """
+    row = get_format(row) if isinstance(row, str) else row
+    rows: list[dict[str, str]] = []
+    listed: set[str] = set()
+    for link in build_chain(row):
+        if link.options_class is None:
+            continue
+        options_class = resolve(link.options_class)
+        described = attribute_docs(options_class)
+        for item in option_fields(options_class):
+            if item.name in listed or not item.taken_at(link.precision):
+                continue
+            listed.add(item.name)
+            flag = f"`{item.flag}`" if item.option.cli else f"`{item.name}` (Python API only)"
+            default = "—" if item.default is None or item.default == () else f"`{item.default}`"
+            rows.append({"flag": flag, "default": default, "row": f"`{link.name}`",
+                         "text": described.get(item.name) or item.option.help + "."})
+    return rows
+
+
+def options_markdown(row: Format | str) -> str:
+    """The options ``row`` takes (:func:`options_rows`) as the docs' Markdown table."""
+    return markdown_table(options_rows(row), [Column("flag", "Option"), Column("default", "Default"),
+                                              Column("row", "Row"), Column("text", "What it does")])
+
+
+def attribute_docs(options_class: type) -> dict[str, str]:
+    """Field name → its description in the ``Attributes:`` section of the class's docstrings (its bases' too),
+    on one line, in Markdown."""
+    docs: dict[str, str] = {}
+    for cls in reversed(options_class.__mro__):
+        docs.update(_attributes(inspect.cleandoc(cls.__doc__ or "")))
+    return {name: _ROLE.sub(r"`\1`", text.replace("``", "`")) for name, text in docs.items()}
+
+
+def _attributes(docstring: str) -> dict[str, str]:
+    docs: dict[str, str] = {}
+    inside, current = False, None
+    for line in docstring.splitlines():
+        if line.strip() == "Attributes:":
+            inside = True
+            continue
+        if not inside:
+            continue
+        if line and not line.startswith(" "):
+            break
+        match = _ATTRIBUTE.match(line.strip())
+        if match and len(line) - len(line.lstrip()) == 4:
+            current = match.group("name")
+            docs[current] = match.group("text")
+        elif current and line.strip():
+            docs[current] += " " + line.strip()
+    return docs
 
 
 def check_suffix(row: Format, out: str | Path) -> Path:

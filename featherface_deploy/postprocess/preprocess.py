@@ -70,7 +70,7 @@ def _opencv():
     return cv2
 
 
-def _fit(image_size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
+def fit_size(image_size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
     """Largest size with the image's aspect ratio that fits in ``target``."""
     height, width = image_size
     scale = min(target[0] / height, target[1] / width)
@@ -90,7 +90,7 @@ def fit_image(image: np.ndarray, contract: DecodeContract,
     """
     height, width = image.shape[:2]
     target = contract.input_size or size
-    resized_size = _fit((height, width), target) if target else (height, width)
+    resized_size = fit_size((height, width), target) if target else (height, width)
     resized = resize_bgr(image, *resized_size)
     return resized, Transform(resized_size[1] / width, resized_size[0] / height, (height, width))
 

@@ -27,7 +27,7 @@ from typing import Dict
 import numpy as np
 
 from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract
-from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, InputError
+from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, InputError, first_line
 
 # typing.Dict, not dict[...]: this module also runs in device bundles on Python 3.8.
 RawOutputs = Dict[str, np.ndarray]
@@ -45,15 +45,24 @@ class Runtime(ABC):
             (Core ML's reference interpreter off macOS); empty otherwise.
         thread_safe: The backend's engine may run several calls at once; when False, calls from several
             threads are serialised by the runtime's lock.
+        postprocess: Where decoding and NMS run: ``numpy`` (our shared post-processing of the raw outputs).
     """
 
     name = "runtime"
     note = ""
     thread_safe = False
+    postprocess = "numpy"
 
     def __init__(self, contract: DecodeContract) -> None:
         self.contract = contract
         self._infer_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path, **options) -> "Runtime | DetectingRuntime":
+        """Opens a model file with this backend: the runtime that fits it (an end-to-end file gets a
+        :class:`DetectingRuntime` where the backend has one). Every caller that opens a file by its format
+        row goes through here."""
+        return cls(path, **options)
 
     @property
     def max_batch(self) -> int | None:
@@ -77,11 +86,7 @@ class Runtime(ABC):
         """
         array = self._validated(batch)
         try:
-            if self.thread_safe:
-                outputs = self._infer(array)
-            else:
-                with self._infer_lock:  # the engine is not safe to share: one call at a time
-                    outputs = self._infer(array)
+            outputs = engine_call(self, self._infer, array)
         except FeatherFaceError:
             raise
         except Exception as error:  # noqa: BLE001 - each backend raises its own types; all become one, chained
@@ -118,10 +123,15 @@ class Runtime(ABC):
         """Backend inference on a validated NCHW float32 batch; returns the three roles."""
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message (its type name if it has none), for one-line errors."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def engine_call(runtime, function, *args):
+    """Calls a runtime's engine: directly when ``runtime.thread_safe``, else under the runtime's lock.
+
+    The one place that makes every runtime (raw-output and detecting alike) safe from several threads.
+    """
+    if runtime.thread_safe:
+        return function(*args)
+    with runtime._infer_lock:  # the engine is not safe to share: one call at a time
+        return function(*args)
 
 
 def check_output_shapes(contract: DecodeContract, shapes: Mapping[str, tuple], input_shape: tuple,
@@ -181,3 +191,53 @@ def usable_threads(threads: int | None) -> int | None:
                       RuntimeWarning, stacklevel=3)
         return cores
     return threads
+
+
+class DetectingRuntime(ABC):
+    """Runs a model that returns finished detections: post-processing ran elsewhere than our numpy code.
+
+    End-to-end files (decoding and NMS in the graph) and the MediaPipe task implement it;
+    ``FaceDetector``, ``detect``, ``evaluate``, ``benchmark`` and ``compare`` take any of them
+    through :meth:`detect`, and every report names :attr:`postprocess`.
+
+    Attributes:
+        contract: The model's decode contract.
+        name: Short backend name used in reports.
+        note: Said next to the name in reports when the engine is a stand-in; empty otherwise.
+        postprocess: Where post-processing ran: ``in-graph`` (end-to-end files) or ``mediapipe-task``.
+        thread_safe: As for :class:`Runtime`: when False, engine calls go through :func:`engine_call`'s lock.
+    """
+
+    name = "runtime"
+    note = ""
+    postprocess = "in-graph"
+    max_batch = None  # images are detected one at a time; callers loop
+    thread_safe = False
+
+    def __init__(self, contract: DecodeContract) -> None:
+        self.contract = contract
+        self._infer_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path, **options) -> "DetectingRuntime":
+        """Opens a model file (the same entry point as :meth:`Runtime.open`)."""
+        return cls(path, **options)
+
+    def default_config(self):
+        """The thresholds this runtime applies when the caller gives none (``PostprocessConfig``)."""
+        from featherface_deploy.postprocess import PostprocessConfig
+
+        return PostprocessConfig()
+
+    @abstractmethod
+    def detect(self, image: np.ndarray, config=None):
+        """Detects faces in one image.
+
+        Args:
+            image: H×W×3 uint8 BGR, as :func:`~featherface_deploy.postprocess.load_image` returns.
+            config: ``PostprocessConfig`` thresholds, or ``None`` for :meth:`default_config`.
+
+        Returns:
+            ``Detections`` in the image's own pixels, best first.
+        """
+

@@ -24,8 +24,8 @@ import numpy as np
 from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract
 from featherface_deploy.metadata.coreml import read_contract
 from featherface_deploy.errors import BackendError, BackendNotInstalledError, ContractError, FeatherFaceError, InputError, \
-    missing_backend
-from featherface_deploy.runtimes.base import Runtime, check_output_shapes, first_line
+    first_line, missing_backend
+from featherface_deploy.runtimes.base import Runtime, check_output_shapes
 
 try:
     import coremltools
@@ -125,7 +125,7 @@ class CoremlRuntime(Runtime):
         # Exported with batch 1: a larger batch runs image by image.
         self._check_size(batch.shape[2:])
         results = [self._infer_one(image[None]) for image in batch]
-        names = dict(zip(("loc", "conf", "landmarks"), self.contract.output_names))
+        names = dict(zip(OUTPUT_ROLES, self.contract.output_names))
         return {role: np.concatenate([r[name] for r in results]).astype(np.float32) for role, name in names.items()}
 
     def _infer_one(self, image: np.ndarray) -> dict[str, np.ndarray]:

@@ -14,9 +14,11 @@ from featherface_deploy.errors import (
     BackendNotInstalledError,
     ContractError,
     FeatherFaceError,
+    first_line,
     missing_backend,
 )
-from featherface_deploy.runtimes.base import Runtime, check_output_shapes, first_line, usable_threads
+from featherface_deploy.runtimes.base import Runtime, check_output_shapes, usable_threads
+from featherface_deploy.runtimes.in_graph import InGraphRuntime
 
 try:
     import onnxruntime
@@ -58,7 +60,8 @@ class OrtRuntime(Runtime):
     Raises:
         BackendNotInstalledError: A requested provider is not available.
         ContractError: The model carries no decode contract (no metadata, no sidecar), or its
-            real input/output shapes disagree with it (input size, prior count, head widths).
+            real input/output shapes disagree with it (input size, prior count, head widths), or it
+            is an end-to-end file (open those with :meth:`open`, which returns an :class:`OrtEnd2EndRuntime`).
         BackendError: ONNX Runtime cannot load the file (its error is chained).
     """
 
@@ -69,18 +72,26 @@ class OrtRuntime(Runtime):
                  providers: Sequence[str] | None = None, contract: DecodeContract | None = None,
                  session_options: "onnxruntime.SessionOptions | None" = None,
                  allow_spinning: bool = True) -> None:
-        if isinstance(path_or_session, onnxruntime.InferenceSession):
-            self.session = path_or_session
-            source = "injected session"
-            path = None
-        else:
-            path = Path(path_or_session)
-            source = str(path)
-            if not path.is_file():
-                raise FeatherFaceError(f"ONNX model not found (or not a regular file): {path}")
-            self.session = _create_session(path, threads, providers, session_options, allow_spinning)
-        super().__init__(contract or contract_from_metadata(self.session.get_modelmeta().custom_metadata_map, path, source))
+        self.session, contract, source = open_session(path_or_session, threads, providers, contract,
+                                                      session_options, allow_spinning)
+        if contract.in_graph:
+            raise ContractError(f"{source} is an end-to-end model (post-processing in the graph): open it with "
+                                "OrtRuntime.open or FaceDetector.load, which return its detecting runtime")
+        super().__init__(contract)
         self._check_io(source)
+
+    @classmethod
+    def open(cls, path_or_session: str | Path | "onnxruntime.InferenceSession", threads: int | None = None,
+             providers: Sequence[str] | None = None, contract: DecodeContract | None = None,
+             session_options: "onnxruntime.SessionOptions | None" = None,
+             allow_spinning: bool = True) -> "OrtRuntime | OrtEnd2EndRuntime":
+        """Opens any ONNX file: raw outputs → :class:`OrtRuntime`; an end-to-end file → :class:`OrtEnd2EndRuntime`.
+
+        Takes the same arguments as the constructor (one session is created).
+        """
+        session, contract, _ = open_session(path_or_session, threads, providers, contract, session_options,
+                                            allow_spinning)
+        return (OrtEnd2EndRuntime if contract.in_graph else cls)(session, contract=contract)
 
     @property
     def providers(self) -> list[str]:
@@ -120,6 +131,70 @@ class OrtRuntime(Runtime):
         names = list(self.contract.output_names)
         values = self.session.run(names, {self.contract.input_name: batch})
         return dict(zip(OUTPUT_ROLES, values))
+
+
+class OrtEnd2EndRuntime(InGraphRuntime):
+    """Runs an end-to-end ONNX file (decoding and NMS in the graph) and returns detections in image pixels.
+
+    Args:
+        path_or_session: A ``.onnx`` path, or an ``onnxruntime.InferenceSession``.
+        threads, providers, session_options, allow_spinning: As for :class:`OrtRuntime`.
+        contract: A contract for an injected session without metadata.
+
+    Raises:
+        ContractError: No contract, a contract that is not end-to-end, or graph inputs/outputs that do not
+            match it (names, NCHW input size, ``detections`` (1, max_det, 15), ``num_detections`` (1,)).
+    """
+
+    name = "onnxruntime"
+    thread_safe = True  # InferenceSession.run may be called concurrently
+
+    def __init__(self, path_or_session: str | Path | "onnxruntime.InferenceSession", threads: int | None = None,
+                 providers: Sequence[str] | None = None, contract: DecodeContract | None = None,
+                 session_options: "onnxruntime.SessionOptions | None" = None,
+                 allow_spinning: bool = True) -> None:
+        self.session, contract, source = open_session(path_or_session, threads, providers, contract,
+                                                      session_options, allow_spinning)
+        self.check_contract(contract, source)
+        super().__init__(contract)
+        self._check_io(source)
+
+    def _check_io(self, source: str) -> None:
+        spec = self.contract.end2end
+        inputs = {i.name: tuple(i.shape) for i in self.session.get_inputs()}
+        outputs = {o.name: tuple(o.shape) for o in self.session.get_outputs()}
+        height, width = self.contract.input_size
+        expected_in = {self.contract.input_name: (1, 3, height, width) if self.contract.input_layout == "NCHW"
+                       else (1, height, width, 3)}
+        expected_out = {spec.outputs[0]: (1, spec.max_det, 15), spec.outputs[1]: (1,)}
+        if inputs != expected_in or outputs != expected_out:
+            raise ContractError(f"{source}: graph inputs {inputs} / outputs {outputs} do not match its end-to-end "
+                                f"contract ({expected_in} → {expected_out})")
+
+    def _run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(self.session.run(list(self.contract.end2end.outputs), {self.contract.input_name: tensor}))
+
+
+def open_session(path_or_session, threads: int | None, providers: Sequence[str] | None,
+                 contract: DecodeContract | None, session_options, allow_spinning: bool
+                 ) -> tuple["onnxruntime.InferenceSession", DecodeContract, str]:
+    """(session, contract, source name) for a path or an injected session; the contract from metadata or sidecar.
+
+    Raises:
+        FeatherFaceError: The path is not a regular file.
+        ContractError: No contract (and none given).
+        BackendError: ONNX Runtime cannot load the file.
+    """
+    if isinstance(path_or_session, onnxruntime.InferenceSession):
+        session, path, source = path_or_session, None, "injected session"
+    else:
+        path = Path(path_or_session)
+        source = str(path)
+        if not path.is_file():
+            raise FeatherFaceError(f"ONNX model not found (or not a regular file): {path}")
+        session = _create_session(path, threads, providers, session_options, allow_spinning)
+    contract = contract or contract_from_metadata(session.get_modelmeta().custom_metadata_map, path, source)
+    return session, contract, source
 
 
 def resolve_providers(providers: Sequence[str] | None) -> list[str]:

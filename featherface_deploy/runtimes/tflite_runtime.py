@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.contract import DecodeContract, reconcile
-from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, missing_backend
-from featherface_deploy.runtimes.base import Runtime, check_output_shapes, first_line, usable_threads
+from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract, reconcile
+from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, first_line, missing_backend
+from featherface_deploy.runtimes.base import Runtime, check_output_shapes, usable_threads
+from featherface_deploy.runtimes.in_graph import InGraphRuntime
 from featherface_deploy.metadata.tflite import read_contract
 
 try:
@@ -76,12 +77,22 @@ class TfliteRuntime(Runtime):
             self.interpreter.allocate_tensors()
         else:
             data, path, source = _read_model(path_or_interpreter)
-            contract = contract or reconcile(read_contract(data, source), path, source,
-                                             None if path is not None else f"{source}: no decode contract in its "
-                                             "metadata; pass contract=… or re-export it")
+            contract = contract or _file_contract(data, path, source)
             self.interpreter = _create_interpreter(data, path, threads, xnnpack, source)
+        if contract.in_graph:
+            raise ContractError(f"{source} is an end-to-end model (post-processing in the graph): open it with "
+                                "TfliteRuntime.open or FaceDetector.load, which return its detecting runtime")
         super().__init__(contract)
         self._bind(signature, source)
+
+    @classmethod
+    def open(cls, path: str | Path | bytes, threads: int | None = None, contract: DecodeContract | None = None,
+             xnnpack: bool = True, signature: str = SIGNATURE) -> "TfliteRuntime | TfliteEnd2EndRuntime":
+        """Opens any TFLite file: raw outputs → :class:`TfliteRuntime`; end-to-end → :class:`TfliteEnd2EndRuntime`."""
+        data, file_path, source = _read_model(path)
+        contract = contract or _file_contract(data, file_path, source)
+        runtime = TfliteEnd2EndRuntime if contract.in_graph else cls
+        return runtime(data, threads=threads, contract=contract, xnnpack=xnnpack, signature=signature)
 
     @property
     def max_batch(self) -> int:
@@ -110,7 +121,7 @@ class TfliteRuntime(Runtime):
             raise ContractError(f"{source}: signature inputs {list(inputs)} / outputs {sorted(outputs)} do not match "
                                 f"the contract ({self.contract.input_name} → {list(names)})")
         self._input = inputs[self.contract.input_name]
-        self._outputs = [(role, outputs[name]) for role, name in zip(("loc", "conf", "landmarks"), names)]
+        self._outputs = [(role, outputs[name]) for role, name in zip(OUTPUT_ROLES, names)]
         # The primary subgraph's tensors are reachable through set_tensor/invoke (no per-call re-allocation).
         primary = {detail["index"] for detail in self.interpreter.get_input_details()}
         self._runner = None if self._input["index"] in primary else runner
@@ -142,6 +153,51 @@ class TfliteRuntime(Runtime):
             self.interpreter.invoke()
             values = [self.interpreter.get_tensor(detail["index"]) for _, detail in self._outputs]
         return {role: _dequantize(value, detail) for (role, detail), value in zip(self._outputs, values)}
+
+
+class TfliteEnd2EndRuntime(InGraphRuntime):
+    """Runs an end-to-end TFLite file (decoding and NMS in the graph) and returns detections in image pixels.
+
+    Args:
+        path: A ``.tflite`` path or the model's bytes.
+        threads, xnnpack, signature: As for :class:`TfliteRuntime`.
+        contract: Overrides the embedded contract.
+
+    Raises:
+        ContractError: No contract, a contract that is not end-to-end, or a signature that does not match it
+            (input name and shape in its layout, ``detections`` (1, max_det, 15), ``num_detections`` (1,)).
+    """
+
+    name = "litert"
+
+    def __init__(self, path: str | Path | bytes, threads: int | None = None, contract: DecodeContract | None = None,
+                 xnnpack: bool = True, signature: str = SIGNATURE) -> None:
+        data, file_path, source = _read_model(path)
+        contract = contract or _file_contract(data, file_path, source)
+        self.check_contract(contract, source)
+        super().__init__(contract)
+        self.interpreter = _create_interpreter(data, file_path, usable_threads(threads), xnnpack, source)
+        signatures = self.interpreter.get_signature_list()
+        if signature not in signatures:
+            raise ContractError(f"{source}: no signature '{signature}' (has {sorted(signatures)})")
+        self._runner = self.interpreter.get_signature_runner(signature)
+        self._check_io(source)
+
+    def _check_io(self, source: str) -> None:
+        spec, (height, width) = self.contract.end2end, self.contract.input_size
+        inputs = {name: tuple(int(v) for v in d["shape"]) for name, d in self._runner.get_input_details().items()}
+        outputs = {name: tuple(int(v) for v in d["shape"]) for name, d in self._runner.get_output_details().items()}
+        expected_in = {self.contract.input_name: (1, height, width, 3) if self.contract.input_layout == "NHWC"
+                       else (1, 3, height, width)}
+        expected_out = {spec.outputs[0]: (1, spec.max_det, 15), spec.outputs[1]: (1,)}
+        if inputs != expected_in or outputs != expected_out:
+            raise ContractError(f"{source}: signature inputs {inputs} / outputs {outputs} do not match its "
+                                f"end-to-end contract ({expected_in} → {expected_out})")
+        self._input = self._runner.get_input_details()[self.contract.input_name]
+
+    def _run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = self._runner(**{self.contract.input_name: _quantize(tensor, self._input)})
+        return tuple(out[name] for name in self.contract.end2end.outputs)
 
 
 def _quant_params(detail: dict) -> tuple[float, int]:
@@ -180,6 +236,13 @@ def _read_model(model: str | Path | bytes) -> tuple[bytes, Path | None, str]:
     if not path.is_file():
         raise FeatherFaceError(f"TFLite model not found (or not a regular file): {path}")
     return path.read_bytes(), path, str(path)
+
+
+def _file_contract(data: bytes, path: Path | None, source: str) -> DecodeContract:
+    """The file's contract by the one rule (:func:`~featherface_deploy.contract.reconcile`): metadata and sidecar agree."""
+    return reconcile(read_contract(data, source), path, source,
+                     None if path is not None else f"{source}: no decode contract in its metadata; pass contract=… "
+                     "or re-export it")
 
 
 def _create_interpreter(data: bytes, path: Path | None, threads: int | None, xnnpack: bool,

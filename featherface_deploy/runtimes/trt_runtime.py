@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.contract import read_sidecar
+from featherface_deploy.contract import OUTPUT_ROLES, read_sidecar
 from featherface_deploy.errors import ContractError, missing_backend
 from featherface_deploy.runtimes.base import Runtime
 
@@ -87,7 +87,7 @@ class TrtRuntime(Runtime):
         _cuda(cudart.cudaMemcpyAsync(self._buffer(self.contract.input_name, batch.nbytes), batch.ctypes.data,
                                      batch.nbytes, copy_in, stream))
         outputs = {}
-        for role, name in zip(("loc", "conf", "landmarks"), self.contract.output_names):
+        for role, name in zip(OUTPUT_ROLES, self.contract.output_names):
             dtype = trt.nptype(self._engine.get_tensor_dtype(name))
             outputs[role] = (name, np.empty(tuple(context.get_tensor_shape(name)), dtype=dtype))
             self._buffer(name, outputs[role][1].nbytes)

@@ -16,6 +16,14 @@ The rules (each problem names the node and the rule):
 - ``qdq-axis``: a per-channel ``DequantizeLinear`` of convolution weights must
   use axis 0 (the output channels, TensorRT's only per-channel weight axis).
 - ``qdq-scale``: Q/DQ scales must be constants (initializers or ``Constant``).
+- ``nms``: ``NonMaxSuppression`` maps to TensorRT's NMS layer from 8.5 (``INMSLayer``,
+  TensorRT 8.5 release notes; earlier parsers need a plugin), and that layer considers at
+  most 5000 candidate boxes per image (its TopK box limit; 2000 on SM 5.3 / 6.2 devices, the
+  Jetson Nano and TX2: ``small_jetson``). It suppresses at IoU > threshold and keeps scores
+  above the score threshold, the ONNX semantics; ties are ordered arbitrarily, which the
+  end-to-end head avoids by feeding strictly decreasing rank scores.
+- ``topk``: a ``TopK`` takes K ≤ 3840 (TensorRT's ``TopK`` operator: "k <= 3840"), and K must be
+  a constant.
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise missing_backend("onnx", "export") from error
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+NMS_MIN_VERSION = (8, 5)
+NMS_BOX_LIMIT = 5000
+NMS_BOX_LIMIT_SMALL_JETSON = 2000  # SM 5.3 / 6.2: Jetson Nano, TX2
+TOPK_MAX_K = 3840
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 
 
@@ -57,17 +69,18 @@ class Problem:
         return f"{self.node}: {self.message} [{self.rule}]"
 
 
-def check_onnx_file(path: str | Path, version: TrtVersion) -> list[Problem]:
+def check_onnx_file(path: str | Path, version: TrtVersion, small_jetson: bool = False) -> list[Problem]:
     """Loads an ONNX file (without external data) and checks it; see :func:`check_graph`."""
-    return check_graph(onnx.load(str(path), load_external_data=False), version)
+    return check_graph(onnx.load(str(path), load_external_data=False), version, small_jetson)
 
 
-def check_graph(model: "onnx.ModelProto", version: TrtVersion) -> list[Problem]:
+def check_graph(model: "onnx.ModelProto", version: TrtVersion, small_jetson: bool = False) -> list[Problem]:
     """Checks a model against a TensorRT version's parser rules.
 
     Args:
         model: The ONNX model.
         version: The TensorRT version's rules.
+        small_jetson: The device is a Jetson Nano or TX2 (SM 5.3 / 6.2): its NMS layer takes fewer boxes.
 
     Returns:
         The problems, in graph order (empty: the graph fits).
@@ -86,7 +99,48 @@ def check_graph(model: "onnx.ModelProto", version: TrtVersion) -> list[Problem]:
             problems += _deform_conv_problems(node, constants, producers, consumers)
         if node.op_type in _QDQ:
             problems += _qdq_problems(node, constants, consumers)
+        if node.op_type == "NonMaxSuppression":
+            problems += _nms_problems(node, version, _static_shapes(model), small_jetson)
+        if node.op_type == "TopK":
+            problems += _topk_problems(node, constants)
     return problems
+
+
+def _nms_problems(node, version: TrtVersion, shapes: dict, small_jetson: bool) -> list[Problem]:
+    if (version.major, version.minor) < NMS_MIN_VERSION:
+        return [Problem("nms", node.name, f"NonMaxSuppression maps to TensorRT's NMS layer from 8.5 (this is "
+                        f"{version.name}); use --trt-version 8.5 or newer (JetPack 5+), or export without --end2end")]
+    limit = NMS_BOX_LIMIT_SMALL_JETSON if small_jetson else NMS_BOX_LIMIT
+    boxes = shapes.get(node.input[0])
+    candidates = boxes[1] if boxes is not None and len(boxes) == 3 else None
+    if not isinstance(candidates, int):
+        return [Problem("nms", node.name, f"NonMaxSuppression over an unknown number of boxes: TensorRT's NMS "
+                        f"layer considers at most {limit}; export with a fixed --pre-nms-top-k")]
+    if candidates > limit:
+        where = "on a Jetson Nano / TX2 (SM 5.3 / 6.2)" if small_jetson else "per image"
+        return [Problem("nms", node.name, f"NonMaxSuppression over {candidates} boxes: TensorRT's NMS layer "
+                        f"considers at most {limit} {where}; export with --pre-nms-top-k {limit} or fewer")]
+    return []
+
+
+def _topk_problems(node, constants: dict) -> list[Problem]:
+    k = constants.get(node.input[1]) if len(node.input) > 1 else None
+    if k is None:
+        return [Problem("topk", node.name, "TopK with a K computed at run time: TensorRT needs a constant K")]
+    if int(np.asarray(k).reshape(-1)[0]) > TOPK_MAX_K:
+        return [Problem("topk", node.name, f"TopK K = {int(np.asarray(k).reshape(-1)[0])}: TensorRT takes K ≤ "
+                        f"{TOPK_MAX_K}; export with --pre-nms-top-k {TOPK_MAX_K} or fewer")]
+    return []
+
+
+def _static_shapes(model) -> dict[str, tuple]:
+    """Tensor name → shape (ints where static, else ``None``) after ONNX shape inference."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for info in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        dims = info.type.tensor_type.shape.dim
+        shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    return shapes
 
 
 def _opset_problems(model, version: TrtVersion) -> list[Problem]:

@@ -23,14 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.errors import BackendError, FeatherFaceError, InterpreterError, missing_backend
-from featherface_deploy.runtimes.base import first_line
+from featherface_deploy.errors import BackendError, FeatherFaceError, InterpreterError, first_line, missing_backend
 from featherface_deploy.runtimes.mil.constexpr_ops import constexpr_ops
+from featherface_deploy.runtimes.mil.detection_ops import detection_ops
 from featherface_deploy.runtimes.mil.elementwise import elementwise_ops
 from featherface_deploy.runtimes.mil.nn_ops import nn_ops
 from featherface_deploy.runtimes.mil.tensor_ops import tensor_ops
 
-KERNELS: dict[str, Callable[..., np.ndarray]] = {**elementwise_ops(), **tensor_ops(), **nn_ops(), **constexpr_ops()}
+KERNELS: dict[str, Callable[..., np.ndarray]] = {**elementwise_ops(), **tensor_ops(), **nn_ops(), **constexpr_ops(),
+                                                 **detection_ops()}
 
 
 @dataclass(frozen=True)

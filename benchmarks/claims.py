@@ -4,7 +4,8 @@ Every number in ``shared/seeds`` is a *claim* (see its README). :data:`CLAIMS`
 quotes the ones the toolkit can check on the trained checkpoints — parameter
 counts, file size, V2-vs-V1 speed and AP change — with the file each comes
 from. :func:`claims_rows` puts the measured value beside each; the values come
-from the peers benchmark (``benchmarks/bench_peers.py``), never from here.
+from the peers benchmark (``benchmarks/bench_peers.py``), never from here. Research material: it
+lives next to the benchmarks, not in the installable library.
 
 Measured quantities (keys of the ``measured`` mapping):
 
