@@ -309,14 +309,6 @@ def signed(document: Mapping) -> dict:
     return {**document, DIGEST_KEY: digest(document)}
 
 
-def is_protected(text: str | bytes) -> bool:
-    """Whether a contract's JSON carries a digest (schema 2); a schema-1 contract is read unprotected."""
-    try:
-        return DIGEST_KEY in json.loads(text)
-    except (ValueError, TypeError):
-        return False
-
-
 def reconcile(embedded: DecodeContract | None, model_path: str | Path | None, source: str,
               missing: str | None = None) -> DecodeContract:
     """The one rule every reader of a model's contract follows: embedded copy and sidecar are one truth.
