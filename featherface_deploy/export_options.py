@@ -241,9 +241,6 @@ class OnnxInt8Options:
 
     def source_options(self, source: OnnxOptions) -> OnnxOptions:
         """The FP32 source's options to quantize from (:func:`~featherface_deploy.exporters.dcn_choice.int8_source_lowering`)."""
-        if source.end2end:
-            raise ExportError("--end2end is not available for --format onnx-int8 yet (quantizing it would have to "
-                              f"keep the decoding and NMS float); it applies to: {', '.join(END2END_ROWS)}")
         replaced = dataclasses.replace(source, dcn=int8_source_lowering(source.dcn, self.placement))
         replaced.validate(get_format("onnx"))
         return replaced
@@ -326,8 +323,69 @@ class TfliteOptions(End2EndOptions):
 
 
 @dataclass(frozen=True)
-class CoremlOptions:
+class MediapipeOptions:
+    """How to export for MediaPipe's ObjectDetector (``mediapipe``, ``mediapipe-fp16``, ``mediapipe-int8``).
+
+    Built through the TFLite route, always NHWC with float32 input and outputs (what the task feeds and reads).
+
+    Attributes:
+        imgsz: (height, width) of the static input; multiples of 32 (the anchors in the metadata are for it).
+        dcn: Lowering of the deformable convolutions, as for ``tflite``.
+        box_corners: Two extra keypoints carrying the exact float box corners (x1, y1), (x2, y2); the task's
+            own boxes are truncated to integer pixels.
+        keep_float: INT8 only: scope regexes left in float, as for ``tflite-int8`` (the input adapter and the
+            ``location``/``score`` assembly always stay float).
+        calib_dir: INT8 only: folder of calibration photos (required for INT8).
+        calib_images: INT8 only: photos sampled from it.
+        search: INT8 only: the keep-float search, as for ``tflite-int8``.
+        search_budget: INT8 only: the agreement the search aims at (``None``: :data:`TFLITE_SEARCH_BUDGET`).
+    """
+
+    imgsz: int | tuple[int, int] = IMGSZ.field()
+    dcn: str = DCN.field()
+    box_corners: bool = ExportOption("mediapipe: two extra keypoints carrying the exact float box corners "
+                                     "(x1, y1), (x2, y2); the task's boxes are integer pixels", kind="flag").field(False)
+    keep_float: tuple[str, ...] = KEEP_FLOAT.field(TFLITE_DEFAULT_KEEP_FLOAT, only=("int8",))
+    calib_dir: str | Path | None = CALIB_DIR.field(only=("int8",))
+    calib_images: int = CALIB_IMAGES.field(only=("int8",))
+    search: bool | None = SEARCH.field(only=("int8",))
+    search_budget: float | None = SEARCH_BUDGET.field(only=("int8",))
+
+    input_layout = "NHWC"  # MediaPipe feeds NHWC images
+    float_io = True  # the task feeds float32 and reads float32 (or uint8) outputs
+    end2end = False  # the task does the decoding and NMS
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``imgsz`` as (height, width)."""
+        return size_pair(self.imgsz)
+
+    def validate(self, row: Format) -> None:
+        """Raises :class:`ExportError` with the fix for any unsupported value."""
+        TfliteOptions(imgsz=self.imgsz, dcn=self.dcn, keep_float=self.keep_float, calib_dir=self.calib_dir,
+                      calib_images=self.calib_images, search=self.search, search_budget=self.search_budget,
+                      float_io=True).validate(row)
+
+    def budget(self) -> float:
+        """The search's agreement budget: ``search_budget``, else :data:`TFLITE_SEARCH_BUDGET`."""
+        return TFLITE_SEARCH_BUDGET if self.search_budget is None else self.search_budget
+
+    def dcn_choice(self) -> tuple[str, str]:
+        """(the DCN lowering converted, how it was selected)."""
+        return choose_lowering("tflite", self.dcn)
+
+    def end2end_spec(self) -> None:
+        """Never end-to-end: the task does the decoding and NMS."""
+        return None
+
+
+@dataclass(frozen=True)
+class CoremlOptions(End2EndOptions):
     """How to export (the options of the ``coreml``, ``coreml-fp16`` and ``coreml-int8w`` rows).
+
+    The end-to-end options are :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`'s (NMS lowered by
+    :mod:`~featherface_deploy.exporters.nms_coreml`; an RGB 0–255 NCHW tensor of a fixed size; the head stays FP32
+    with float weights in the FP16 and INT8W rows).
 
     Attributes:
         imgsz: (height, width) of the fixed input, and the traced example; multiples of 32.
@@ -367,6 +425,18 @@ class CoremlOptions:
             raise ExportError(f"unknown int8 mode '{self.int8_mode}'; choose one of: {', '.join(COREML_INT8_MODES)}")
         if self.int8_mode == "activations":
             raise ExportError(W8A8_REFUSAL)
+        if self.end2end:
+            problems = self.end2end_problems()
+            if self.flexible is not None or self.sizes:
+                problems.append("--end2end needs a fixed input size (its priors are constants): "
+                                "drop --flexible / --sizes")
+            if self.image_input:
+                problems.append("--end2end takes an RGB 0–255 tensor (the colour flip and mean are in the graph): "
+                                "drop --image-input")
+            if self.io_dtype != "fp32":
+                problems.append("--end2end outputs float32 detections: drop --io-dtype fp16")
+            if problems:
+                raise ExportError("; ".join(problems))
         target = resolve_target(self.target)
         if self.io_dtype == "fp16" and not target_at_least(target, FP16_IO_FLOOR):
             raise ExportError(f"FP16 input/outputs need a target ≥ {FP16_IO_FLOOR} (macOS13); got {self.target}")

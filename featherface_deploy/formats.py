@@ -80,6 +80,9 @@ class Format:
         runtime_options: Keywords for the runtime's constructor wherever the row is opened
             (``torch-cuda``: ``device="cuda"``).
         description: One line for help texts.
+        raw_runtime: ``module:Class`` of the runtime that returns the file's raw outputs, when ``runtime``
+            returns finished detections (the MediaPipe task): the pipeline checks parity with it, and
+            ``--runtime litert`` opens the file with it.
     """
 
     name: str
@@ -99,6 +102,7 @@ class Format:
     source_overrides: tuple[tuple[str, object], ...] = ()
     runtime_options: tuple[tuple[str, object], ...] = ()
     description: str = ""
+    raw_runtime: str | None = None
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -129,6 +133,7 @@ _ORT = "featherface_deploy.runtimes.ort_runtime:OrtRuntime"
 _TFLITE = "featherface_deploy.runtimes.tflite_runtime:TfliteRuntime"
 _COREML = "featherface_deploy.runtimes.coreml_runtime:CoremlRuntime"
 _TRT = "featherface_deploy.runtimes.trt_runtime:TrtRuntime"
+_MEDIAPIPE = "featherface_deploy.runtimes.mediapipe_runtime:MediapipeRuntime"
 _EXPORT_ONNX = Probe(("torch", "onnx", "onnxscript", "onnxruntime"))
 _RUN_ONNX = Probe(("onnxruntime",))
 _RUN_TFLITE = Probe(("ai_edge_litert",)) if platform.machine() != "armv7l" else Probe(("tflite_runtime",))
@@ -160,6 +165,14 @@ def _tflite_row(name, precision, description):
                   exporter="featherface_deploy.exporters.torch2tflite:export",
                   options_class=f"{_OPTIONS}:TfliteOptions", export_extra="tflite-export", export_probe=_EXPORT_TFLITE,
                   description=description)
+
+
+def _mediapipe_row(name, precision, description):
+    return Format(name=name, family="mediapipe", precision=precision, runtime=_MEDIAPIPE, suffixes=(".tflite",),
+                  extra="tflite", run_probe=_RUN_TFLITE, source=CHECKPOINT,
+                  exporter="featherface_deploy.exporters.torch2mediapipe:export",
+                  options_class=f"{_OPTIONS}:MediapipeOptions", export_extra="tflite-export",
+                  export_probe=_EXPORT_TFLITE, raw_runtime=_TFLITE, description=description)
 
 
 def _coreml_row(name, precision, description):
@@ -199,6 +212,10 @@ FORMATS: tuple[Format, ...] = (
     _tflite_row("tflite", "fp32", "TFLite (LiteRT; Android, ARM CPUs)"),
     _tflite_row("tflite-fp16", "fp16", "TFLite with float16 weights"),
     _tflite_row("tflite-int8", "int8", "TFLite full-integer INT8, calibrated"),
+    _mediapipe_row("mediapipe", "fp32",
+                   "TFLite for MediaPipe's ObjectDetector task (Android, iOS, web, Python): anchors in the metadata"),
+    _mediapipe_row("mediapipe-fp16", "fp16", "MediaPipe ObjectDetector file, float16 weights"),
+    _mediapipe_row("mediapipe-int8", "int8", "MediaPipe ObjectDetector file, INT8 calibrated (float input and outputs)"),
     _coreml_row("coreml", "fp32", "Core ML ML Program (iOS, macOS)"),
     _coreml_row("coreml-fp16", "fp16", "Core ML, FP16 compute"),
     _coreml_row("coreml-int8w", "int8", "Core ML, 8-bit weights"),
@@ -212,8 +229,10 @@ FORMATS: tuple[Format, ...] = (
 REFERENCE = "torch"
 # The rows whose files can carry decoding and NMS in the graph (``--end2end``; checked once, in
 # pipeline.options.split_options, whatever a row's chain accepts). Not yet: onnx-int8 and the INT8 recipe (their
-# quantization would have to keep the head float and calibrate on its RGB 0–255 input), the engines, Core ML.
-END2END_ROWS = ("onnx", "tflite", "tflite-fp16", "tflite-int8", "trt-recipe", "trt-recipe-fp16")
+# quantization would have to keep the head float and calibrate on its RGB 0–255 input), tflite-int8 (ai-edge-quantizer
+# still quantizes part of the float-scoped head: every score comes out 0), trt-recipe-fp16 (trtexec
+# --fp16 may run the decoding and NMS in FP16; the recipe does not pin those layers to FP32 yet), the engines.
+END2END_ROWS = ("onnx", "tflite", "tflite-fp16", "coreml", "coreml-fp16", "coreml-int8w", "trt-recipe")
 
 
 def format_names() -> list[str]:
@@ -265,6 +284,27 @@ def format_for_path(path: str | Path) -> Format:
             return row
     known = ", ".join(dict.fromkeys(s for row in FORMATS for s in row.suffixes if s))
     raise FeatherFaceError(f"cannot tell the format of {path}: unknown suffix '{suffix}' (known: {known})")
+
+
+def format_for_file(path: str | Path) -> Format:
+    """Like :func:`format_for_path`, but a ``.tflite`` made for MediaPipe's task (its contract says so) is the
+    ``mediapipe`` row of its precision.
+
+    Raises:
+        FeatherFaceError: The suffix belongs to no known format.
+    """
+    row = format_for_path(path)
+    if row.family != "tflite" or not Path(path).is_file():
+        return row
+    from featherface_deploy.metadata.tflite import read_contract  # standard library + numpy only
+
+    try:
+        contract = read_contract(Path(path).read_bytes(), str(path))
+    except FeatherFaceError:
+        return row  # the runtime reports a bad file with its own message
+    if contract is None or contract.source_format != "mediapipe":
+        return row
+    return next((r for r in FORMATS if r.family == "mediapipe" and r.precision == contract.precision), row)
 
 
 def resolve(reference: str):

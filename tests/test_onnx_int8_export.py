@@ -55,3 +55,21 @@ def test_native_dcn_int8_is_refused(tiny_checkpoint, calibration_dir, tmp_path):
     result = CliRunner().invoke(cli, ["export", str(tiny_checkpoint), "--int8", "--calib-dir", str(calibration_dir),
                                       "--dcn", "native", "-o", str(tmp_path / "x.onnx")])
     assert result.exit_code == 1 and "portable" in result.output
+
+
+def test_fused_placement_quantizes_the_native_graph_and_info_prints_its_integer_share(tiny_checkpoint,
+                                                                                      calibration_dir, tmp_path):
+    out = tmp_path / "tiny-fused.onnx"
+    result = CliRunner().invoke(cli, ["export", str(tiny_checkpoint), "--int8", "--calib-dir", str(calibration_dir),
+                                      "--calib-images", "4", "--imgsz", "128", "--no-search", "--placement", "fused",
+                                      "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    model = onnx.load(str(out))
+    assert any(node.op_type == "DeformConv" for node in model.graph.node)  # auto DCN → native for fused
+    facts = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])["extra"]["int8"]
+    assert facts["placement"] == "fused" and facts["integer_kernels"].get("QLinearConv", 0) > 0
+    assert 0.0 < facts["integer_mac_fraction"] < 1.0  # the depthwise convolutions and DeformConv stay float
+    assert facts["integer_kernels_on"].startswith("ONNX Runtime CPU provider on")
+    info = CliRunner().invoke(cli, ["info", str(out)])
+    assert info.exit_code == 0, info.output
+    assert f"int8: {100 * facts['integer_mac_fraction']:.1f}% of MACs in integer kernels" in info.output

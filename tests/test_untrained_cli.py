@@ -70,11 +70,12 @@ def test_a_contract_written_before_the_untrained_flag_still_reads_as_trained():
 
 
 def test_untrained_models_are_seeded_and_leave_the_global_rng_alone():
-    torch.manual_seed(123)
-    before = torch.random.get_rng_state()
-    first, again = (create_untrained_model("featherface-v2-ultra", 5).state_dict() for _ in range(2))
-    other = create_untrained_model("featherface-v2-ultra", 6).state_dict()
-    assert torch.equal(torch.random.get_rng_state(), before)
+    with torch.random.fork_rng(devices=[]):  # a known global state for this test only
+        torch.manual_seed(123)
+        before = torch.random.get_rng_state()
+        first, again = (create_untrained_model("featherface-v2-ultra", 5).state_dict() for _ in range(2))
+        other = create_untrained_model("featherface-v2-ultra", 6).state_dict()
+        assert torch.equal(torch.random.get_rng_state(), before)
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["dynamic_weight_sharing.shared_weights"],
                            other["dynamic_weight_sharing.shared_weights"])

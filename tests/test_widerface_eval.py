@@ -487,9 +487,10 @@ def test_evaluate_is_fast(tmp_path):
         x1y1 = rng.uniform(0, 400, (2000, 2))
         wh = rng.uniform(2, 100, (2000, 2))
         preds[key] = np.column_stack([x1y1, x1y1 + wh, rng.random(2000)])
-    start = time.perf_counter()
+    # CPU time of this process, not wall-clock: a loaded host slows the clock, not the work (vectorised: ~1 s).
+    start = time.process_time()
     evaluate(preds, gt)
-    assert time.perf_counter() - start < 10.0
+    assert time.process_time() - start < 10.0
 
 
 # ---------------------------------------------------------------------------

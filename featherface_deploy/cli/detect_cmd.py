@@ -36,7 +36,7 @@ from featherface_deploy.visualize import draw_detections, png_bytes
 @click.option("--vis-threshold", default=0.5, show_default=True, type=PROBABILITY,
               help="Only faces at least this probable are printed and drawn.")
 @friendly_errors
-def detect(images, model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz, threads, max_pixels, out_dir,
+def detect(images, model, coreml_engine, compute_units, runtime_choice, conf_threshold, nms_iou, imgsz, threads, max_pixels, out_dir,
            exist_ok, as_json, vis_threshold):
     """Detect faces in IMAGES and print box, score and five landmarks for each.
 
@@ -48,7 +48,7 @@ def detect(images, model, coreml_engine, compute_units, conf_threshold, nms_iou,
         if target is not None:
             claim_output(target, inputs, exist_ok)  # every output checked before the first image runs
     detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, coreml_engine,
-                              compute_units)
+                              compute_units, runtime_choice)
     click.echo(runtime_line(detector.runtime), err=as_json)
     report, failed = {}, []
     for path, target in zip(images, targets):

@@ -36,7 +36,7 @@ from featherface_deploy.outputs import claim_output
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @remote_options
 @friendly_errors
-def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface,
+def evaluate(model, coreml_engine, compute_units, runtime_choice, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface,
              pred_dir, exist_ok, limit, as_json, **remote):
     """Run a model on WIDER FACE val and print Easy / Medium / Hard AP (official protocol, IoU 0.5).
 
@@ -68,7 +68,7 @@ def evaluate(model, coreml_engine, compute_units, conf_threshold, nms_iou, imgsz
             runtime_note = f"ran on {device.name}" + (f"; {ran['runtime']['note']}" if ran["runtime"]["note"] else "")
     else:
         detector = build_detector(model, conf_threshold, nms_iou, imgsz, threads, max_pixels, coreml_engine,
-                                  compute_units)
+                                  compute_units, runtime_choice)
         runtime_name, runtime_note = detector.runtime.name, detector.runtime.note
         postprocess = postprocess_line(detector.runtime)
         untrained_seed = detector.runtime.contract.untrained_seed

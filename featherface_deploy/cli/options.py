@@ -11,13 +11,14 @@ import click
 
 from featherface_deploy.detector import DEFAULT_MAX_PIXELS, FaceDetector
 from featherface_deploy.errors import FeatherFaceError, InputError
-from featherface_deploy.formats import FORMATS, format_for_path
+from featherface_deploy.formats import FORMATS, format_for_file, format_for_path
 from featherface_deploy.limits import bounded
 from featherface_deploy.option_fields import parse_size as size_from_text
 from featherface_deploy.postprocess import PostprocessConfig
 
 COREML_ENGINES = ("auto", "coreml", "interpreter")
 COMPUTE_UNITS = ("all", "cpu", "cpu-and-ne", "cpu-and-gpu")
+RUNTIME_CHOICES = ("auto", "litert")
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
@@ -106,6 +107,10 @@ def model_options(command):
                           "(Core ML where it exists, else the interpreter; the output says which ran)."),
         click.option("--compute-units", default="all", show_default=True, type=click.Choice(COMPUTE_UNITS),
                      help=".mlpackage with Core ML only: the processors Core ML may use."),
+        click.option("--runtime", "runtime_choice", default="auto", show_default=True,
+                     type=click.Choice(RUNTIME_CHOICES),
+                     help="A MediaPipe-task .tflite: auto = through MediaPipe's ObjectDetector task, litert = its raw "
+                          "outputs through LiteRT with our decoding and NMS."),
         click.option("--conf-threshold", default=None, type=PROBABILITY,
                      help=f"Minimum face probability [{PostprocessConfig.conf_threshold}; an end-to-end model: "
                           "the one it was exported with, which may only be raised]."),
@@ -169,7 +174,7 @@ def untrained_seed(checkpoint: str | None, architecture: str | None, random_init
 
 def build_detector(model: str, conf_threshold: float | None, nms_iou: float | None, imgsz: str | None,
                    threads: int | None, max_pixels: int, coreml_engine: str = "auto",
-                   compute_units: str = "all") -> FaceDetector:
+                   compute_units: str = "all", runtime_choice: str = "auto") -> FaceDetector:
     """Opens a model with the CLI's thresholds (and, for a Core ML package, its engine and compute units).
 
     A threshold left out (``None``) is the runtime's default: ours for raw-output models, the baked one for
@@ -183,6 +188,10 @@ def build_detector(model: str, conf_threshold: float | None, nms_iou: float | No
         options.update(engine=coreml_engine, compute_units=compute_units)
     elif (coreml_engine, compute_units) != ("auto", "all"):
         raise click.UsageError("--coreml-engine and --compute-units apply to Core ML packages (.mlpackage) only")
+    if runtime_choice == "litert":
+        if format_for_file(model).raw_runtime is None:
+            raise click.UsageError("--runtime litert applies to MediaPipe-task files (export --format mediapipe) only")
+        options["raw"] = True
     detector = FaceDetector.load(model, size=parse_size(imgsz), max_pixels=max_pixels, **options)
     given = {name: value for name, value in (("conf_threshold", conf_threshold), ("nms_iou", nms_iou))
              if value is not None}

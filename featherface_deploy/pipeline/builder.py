@@ -169,7 +169,8 @@ class _Build:
         in-graph detections against numpy on the same raw outputs (the second report; ``None`` otherwise).
         """
         target = path / row.verify_entry if row.verify_entry else path
-        opened = resolve(row.runtime).open(target)
+        # A row whose runtime returns finished detections (the MediaPipe task) is checked through its raw one.
+        opened = resolve(row.raw_runtime)(target) if row.raw_runtime else resolve(row.runtime).open(target)
         if opened.contract.to_json() != contract.to_json():
             raise ExportError(f"{row.name}: the contract read back from {target.name} differs from the one written")
         runtime = raw_view(row.family, target, contract) if contract.in_graph else opened

@@ -9,7 +9,11 @@ never guessed from tensor shapes:
 - which output tensor is ``loc``, ``conf`` or ``landmarks`` from the model's
   signature (``serving_default``), whose output names the contract lists;
 - int8/uint8 quantization of the input and outputs from each tensor's own
-  scale and zero point (full-integer INT8 files), float tensors untouched.
+  scale and zero point (full-integer INT8 files), float tensors untouched;
+- a file made for MediaPipe's ObjectDetector (``export --format mediapipe``:
+  RGB 0–255 in, ``location`` + ``score`` out, marked in its contract) is fed
+  and read through :mod:`~featherface_deploy.postprocess.mediapipe_layout`,
+  so it opens raw like any other TFLite file.
 
 XNNPACK is LiteRT's default CPU delegate and stays on unless ``xnnpack=False``.
 ``ai-edge-litert`` is preferred; the older ``tflite-runtime`` wheel is used only
@@ -28,6 +32,7 @@ from featherface_deploy.errors import BackendError, ContractError, FeatherFaceEr
 from featherface_deploy.runtimes.base import Runtime, check_output_shapes, usable_threads
 from featherface_deploy.runtimes.in_graph import InGraphRuntime
 from featherface_deploy.metadata.tflite import read_contract
+from featherface_deploy.postprocess.mediapipe_layout import canonical_outputs, is_task_file, task_input
 
 try:
     from ai_edge_litert import interpreter as _litert
@@ -87,10 +92,19 @@ class TfliteRuntime(Runtime):
 
     @classmethod
     def open(cls, path: str | Path | bytes, threads: int | None = None, contract: DecodeContract | None = None,
-             xnnpack: bool = True, signature: str = SIGNATURE) -> "TfliteRuntime | TfliteEnd2EndRuntime":
-        """Opens any TFLite file: raw outputs → :class:`TfliteRuntime`; end-to-end → :class:`TfliteEnd2EndRuntime`."""
+             xnnpack: bool = True, signature: str = SIGNATURE, raw: bool = False):
+        """Opens any TFLite file: raw outputs → :class:`TfliteRuntime`; end-to-end → :class:`TfliteEnd2EndRuntime`;
+        a file made for MediaPipe's ObjectDetector → the task itself
+        (:class:`~featherface_deploy.runtimes.mediapipe_runtime.MediapipeRuntime`), or with ``raw=True`` this
+        runtime (its raw outputs, our decoding and NMS)."""
         data, file_path, source = _read_model(path)
         contract = contract or _file_contract(data, file_path, source)
+        if is_task_file(contract) and not raw:
+            if file_path is None:
+                raise ContractError(f"{source}: MediaPipe's task opens files only; pass the path, or raw=True")
+            from featherface_deploy.runtimes.mediapipe_runtime import MediapipeRuntime
+
+            return MediapipeRuntime(file_path, threads=threads)
         runtime = TfliteEnd2EndRuntime if contract.in_graph else cls
         return runtime(data, threads=threads, contract=contract, xnnpack=xnnpack, signature=signature)
 
@@ -121,15 +135,20 @@ class TfliteRuntime(Runtime):
             raise ContractError(f"{source}: signature inputs {list(inputs)} / outputs {sorted(outputs)} do not match "
                                 f"the contract ({self.contract.input_name} → {list(names)})")
         self._input = inputs[self.contract.input_name]
-        self._outputs = [(role, outputs[name]) for role, name in zip(OUTPUT_ROLES, names)]
+        self._task_layout = is_task_file(self.contract)
+        roles = ("location", "score") if self._task_layout else OUTPUT_ROLES
+        self._outputs = [(role, outputs[name]) for role, name in zip(roles, names)]
         # The primary subgraph's tensors are reachable through set_tensor/invoke (no per-call re-allocation).
         primary = {detail["index"] for detail in self.interpreter.get_input_details()}
         self._runner = None if self._input["index"] in primary else runner
         self._check_input_shape(source)
         layout_shape = tuple(int(v) for v in self._input["shape"])
         nchw = (layout_shape[0], 3, *layout_shape[1:3]) if self.contract.input_layout == "NHWC" else layout_shape
-        check_output_shapes(self.contract, {role: tuple(int(v) for v in detail["shape"])
-                                            for role, detail in self._outputs}, nchw, source)
+        shapes = {role: tuple(int(v) for v in detail["shape"]) for role, detail in self._outputs}
+        if self._task_layout:
+            empty = {role: np.zeros((shape[0], shape[1], shape[2]), np.float32) for role, shape in shapes.items()}
+            shapes = {role: value.shape for role, value in canonical_outputs(**empty).items()}
+        check_output_shapes(self.contract, shapes, nchw, source)
 
     def _check_input_shape(self, source: str) -> None:
         shape = tuple(int(v) for v in self._input["shape"])
@@ -143,7 +162,10 @@ class TfliteRuntime(Runtime):
                                 f"{tuple(self.contract.input_size)} in {layout}")
 
     def _infer(self, batch: np.ndarray) -> Mapping[str, np.ndarray]:
-        array = batch.transpose(0, 2, 3, 1) if self.contract.input_layout == "NHWC" else batch
+        if self._task_layout:
+            array = task_input(batch, self.contract.mean_bgr)
+        else:
+            array = batch.transpose(0, 2, 3, 1) if self.contract.input_layout == "NHWC" else batch
         array = _quantize(np.ascontiguousarray(array), self._input)
         if self._runner is not None:
             raw = self._runner(**{self.contract.input_name: array})
@@ -152,7 +174,8 @@ class TfliteRuntime(Runtime):
             self.interpreter.set_tensor(self._input["index"], array)
             self.interpreter.invoke()
             values = [self.interpreter.get_tensor(detail["index"]) for _, detail in self._outputs]
-        return {role: _dequantize(value, detail) for (role, detail), value in zip(self._outputs, values)}
+        outputs = {role: _dequantize(value, detail) for (role, detail), value in zip(self._outputs, values)}
+        return canonical_outputs(**outputs) if self._task_layout else outputs
 
 
 class TfliteEnd2EndRuntime(InGraphRuntime):
@@ -194,10 +217,12 @@ class TfliteEnd2EndRuntime(InGraphRuntime):
             raise ContractError(f"{source}: signature inputs {inputs} / outputs {outputs} do not match its "
                                 f"end-to-end contract ({expected_in} → {expected_out})")
         self._input = self._runner.get_input_details()[self.contract.input_name]
+        self._detections = self._runner.get_output_details()[spec.outputs[0]]
 
     def _run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self._runner(**{self.contract.input_name: _quantize(tensor, self._input)})
-        return tuple(out[name] for name in self.contract.end2end.outputs)
+        rows, count = (out[name] for name in self.contract.end2end.outputs)
+        return _dequantize(rows, self._detections), count
 
 
 def _quant_params(detail: dict) -> tuple[float, int]:
