@@ -68,6 +68,7 @@ class OrtRuntime(Runtime):
     """
 
     name = "onnxruntime"
+    thread_safe = True  # InferenceSession.run may be called concurrently
 
     def __init__(self, path_or_session: str | Path | "onnxruntime.InferenceSession", threads: int | None = None,
                  providers: Sequence[str] | None = None, contract: DecodeContract | None = None,
@@ -148,6 +149,7 @@ class OrtEnd2EndRuntime(InGraphRuntime):
     """
 
     name = "onnxruntime"
+    thread_safe = True  # InferenceSession.run may be called concurrently
 
     def __init__(self, path_or_session: str | Path | "onnxruntime.InferenceSession", threads: int | None = None,
                  providers: Sequence[str] | None = None, contract: DecodeContract | None = None,
