@@ -217,3 +217,19 @@ def test_info_describes_the_end_to_end_file(tiny_e2e_onnx):
     assert "input:  input (1, 3, 64, 64) float32, RGB 0-255" in result.output
     assert "output: detections (1, 20, 15)" in result.output and "num_detections (1,) int32" in result.output
     assert "post-processing: in-graph (conf ≥ 0.3" in result.output
+
+
+def test_device_main_keeps_the_baked_thresholds_unless_given(tiny_e2e_onnx, tmp_path, capsys):
+    """The remote device side passes thresholds only when the user gave them (an end-to-end file refuses lower ones)."""
+    import json
+
+    from featherface_deploy.remote import device_main
+
+    path, _ = tiny_e2e_onnx
+    photo = tmp_path / "photo.npy"
+    np.save(photo, load_image(default_parity_images()[0]))
+    assert device_main.main(["detect", "--model", str(path), str(photo)]) == 0
+    found = json.loads(capsys.readouterr().out)["detections"][0]["faces"]
+    assert 0 < len(found) <= TINY_E2E_SETTINGS["max_det"]
+    assert device_main.main(["detect", "--model", str(path), "--conf-threshold", "0.1", str(photo)]) != 0
+    assert "0.1" in capsys.readouterr().err
