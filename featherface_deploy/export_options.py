@@ -254,8 +254,9 @@ class OnnxInt8Options(End2EndOptions):
     @staticmethod
     def accepts_source(contract) -> bool:
         """Whether an FP32 ONNX file with this contract can be quantized as it is by default (Q/DQ on inputs
-        needs the plain-op DCN; a native source is re-exported)."""
-        return contract.extra.get("dcn") != "native"
+        needs the plain-op DCN; a native source is re-exported; so is an end-to-end one: the raw network is
+        quantized)."""
+        return contract.extra.get("dcn") != "native" and not contract.in_graph
 
 
 @dataclass(frozen=True)
