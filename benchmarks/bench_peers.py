@@ -88,7 +88,7 @@ def main() -> None:
         "(BatchNorm folded by the simplifier, so lower).",
     ]
     ordered = list(rows.values())
-    write_report(RESULTS_DIR, "peers", ordered, COLUMNS, facts, notes)
+    write_report(RESULTS_DIR, "peers", ordered, COLUMNS, facts, notes, exist_ok=True)
     claim_rows = claims_rows(_measured(rows, torch_facts), {
         "params": "PyTorch model built from the checkpoint", "pth_mb": "checkpoint file size",
         "speed": "ONNX Runtime CPU, 1 thread, 416×416, interleaved median (this table)",
@@ -96,7 +96,7 @@ def main() -> None:
         "ap_delta": "WIDER FACE 200-image subset, same evaluator (not comparable with published AP)"})
     claim_notes = ["Claims are quoted from ../shared/seeds as claims; the measured column comes from "
                    "benchmarks/bench_peers.py on this machine and subset (the peers table)."]
-    write_report(RESULTS_DIR, "claims", claim_rows, CLAIM_COLUMNS, facts, claim_notes, plot=False)
+    write_report(RESULTS_DIR, "claims", claim_rows, CLAIM_COLUMNS, facts, claim_notes, plot=False, exist_ok=True)
     print(render_markdown({"columns": [c.to_dict() for c in COLUMNS], "rows": ordered, "notes": notes,
                            "facts": facts}))
     print(render_markdown({"columns": [c.to_dict() for c in CLAIM_COLUMNS], "rows": claim_rows,

@@ -121,7 +121,7 @@ def main() -> None:
         "thread(s) (ONNX Runtime thread spinning off), detectors of one size interleaved round-robin over the "
         "same 8 images, median and p90; shared 2-core host, so compare rows of one size with each other.",
     ]
-    write_report(RESULTS_DIR, "peers_same_size", rows, COLUMNS, facts, notes, plot=False)
+    write_report(RESULTS_DIR, "peers_same_size", rows, COLUMNS, facts, notes, plot=False, exist_ok=True)
     print(render_markdown({"columns": [c.to_dict() for c in COLUMNS], "rows": rows, "notes": notes, "facts": facts}))
 
 

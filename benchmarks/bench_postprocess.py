@@ -95,7 +95,7 @@ def main() -> None:
         *_harness_notes(summary, len(wider), args.threads),
         "Shared 2-core host: absolute values are noisy; medians of interleaved rounds are reported.",
     ]
-    paths = write_report(RESULTS_DIR, "postprocess", rows, COLUMNS, facts, notes, {"summary": summary}, plot=False)
+    paths = write_report(RESULTS_DIR, "postprocess", rows, COLUMNS, facts, notes, {"summary": summary}, plot=False, exist_ok=True)
     print(render_markdown({"columns": [c.to_dict() for c in COLUMNS], "rows": rows, "notes": notes, "facts": facts}))
     print(f"wrote {paths['json']}")
 

@@ -273,7 +273,7 @@ def _add_to_claims_report(claims: list[dict], payload: dict) -> None:
     extra = {k: v for k, v in report.items() if k not in ("name", "facts", "columns", "rows", "notes")}
     extra["tables"] = tables
     write_report(RESULTS_DIR, "claims", report["rows"], [Column(**c) for c in report["columns"]], report["facts"],
-                 report.get("notes", ()), extra=extra, plot=False)
+                 report.get("notes", ()), extra=extra, plot=False, exist_ok=True)
     print(render_markdown({"columns": tables[-1]["columns"], "rows": claims}))
 
 

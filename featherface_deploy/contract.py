@@ -3,19 +3,35 @@
 It travels with every exported model (in the format's metadata slot and in a
 sidecar ``<model>.json``), so a runtime needs nothing but the model file. It
 is stored as JSON and read with ``json`` only, never ``eval``.
+
+Protection: since schema version 2 the JSON carries ``digest``, the SHA-256 of
+its canonical JSON (every other key, whatever fields exist, sorted, compact),
+written at export and checked at every load: an edited ``steps``,
+``min_sizes``, ``variance``, ``mean_bgr``, ``conf_is_probability``… is an
+error, not wrong boxes. Schema-1 contracts (written before the digest) are
+still read, unprotected (``info`` says so); re-export to protect them.
+
+One rule for every reader (:func:`reconcile`): the contract embedded in the
+file and the sidecar are the same source of truth; either alone is used, both
+must agree, neither is an error.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from featherface_deploy.errors import ContractError
 from featherface_deploy.file_writing import atomic_write_bytes
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions this code reads: 1 (before the digest; accepted unprotected) and 2.
+READABLE_SCHEMA_VERSIONS = (1, 2)
+DIGEST_KEY = "digest"
 METADATA_KEY = "featherface_deploy.contract"
 OUTPUT_ROLES = ("loc", "conf", "landmarks")
 POSTPROCESS_PLACES = ("numpy", "in-graph")
@@ -196,8 +212,8 @@ class DecodeContract:
                 "its detections mean nothing")
 
     def to_json(self) -> str:
-        """Serialises the contract to a JSON string."""
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        """Serialises the contract to a JSON string, with its :func:`digest`."""
+        return json.dumps(signed(asdict(self)), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "model metadata") -> "DecodeContract":
@@ -208,7 +224,8 @@ class DecodeContract:
             source: Where it came from, for error messages.
 
         Raises:
-            ContractError: Not JSON, an unknown schema version, or missing fields.
+            ContractError: Not JSON, an unknown schema version, a digest that does not match (an edited
+                contract), or missing fields.
         """
         try:
             data = json.loads(text)
@@ -217,11 +234,15 @@ class DecodeContract:
         if not isinstance(data, dict):
             raise ContractError(f"{source}: the decode contract is not a JSON object")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if isinstance(version, bool) or version not in READABLE_SCHEMA_VERSIONS:
             raise ContractError(
                 f"{source}: unknown decode-contract schema version {version!r} (this featherface-deploy "
-                f"reads version {SCHEMA_VERSION}); re-export the model with this version"
+                f"reads versions {', '.join(map(str, READABLE_SCHEMA_VERSIONS))}); re-export the model with "
+                "this version"
             )
+        if (version >= 2 or DIGEST_KEY in data) and data.get(DIGEST_KEY) != digest(data):
+            raise ContractError(f"{source}: the decode contract was edited after export (its digest does not "
+                                "match its contents), so its boxes could not be trusted; re-export the model")
         known = {f.name for f in fields(cls)}
         try:
             values = {k: v for k, v in data.items() if k in known}
@@ -276,6 +297,52 @@ class DecodeContract:
         return DecodeContract(**values)
 
 
+def digest(document: Mapping) -> str:
+    """``sha256:<hex>`` of a contract document's canonical JSON: every key but ``digest``, sorted, compact."""
+    body = {key: value for key, value in document.items() if key != DIGEST_KEY}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def signed(document: Mapping) -> dict:
+    """The document with its :func:`digest` under ``digest``."""
+    return {**document, DIGEST_KEY: digest(document)}
+
+
+def reconcile(embedded: DecodeContract | None, model_path: str | Path | None, source: str,
+              missing: str | None = None) -> DecodeContract:
+    """The one rule every reader of a model's contract follows: embedded copy and sidecar are one truth.
+
+    Args:
+        embedded: The contract read from the file's own metadata, or ``None`` when it has none.
+        model_path: The model file (its sidecar is looked for next to it), or ``None`` (in memory).
+        source: The model, for messages.
+        missing: The message when there is no contract at all (default: how to export one).
+
+    Returns:
+        The embedded contract or the sidecar's, whichever exists; when both do they must be equal.
+
+    Raises:
+        ContractError: Neither exists, either is invalid or edited, or the two disagree.
+    """
+    sidecar = sidecar_path(model_path) if model_path is not None else None
+    if sidecar is not None and sidecar.is_file():
+        beside = DecodeContract.from_json(sidecar.read_bytes(), source=str(sidecar))
+        changed = sorted(key for key, value in asdict(beside).items()
+                         if embedded is not None and key != "schema_version" and asdict(embedded)[key] != value)
+        if changed:
+            raise ContractError(f"{source}: the contract embedded in the file and its sidecar {sidecar.name} "
+                                f"disagree ({', '.join(changed)}); delete the sidecar (the file's own copy is "
+                                "used) or re-export the model")
+        return beside
+    if embedded is not None:
+        return embedded
+    if model_path is None or missing is not None:
+        raise ContractError(missing or f"{source}: no decode contract in the model; pass contract=…")
+    raise ContractError(f"{model_path} has no decode contract: neither metadata in the file nor a sidecar "
+                        f"{sidecar.name}; export it with `featherface-deploy export`")
+
+
 def sidecar_path(model_path: str | Path) -> Path:
     """Returns the sidecar JSON path of a model file (``model.onnx`` → ``model.onnx.json``)."""
     path = Path(model_path)
@@ -294,15 +361,9 @@ def write_sidecar(contract: DecodeContract, model_path: str | Path) -> Path:
 
 
 def read_sidecar(model_path: str | Path) -> DecodeContract:
-    """Reads the sidecar contract of a model file.
+    """Reads the sidecar contract of a model file whose format embeds none (a TensorRT engine).
 
     Raises:
-        ContractError: The sidecar is missing or invalid.
+        ContractError: The sidecar is missing, invalid or edited.
     """
-    path = sidecar_path(model_path)
-    if not path.is_file():
-        raise ContractError(
-            f"{model_path} has no decode contract: neither metadata in the file nor a sidecar {path.name}; "
-            "export it with `featherface-deploy export`"
-        )
-    return DecodeContract.from_json(path.read_bytes(), source=str(path))
+    return reconcile(None, model_path, str(model_path))

@@ -10,6 +10,7 @@ import numpy as np
 
 from featherface_deploy.errors import BackendNotInstalledError, InputError
 from featherface_deploy.formats import format_for_path, resolve
+from featherface_deploy.limits import check_pixels, image_size
 from featherface_deploy.postprocess import (
     Detections,
     PostprocessConfig,
@@ -43,20 +44,22 @@ class FaceDetector:
         runtime: The backend runtime holding the model.
         config: Score threshold, NMS IoU and top-k limits; ``None``: the defaults (for an end-to-end
             file, the settings baked into it, which a given config may only tighten).
-        size: For any-size models: (height, width) box to resize images into;
+        size: For any-size models: (height, width) box to resize images into (an int N: N×N);
             ``None`` runs at native resolution. Fixed-size models always use
             their own size; asking one for another size is an error.
-        max_pixels: Largest image run at native resolution (height × width;
-            ``None`` or 0: no limit). A larger one is refused with a message
-            saying how to resize it, so a huge photo cannot take minutes and
-            gigabytes by accident.
+        max_pixels: Largest image run at native resolution, and largest
+            ``size`` (height × width; ``None`` or 0: no limit). A larger one is
+            refused with a message saying how to resize it, so a huge photo
+            cannot take minutes and gigabytes by accident.
 
     Raises:
-        InputError: ``size`` is given for a model with a different fixed input size.
+        InputError: ``size`` is not N or (height, width) with integers ≥ 1, is over ``max_pixels``, or is
+            given for a model with a different fixed input size.
     """
 
     def __init__(self, runtime: Runtime | DetectingRuntime, config: PostprocessConfig | None = None,
                  size: tuple[int, int] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+        size = _checked_size(size, max_pixels)
         fixed = runtime.contract.input_size
         if size is not None and fixed is not None and tuple(size) != tuple(fixed):
             raise InputError(f"this model has a fixed {fixed[0]}×{fixed[1]} input, so a {size[0]}×{size[1]} size "
@@ -84,6 +87,7 @@ class FaceDetector:
         Raises:
             FeatherFaceError: Unknown suffix, missing backend, bad file.
         """
+        size = _checked_size(size, max_pixels)  # before the model is opened
         try:
             runtime_class = resolve(format_for_path(path).runtime)
         except BackendNotInstalledError as error:  # e.g. an .engine without TensorRT: say which file needs it
@@ -127,6 +131,15 @@ class FaceDetector:
             check_pixel_count(*array.shape[:2], self.max_pixels, source,
                               "resize it with size=(H, W) (CLI: --imgsz), or raise max_pixels (CLI: --max-pixels)")
         return array
+
+
+def _checked_size(size, max_pixels: int | None) -> tuple[int, int] | None:
+    """``size`` as (height, width), refused when malformed or over ``max_pixels`` (:mod:`featherface_deploy.limits`)."""
+    size = image_size(size)
+    if size is not None:
+        check_pixels(size, max_pixels, "size", "give a smaller one (CLI: --imgsz), or raise max_pixels "
+                     "(CLI: --max-pixels)")
+    return size
 
 
 def _group_by_shape(shapes: Iterable[tuple[int, ...]], max_batch: int | None) -> list[list[int]]:

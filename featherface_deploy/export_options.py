@@ -360,6 +360,7 @@ class MediapipeOptions:
 
     input_layout = "NHWC"  # MediaPipe feeds NHWC images
     float_io = True  # the task feeds float32 and reads float32 (or uint8) outputs
+    end2end = False  # the task does the decoding and NMS
 
     @property
     def size(self) -> tuple[int, int]:
@@ -386,8 +387,12 @@ class MediapipeOptions:
 
 
 @dataclass(frozen=True)
-class CoremlOptions:
+class CoremlOptions(End2EndOptions):
     """How to export (the options of the ``coreml``, ``coreml-fp16`` and ``coreml-int8w`` rows).
+
+    The end-to-end options are :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`'s (NMS lowered by
+    :mod:`~featherface_deploy.exporters.nms_coreml`; an RGB 0–255 NCHW tensor of a fixed size; the head stays FP32
+    with float weights in the FP16 and INT8W rows).
 
     Attributes:
         imgsz: (height, width) of the fixed input, and the traced example; multiples of 32.
@@ -427,6 +432,18 @@ class CoremlOptions:
             raise ExportError(f"unknown int8 mode '{self.int8_mode}'; choose one of: {', '.join(COREML_INT8_MODES)}")
         if self.int8_mode == "activations":
             raise ExportError(W8A8_REFUSAL)
+        if self.end2end:
+            problems = self.end2end_problems()
+            if self.flexible is not None or self.sizes:
+                problems.append("--end2end needs a fixed input size (its priors are constants): "
+                                "drop --flexible / --sizes")
+            if self.image_input:
+                problems.append("--end2end takes an RGB 0–255 tensor (the colour flip and mean are in the graph): "
+                                "drop --image-input")
+            if self.io_dtype != "fp32":
+                problems.append("--end2end outputs float32 detections: drop --io-dtype fp16")
+            if problems:
+                raise ExportError("; ".join(problems))
         target = resolve_target(self.target)
         if self.io_dtype == "fp16" and not target_at_least(target, FP16_IO_FLOOR):
             raise ExportError(f"FP16 input/outputs need a target ≥ {FP16_IO_FLOOR} (macOS13); got {self.target}")

@@ -46,7 +46,8 @@ def current_umask() -> int:
     return mask
 
 
-def _mode_for(path: Path) -> int:
+def mode_for(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` gives: the existing file's, else 0666 minus the umask."""
     try:
         return path.stat().st_mode & 0o7777
     except OSError:
@@ -77,7 +78,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             # mkstemp creates 0600; give the file the mode a normal write would.
-            os.fchmod(stream.fileno(), _mode_for(path))
+            os.fchmod(stream.fileno(), mode_for(path))
         os.replace(temporary, path)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)
@@ -101,6 +102,12 @@ def same_file(first: str | Path, second: str | Path) -> bool:
         return os.path.samefile(first, second)
     except OSError:
         return False
+
+
+def is_empty_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder with nothing in it (a folder output may take its place without ``--exist-ok``)."""
+    path = Path(path)
+    return path.is_dir() and not path.is_symlink() and next(path.iterdir(), None) is None
 
 
 def check_writable(path: str | Path, folder: bool = False) -> None:
@@ -145,9 +152,11 @@ def check_output_path(path: str | Path, inputs: Iterable[str | Path] = (), exist
 
     Args:
         path: The file to be written.
-        inputs: Files the command reads; the output (and its companions) may be none of them, and a
-            folder output may not contain one (replacing the folder would delete it).
-        exist_ok: Allow replacing an existing file (it is then replaced atomically, at the end).
+        inputs: Files and folders the command reads; the output (and its companions) may be none of them,
+            may not be inside an input folder, and a folder output may not contain an input (replacing the
+            folder would delete it).
+        exist_ok: Allow replacing an existing file (it is then replaced atomically, at the end); an empty
+            folder is no obstacle to a folder output.
         companions: Files written together with ``path`` (e.g. its sidecar JSON), checked the same way.
         folder: ``path`` is a folder output (``.mlpackage``, a recipe) rather than a file.
 
@@ -166,7 +175,10 @@ def check_output_path(path: str | Path, inputs: Iterable[str | Path] = (), exist
             if is_folder and target.resolve() in source.resolve().parents:
                 raise OutputError(f"refusing to write the folder {target}: it holds the input {source}; "
                                   "choose another output")
-        if target.exists() and not exist_ok and target.is_dir() == is_folder:
+            if source.is_dir() and source.resolve() in target.resolve().parents:
+                raise OutputError(f"refusing to write {target}: it is inside the input folder {source}; "
+                                  "choose an output outside it")
+        if target.exists() and not exist_ok and target.is_dir() == is_folder and not is_empty_folder(target):
             raise OutputError(f"{target} already exists; pass --exist-ok to replace it (it is replaced only "
                               "after the new file passes its checks)")
         check_writable(target, folder=is_folder)

@@ -27,10 +27,15 @@ def draw_detections(image_bgr: np.ndarray, faces: Detections) -> Image.Image:
     return canvas
 
 
-def save_png(image: Image.Image, path: str | Path) -> None:
-    """Saves a PNG atomically."""
+def png_bytes(image: Image.Image) -> bytes:
+    """The image encoded as PNG."""
     from io import BytesIO
 
     buffer = BytesIO()
     image.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_png(image: Image.Image, path: str | Path) -> None:
+    """Saves a PNG atomically."""
+    atomic_write_bytes(path, png_bytes(image))

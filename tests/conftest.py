@@ -73,11 +73,10 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """A seeded, randomly initialised ``featherface-tiny`` checkpoint (fast tests; no trained weights)."""
     import torch
 
-    from featherface_deploy.models import create_model
+    from featherface_deploy.models.registry import create_untrained_model
 
-    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
-    torch.save(create_model("featherface-tiny").state_dict(), path)
+    torch.save(create_untrained_model("featherface-tiny", 0).state_dict(), path)
     return path
 
 
@@ -104,34 +103,40 @@ def requires_backend(row: str, action: str = "run") -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx(tmp_path_factory) -> Path:
-    """A seeded ``featherface-tiny`` exported to ONNX (dynamic batch, height, width) with its sidecar."""
-    torch = pytest.importorskip("torch")
+def tiny_onnx(artifacts) -> Path:
+    """A seeded ``featherface-tiny`` exported to ONNX (dynamic batch, height, width) with its sidecar (read-only)."""
+    pytest.importorskip("torch")
     pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     pytest.importorskip("onnxruntime")
-    from featherface_deploy.models import create_model
+    return artifacts.get("onnx", imgsz=(64, 64), dynamic=True, simplify=False)
 
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-onnx") / "tiny.onnx"
-    export_row(create_model("featherface-tiny"), path, "onnx", imgsz=(64, 64), dynamic=True, simplify=False)
+
+@pytest.fixture(scope="session")
+def tiny_coreml(artifacts) -> Path:
+    """The seeded tiny model (``tiny_checkpoint``'s weights) as a 64×64 Core ML package with its sidecar (read-only)."""
+    requires_backend("coreml", "export")
+    path = artifacts.get("coreml", imgsz=(64, 64))
+    assert path.is_dir() and (path / "Manifest.json").is_file()
     return path
 
 
 @pytest.fixture(scope="session")
-def tiny_coreml(tiny_checkpoint, tmp_path_factory) -> Path:
-    """The tiny checkpoint exported once per session to a 64×64 Core ML package, through the CLI (with its sidecar)."""
-    requires_backend("coreml", "export")
-    from click.testing import CliRunner
+def artifacts(request, tmp_path_factory):
+    """The artifact factory: ``artifacts.get(row, **options)`` is the path of a seeded tiny model exported once.
 
-    from featherface_deploy.cli.main import cli
+    Entries live in pytest's cache (``.pytest_cache/d/featherface-artifacts``; ``--cache-clear`` empties it),
+    keyed by the code that builds them (see ``tests/support/artifacts.py``); with ``-p no:cacheprovider``
+    they live in the session's temporary folder (the one xdist's workers share).
+    """
+    from support.artifacts import ArtifactFactory
 
-    path = tmp_path_factory.mktemp("tiny-coreml") / "tiny.mlpackage"
-    result = CliRunner().invoke(cli, ["export", str(tiny_checkpoint), "--format", "coreml", "--imgsz", "64",
-                                      "-o", str(path)])
-    assert result.exit_code == 0, result.output
-    assert path.is_dir() and (path / "Manifest.json").is_file()
-    return path
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        return ArtifactFactory(cache.mkdir("featherface-artifacts"))
+    session = tmp_path_factory.getbasetemp()
+    return ArtifactFactory((session.parent if hasattr(request.config, "workerinput") else session)
+                           / "featherface-artifacts")
 
 
 TINY_E2E_SETTINGS = {"imgsz": (64, 64), "end2end": True, "max_det": 20, "conf": 0.3, "nms_iou": 0.4,
@@ -145,11 +150,10 @@ def tiny_e2e_onnx(tmp_path_factory):
     Returns:
         (path, ExportOutcome): the verified file and its export outcome (parity and in-graph reports).
     """
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     requires_backend("onnx", "export")
-    from featherface_deploy.models import create_model
+    from featherface_deploy.models.registry import create_untrained_model
 
-    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-e2e") / "tiny-e2e.onnx"
-    outcome = export_row(create_model("featherface-tiny"), path, "onnx", **TINY_E2E_SETTINGS)
+    outcome = export_row(create_untrained_model("featherface-tiny", 0), path, "onnx", **TINY_E2E_SETTINGS)
     return path, outcome

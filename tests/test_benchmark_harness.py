@@ -129,7 +129,7 @@ def test_compare_budget_breaks_exit_status(tiny_checkpoint, image_dir, tmp_path,
              "parity_failures": ["match rate"]}]
     monkeypatch.setattr(compare_module, "run_compare", lambda *args, **kwargs: CompareResult(rows, {}, []))
     arguments = ["compare", str(tiny_checkpoint), "--formats", "torch", "--images", str(image_dir),
-                 "--out", str(tmp_path)]
+                 "--out", str(tmp_path), "--exist-ok"]  # each run rewrites the same report
     assert CliRunner().invoke(cli, arguments).exit_code == 0
     broken = CliRunner().invoke(cli, [*arguments, "--min-match-rate", "0.9"])
     assert broken.exit_code == 3 and "match rate 0.500 < 0.9" in broken.output

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from featherface_deploy.errors import CheckpointError
-from featherface_deploy.models import create_model, load_model
+from featherface_deploy.models import load_model
 from featherface_deploy.models.checkpoint import read_state_dict
+from featherface_deploy.models.registry import create_untrained_model
 
 
 @pytest.fixture(scope="module")
 def tiny_state():
-    torch.manual_seed(0)
-    return create_model("featherface-tiny").state_dict()
+    return create_untrained_model("featherface-tiny", 0).state_dict()
 
 
 def _saved(tmp_path, state, name="ck.pth"):

@@ -80,9 +80,13 @@ def test_unknown_suffix_is_refused(tmp_path, astronaut):
     assert result.exit_code == 1 and "unknown suffix" in result.output
 
 
-def test_bad_size_option():
-    result = CliRunner().invoke(cli, ["info", "setup.cfg", "--imgsz", "axb"])
-    assert result.exit_code != 0
+@pytest.mark.parametrize("size", ["axb", "0", "64x0x3"])
+def test_bad_size_option(tiny_checkpoint, size):
+    """A valid model with a bad ``--imgsz``: a usage error (exit 2) that quotes the size, and nothing else fails."""
+    result = CliRunner().invoke(cli, ["info", str(tiny_checkpoint), "--imgsz", size])
+    assert result.exit_code == 2, result.output
+    assert "Error: Invalid value: expected N or HxW" in result.output and f"got {size!r}" in result.output
+    assert CliRunner().invoke(cli, ["info", str(tiny_checkpoint), "--imgsz", "64"]).exit_code == 0
 
 
 def test_evaluate_reads_the_ground_truth_once(tiny_checkpoint, widerface_root, monkeypatch):

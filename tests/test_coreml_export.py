@@ -19,7 +19,7 @@ from conftest import export_row  # noqa: E402
 from featherface_deploy.contract import METADATA_KEY, DecodeContract, sidecar_path  # noqa: E402
 from featherface_deploy.errors import BackendNotInstalledError, ExportError, InputError  # noqa: E402
 from featherface_deploy.export_options import CoremlOptions  # noqa: E402
-from featherface_deploy.models import create_model  # noqa: E402
+from featherface_deploy.models.registry import create_untrained_model  # noqa: E402
 from featherface_deploy.runtimes.coreml_runtime import INTERPRETER_NAME, CoremlRuntime, coreml_available  # noqa: E402
 
 SIZE = (64, 64)
@@ -27,12 +27,12 @@ SIZE = (64, 64)
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    model = create_model("featherface-tiny")
+    model = create_untrained_model("featherface-tiny", 0)
+    draw = torch.Generator().manual_seed(0)
     for module in model.modules():  # non-trivial statistics, so that a wrong BN shows
         if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
+            module.running_mean.uniform_(-0.5, 0.5, generator=draw)
+            module.running_var.uniform_(0.5, 2.0, generator=draw)
     return model
 
 

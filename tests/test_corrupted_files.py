@@ -25,7 +25,7 @@ from conftest import requires_backend
 from featherface_deploy import FaceDetector
 from featherface_deploy.contract import DecodeContract, PriorConfig, sidecar_path
 from featherface_deploy.errors import BackendError, BackendNotInstalledError, ContractError, FeatherFaceError
-from featherface_deploy.models import create_model
+from featherface_deploy.models.registry import create_untrained_model
 
 SIZE = (64, 64)
 DAMAGES = ("truncated", "zero-bytes", "random-bytes", "wrong-format")
@@ -34,8 +34,7 @@ WRONG_PRIORS = PriorConfig(steps=(4, 16, 32))
 
 
 def _tiny() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return create_model("featherface-tiny").eval()
+    return create_untrained_model("featherface-tiny", 0)
 
 
 def _open_and_run(path: Path, **options) -> None:
@@ -76,14 +75,10 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory) -> Path:
-    """The one ONNX export of this module (about a minute, several on a loaded machine)."""
+def onnx_file(artifacts) -> Path:
+    """The tiny model as a static 64×64 ONNX file (read-only: the tests damage copies)."""
     requires_backend("onnx", "export")
-    from featherface_deploy.pipeline import export_model
-
-    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    export_model(_tiny(), path, "onnx", {"imgsz": SIZE, "simplify": False}, require_faces=False)
-    return path
+    return artifacts.get("onnx", imgsz=SIZE, simplify=False, require_faces=False)
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +98,10 @@ def tflite_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mlpackage(tmp_path_factory) -> Path:
-    requires_backend("coreml", "export")
+def mlpackage(tiny_coreml) -> Path:
+    """The session's tiny 64×64 Core ML package (read-only: the tests damage copies)."""
     requires_backend("coreml")
-    from featherface_deploy.pipeline import export_model
-
-    path = tmp_path_factory.mktemp("coreml") / "tiny.mlpackage"
-    export_model(_tiny(), path, "coreml", {"imgsz": SIZE}, require_faces=False)
-    return path
+    return tiny_coreml
 
 
 # --- .pth --------------------------------------------------------------------------------------------------------
@@ -286,7 +277,6 @@ def test_tflite_with_a_contract_that_is_not_its_own(tflite_file, tmp_path, edit,
 # --- .mlpackage (the numpy reference interpreter off macOS) ------------------------------------------------------
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("damage", ("truncated", "zero-bytes", "random-bytes"))
 def test_damaged_mlpackage_files(mlpackage, tmp_path, damage):
     inside = sorted(p.relative_to(mlpackage) for p in mlpackage.rglob("*") if p.is_file())
@@ -302,7 +292,6 @@ def test_damaged_mlpackage_files(mlpackage, tmp_path, damage):
         assert_refused(package)
 
 
-@pytest.mark.slow
 def test_mlpackage_that_is_not_a_package(mlpackage, checkpoint, tmp_path):
     empty = tmp_path / "empty.mlpackage"
     empty.mkdir()
@@ -314,7 +303,6 @@ def test_mlpackage_that_is_not_a_package(mlpackage, checkpoint, tmp_path):
         assert_refused(path)
 
 
-@pytest.mark.slow
 def test_mlpackage_with_a_contract_that_is_not_its_own(mlpackage, tmp_path):
     import coremltools
 

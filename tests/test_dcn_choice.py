@@ -41,10 +41,9 @@ def test_forced_lowering_is_exported_recorded_and_shown_by_info(tmp_path):
     requires_backend("onnx", "export")
     import torch
 
-    from featherface_deploy.models import create_model
+    from featherface_deploy.models.registry import create_untrained_model
 
-    torch.manual_seed(0)
-    result = export_row(create_model("featherface-tiny"), tmp_path / "tiny.onnx", "onnx", imgsz=(64, 64),
+    result = export_row(create_untrained_model("featherface-tiny", 0), tmp_path / "tiny.onnx", "onnx", imgsz=(64, 64),
                         dcn="gather_float")
     assert result.parity.passed
     assert (result.contract.extra["dcn"], result.contract.extra["dcn_selected"]) == ("gather_float", "forced")

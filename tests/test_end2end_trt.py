@@ -115,13 +115,10 @@ def test_fp16_recipe_pins_exactly_the_tail_to_fp32(tmp_path):
 
 def test_recipe_carries_the_end_to_end_graph(tmp_path):
     """trt-recipe --end2end: the folder's model.onnx is the verified end-to-end graph, fitting 10.3's parser."""
-    import torch
-
     from conftest import TINY_E2E_SETTINGS
-    from featherface_deploy.models import create_model
+    from featherface_deploy.models.registry import create_untrained_model
 
-    torch.manual_seed(0)
-    outcome = export_row(create_model("featherface-tiny"), tmp_path / "recipe", "trt-recipe", trt_version="10.3",
+    outcome = export_row(create_untrained_model("featherface-tiny", 0), tmp_path / "recipe", "trt-recipe", trt_version="10.3",
                          **TINY_E2E_SETTINGS)
     assert outcome.contract.postprocess == "in-graph" and outcome.in_graph.passed
     model = onnx.load(str(tmp_path / "recipe" / "model.onnx"))

@@ -29,7 +29,7 @@ from featherface_deploy.errors import BackendNotInstalledError, ExportError  # n
 from featherface_deploy.exporters.torch2mediapipe import (  # noqa: E402
     MediapipeGraph, MediapipeOptions, task_contract, task_metadata)
 from featherface_deploy.formats import format_for_file, get_format  # noqa: E402
-from featherface_deploy.models.registry import base_contract, create_model  # noqa: E402
+from featherface_deploy.models.registry import base_contract, create_untrained_model  # noqa: E402
 from featherface_deploy.postprocess import PostprocessConfig, load_image  # noqa: E402
 from featherface_deploy.postprocess.decode import decode_boxes, decode_landmarks  # noqa: E402
 from featherface_deploy.postprocess.mediapipe_layout import canonical_outputs  # noqa: E402
@@ -46,8 +46,7 @@ TASK_NMS = 0.3
 
 
 def _tiny(seed: int = 0):
-    torch.manual_seed(seed)
-    return create_model("featherface-tiny").eval()
+    return create_untrained_model("featherface-tiny", seed)
 
 
 def _graph_and_model(box_corners: bool, size=(64, 64)):

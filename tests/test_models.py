@@ -6,6 +6,8 @@ import torch
 
 from featherface_deploy.errors import CheckpointError
 from featherface_deploy.models import create_model, detect_architecture, list_models, load_model, read_state_dict
+from featherface_deploy.models.registry import create_untrained_model
+from support.seeding import generator
 from tests.conftest import shared_path
 
 EXPECTED_PARAMS = {"featherface-v1": 489_015, "featherface-v2-ca": 493_095}
@@ -35,20 +37,33 @@ def test_golden_raw_outputs(name, tag):
 
 
 def test_output_shapes_follow_input_size():
-    model = create_model("featherface-tiny")
+    model = create_untrained_model("featherface-tiny", 0)
     with torch.no_grad():
-        loc, conf, landmarks = model(torch.randn(2, 3, 97, 130))
+        loc, conf, landmarks = model(torch.randn(2, 3, 97, 130, generator=generator(1)))
     anchors = 2 * sum(-(-97 // s) * -(-130 // s) for s in (8, 16, 32))
     assert loc.shape == (2, anchors, 4) and conf.shape == (2, anchors, 2) and landmarks.shape == (2, anchors, 10)
     np.testing.assert_allclose(conf.sum(-1).numpy(), 1.0, atol=1e-6)
 
 
-def test_attention_pooling_is_not_frozen_to_one_size():
-    # Pooling is a mean over explicit dims: the same module must run at any size.
-    model = create_model("featherface-tiny")
+@pytest.mark.parametrize("size", [(64, 64), (96, 160)])
+def test_attention_pooling_is_not_frozen_to_one_size(size):
+    """Pooling is a mean over explicit dims: at any input size, Coordinate Attention's transform gets the mean of
+    its input over the full width (then the full height), and the model's outputs have that size's anchors."""
+    model = create_untrained_model("featherface-tiny", 0)
+    seen = {}
+    attention = model.ca_p4
+    hooks = [attention.register_forward_pre_hook(lambda module, args: seen.setdefault("x", args[0])),
+             attention.conv_transform.register_forward_pre_hook(
+                 lambda module, args: seen.setdefault("pooled", []).append(args[0]))]
     with torch.no_grad():
-        for size in ((64, 64), (96, 160)):
-            model(torch.randn(1, 3, *size))
+        loc, _, _ = model(torch.randn(1, 3, *size, generator=generator(2)) * 50)
+    for hook in hooks:
+        hook.remove()
+    x, (along_width, along_height) = seen["x"], seen["pooled"]
+    assert x.shape[2:] == (size[0] // 16, size[1] // 16)
+    torch.testing.assert_close(along_width, x.mean(dim=3, keepdim=True), rtol=0, atol=1e-6)
+    torch.testing.assert_close(along_height, x.mean(dim=2, keepdim=True), rtol=0, atol=1e-6)
+    assert loc.shape[1] == 2 * sum(-(-size[0] // s) * -(-size[1] // s) for s in (8, 16, 32))
 
 
 def test_registry_lists_variants():
@@ -117,7 +132,7 @@ def test_bifpn_stride2_resampling_is_the_same_function_on_multiples_of_32(v1_wei
     from featherface_deploy.models.bifpn import set_bifpn_resampling
 
     model = load_model(v1_weights).model
-    x = torch.randn(1, 3, *size) * 50
+    x = torch.randn(1, 3, *size, generator=generator(3)) * 50
     with torch.no_grad():
         exact = model(x)
         set_bifpn_resampling(model, "stride2")

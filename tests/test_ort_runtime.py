@@ -23,12 +23,9 @@ from featherface_deploy.runtimes.ort_runtime import OrtRuntime  # noqa: E402
 @pytest.fixture(scope="module")
 def exported(tiny_onnx):
     """The session's dynamic tiny FeatherFace export (batch, height and width free) and the model it came from."""
-    import torch
+    from featherface_deploy.models.registry import create_untrained_model
 
-    from featherface_deploy.models import create_model
-
-    torch.manual_seed(0)  # the seed tiny_onnx was exported with
-    return tiny_onnx, create_model("featherface-tiny")
+    return tiny_onnx, create_untrained_model("featherface-tiny", 0)  # the seed tiny_onnx was exported with
 
 
 def _strip_metadata(src, dst):

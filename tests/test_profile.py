@@ -111,9 +111,10 @@ def test_litert_profile_reports_partitions_and_the_ops_outside(tmp_path):
 
     from featherface_deploy.harness.profile import profile_model
     from featherface_deploy.models.deform_conv import ModulatedDeformConv2d, set_dcn_lowering
+    from support.seeding import seeded
 
-    torch.manual_seed(0)
-    block = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), ModulatedDeformConv2d(4, 4)).eval()
+    block = seeded(lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), ModulatedDeformConv2d(4, 4)), 0)
+    block.eval()
     set_dcn_lowering(block, "gather")
     path = tmp_path / "dcn.tflite"
     path.write_bytes(bytes(litert_torch.convert(block, (torch.zeros(1, 3, 8, 8),)).model_content()))

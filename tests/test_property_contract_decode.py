@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from featherface_deploy.contract import DecodeContract
+from featherface_deploy.contract import DecodeContract, signed
 from featherface_deploy.errors import ContractError
 from featherface_deploy.postprocess import PostprocessConfig, decode_image, generate_priors
 from featherface_deploy.postprocess.preprocess import Transform
@@ -39,7 +39,7 @@ def _edit(document: dict, path: tuple, value) -> dict:
         del parent[path[-1]]
     else:
         parent[path[-1]] = value
-    return edited
+    return signed(edited)  # re-signed, so the contract's own validation is what is tested here
 
 
 _PATHS = st.sampled_from([(key,) for key in VALID] + [("priors", key) for key in VALID["priors"]]

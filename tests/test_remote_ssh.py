@@ -159,9 +159,21 @@ def _processes():
             yield int(entry.name), parent, arguments
 
 
-def _runner_pids(marker: str) -> list[int]:
-    """Pids of the bundle runners whose command line holds ``marker``."""
-    return [pid for pid, _, arguments in _processes() if b"run.py" in arguments and marker.encode() in arguments]
+def _descendants(root: int) -> list[tuple[int, list[bytes]]]:
+    """(pid, arguments) of every process below ``root`` in the process tree."""
+    table = list(_processes())
+    found, frontier = [], {root}
+    while frontier:
+        below = [(pid, arguments) for pid, parent, arguments in table if parent in frontier]
+        found += below
+        frontier = {pid for pid, _ in below}
+    return found
+
+
+def _runner_pids(sshd, marker: str) -> list[int]:
+    """Pids of the bundle runners under the sshd this module started whose command line holds ``marker``."""
+    return [pid for pid, arguments in _descendants(sshd.process.pid)
+            if b"run.py" in arguments and marker.encode() in arguments]
 
 
 def _children(pid: int) -> list[int]:
@@ -169,12 +181,21 @@ def _children(pid: int) -> list[int]:
     return [child for child, parent, _ in _processes() if parent == pid]
 
 
-def _when_batch_3_runs(action) -> threading.Thread:
-    """A started thread that calls ``action()`` once, as soon as the runner of batch 3 is seen (2 min at most)."""
+def _kill_runner(pid: int) -> None:
+    """Kills ``pid`` if it is still a bundle runner (not a process that reused the number since)."""
+    try:
+        if b"run.py" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+            os.kill(pid, signal.SIGKILL)
+    except OSError:  # gone already
+        pass
+
+
+def _when_batch_3_runs(sshd, action) -> threading.Thread:
+    """A started thread that calls ``action()`` once, as soon as the sshd's runner of batch 3 is seen (2 min at most)."""
     def watch():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if _runner_pids("3"):  # "--batch 3": the second configuration
+            if _runner_pids(sshd, "3"):  # "--batch 3": the second configuration
                 action()
                 return
             time.sleep(0.02)
@@ -192,11 +213,11 @@ def test_remote_process_killed_mid_run_leaves_an_error_row_and_the_rows_before_i
     killed = []
 
     def kill_the_runner():
-        for pid in _runner_pids("3"):
+        for pid in _runner_pids(sshd, "3"):
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
-    watcher = _when_batch_3_runs(kill_the_runner)
+    watcher = _when_batch_3_runs(sshd, kill_the_runner)
     done = _cli("benchmark", tiny_onnx, "--imgsz", "64", "--warmup", "0", "--iters", "200", "--batch", "1,3",
                 "--json", report, *_remote(sshd, device_python))
     watcher.join()
@@ -252,19 +273,20 @@ def test_dropped_connection_names_device_and_step_and_skips_the_rest(sshd, devic
     if not Path("/proc/self/stat").is_file():
         pytest.skip("needs /proc to find the server's session processes (Linux)")
     report = tmp_path / "report.json"
-    dropped = []
+    dropped, orphans = [], []
 
     def drop_the_connection():
+        orphans.extend(_runner_pids(sshd, "3"))  # left running once their session is gone
         for pid in _children(sshd.process.pid):  # the sessions of the sshd this module started
             os.kill(pid, signal.SIGKILL)
             dropped.append(pid)
 
-    watcher = _when_batch_3_runs(drop_the_connection)
+    watcher = _when_batch_3_runs(sshd, drop_the_connection)
     done = _cli("benchmark", tiny_onnx, "--imgsz", "64", "--warmup", "0", "--iters", "200", "--batch", "1,3,5",
                 "--json", report, *_remote(sshd, device_python))
     watcher.join()
-    for pid in _runner_pids("3"):  # the orphaned runner: end it rather than wait for its time limit
-        os.kill(pid, signal.SIGKILL)
+    for pid in orphans:  # the orphaned runner: end it rather than wait for its time limit
+        _kill_runner(pid)
     assert dropped, "the second configuration's session was never seen"
     assert done.returncode == 1
     rows = json.loads(report.read_text())["rows"]

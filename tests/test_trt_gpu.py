@@ -28,10 +28,9 @@ needs_trt = pytest.mark.skipif(not (HAS_TRT and HAS_CUDA), reason="TensorRT and 
 
 
 def _tiny():
-    from featherface_deploy.models import create_model
+    from featherface_deploy.models.registry import create_untrained_model
 
-    torch.manual_seed(0)
-    return create_model("featherface-tiny")
+    return create_untrained_model("featherface-tiny", 0)
 
 
 NO_GPU = "needs an NVIDIA GPU (torch.cuda.is_available() is False)"

@@ -15,11 +15,13 @@ from conftest import requires_backend
 
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import CheckpointError
-from featherface_deploy.models import create_model, detect_architecture, load_model, read_state_dict
+from featherface_deploy.models import detect_architecture, load_model, read_state_dict
+from featherface_deploy.models.registry import create_untrained_model
 from featherface_deploy.models.featherface_v2_light import V2OptimizedConfig, V2UltraConfig
 from featherface_deploy.models.light_heads import ChannelShuffleLight
 from featherface_deploy.models.ultra_ops import multiscale_intelligence, progressive_enhancement, scaled_size
 from featherface_deploy.postprocess import load_image, preprocess
+from support.seeding import generator
 
 PARAMS = {
     "featherface-v2-optimized": {
@@ -41,8 +43,7 @@ def _count(module: torch.nn.Module) -> int:
 
 @pytest.fixture(scope="module", params=sorted(PARAMS))
 def seeded(request):
-    torch.manual_seed(0)
-    return request.param, create_model(request.param)
+    return request.param, create_untrained_model(request.param, 0)
 
 
 def test_parameter_counts_per_module(seeded):
@@ -67,7 +68,7 @@ def test_checkpoint_trained_elsewhere_loads_strictly(seeded, tmp_path):
     assert detect_architecture(read_state_dict(path)) == name
     loaded = load_model(path)
     assert loaded.architecture == name
-    x = torch.randn(1, 3, 64, 96)
+    x = torch.randn(1, 3, 64, 96, generator=generator(1))
     with torch.no_grad():
         for expected, found in zip(model(x), loaded.model(x)):
             torch.testing.assert_close(found, expected, rtol=0, atol=0)
@@ -81,7 +82,7 @@ def test_any_input_size_gives_v1_shaped_outputs(seeded, size):
     # Odd sizes: the nearest resizes, the rescales (floor, at least 1) and the max-pool padding all follow H×W.
     _, model = seeded
     with torch.no_grad():
-        loc, conf, landmarks = model(torch.randn(2, 3, *size))
+        loc, conf, landmarks = model(torch.randn(2, 3, *size, generator=generator(2)))
     anchors = 2 * sum(-(-size[0] // s) * -(-size[1] // s) for s in (8, 16, 32))
     assert loc.shape == (2, anchors, 4) and conf.shape == (2, anchors, 2) and landmarks.shape == (2, anchors, 10)
     np.testing.assert_allclose(conf.sum(-1).numpy(), 1.0, atol=1e-6)
@@ -89,14 +90,14 @@ def test_any_input_size_gives_v1_shaped_outputs(seeded, size):
 
 
 def test_channel_shuffle_is_the_documents_code():
-    x = torch.randn(2, 32, 3, 5)
+    x = torch.randn(2, 32, 3, 5, generator=generator(3))
     b, c, h, w = x.shape
     documented = x.view(b, 4, c // 4, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
     torch.testing.assert_close(ChannelShuffleLight(4)(x), documented, rtol=0, atol=0)
 
 
 def test_innovations_follow_the_documents_formulas():
-    x = torch.randn(1, 4, 20, 13)
+    x = torch.randn(1, 4, 20, 13, generator=generator(4))
     assert scaled_size(x, 0.75) == (15, 9) and scaled_size(torch.zeros(1, 1, 2, 1), 0.4) == (1, 1)
     enhanced = x
     for scale in (0.5, 0.75):
@@ -119,10 +120,10 @@ def probe_inputs():
 
 @pytest.fixture(scope="session")
 def probe():
+    from support.seeding import seeded
     from tests.v2_light_probe import V2LightProbe
 
-    torch.manual_seed(0)
-    return V2LightProbe().eval()
+    return seeded(V2LightProbe, 0).eval()
 
 
 def _reference(probe, inputs):

@@ -18,7 +18,7 @@ import pytest
 import scipy.io
 
 from conftest import shared_dir
-from featherface_deploy.errors import DatasetError
+from featherface_deploy.errors import DatasetError, OutputError
 from featherface_deploy.evaluation import (
     SETTINGS,
     WiderFaceAP,
@@ -422,9 +422,13 @@ def test_write_read_round_trip(tmp_path):
     for key, value in preds.items():
         assert back[key].shape == (len(value), 5)
         np.testing.assert_allclose(back[key], value, rtol=0, atol=1e-9)
-    # Overwriting is fine (atomic replace).
-    write_predictions(preds, tmp_path / "sub")
-    assert set(read_predictions(tmp_path / "sub")) == set(preds)
+    # An existing set is replaced only with exist_ok, and then whole: no stale file of the old set stays.
+    with pytest.raises(OutputError, match="already exists"):
+        write_predictions(preds, tmp_path / "sub")
+    stale = tmp_path / "sub/0--Parade/0_Parade_stale_1.txt"
+    stale.write_text("0_Parade_stale_1\n0\n")
+    write_predictions(preds, tmp_path / "sub", exist_ok=True)
+    assert set(read_predictions(tmp_path / "sub")) == set(preds) and not stale.exists()
 
 
 def test_read_predictions_rejects_bad_files(tmp_path):
@@ -483,9 +487,10 @@ def test_evaluate_is_fast(tmp_path):
         x1y1 = rng.uniform(0, 400, (2000, 2))
         wh = rng.uniform(2, 100, (2000, 2))
         preds[key] = np.column_stack([x1y1, x1y1 + wh, rng.random(2000)])
-    start = time.perf_counter()
+    # CPU time of this process, not wall-clock: a loaded host slows the clock, not the work (vectorised: ~1 s).
+    start = time.process_time()
     evaluate(preds, gt)
-    assert time.perf_counter() - start < 10.0
+    assert time.process_time() - start < 10.0
 
 
 # ---------------------------------------------------------------------------

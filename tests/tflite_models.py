@@ -17,8 +17,7 @@ def tiny_model_and_fp32():
     import torch
 
     from featherface_deploy.exporters.torch2tflite import convert_fp32
-    from featherface_deploy.models import create_model
+    from featherface_deploy.models.registry import create_untrained_model
 
-    torch.manual_seed(0)
-    model = create_model("featherface-tiny")
+    model = create_untrained_model("featherface-tiny", 0)
     return model, convert_fp32(model, SIZE, "NHWC", "featherface-tiny")

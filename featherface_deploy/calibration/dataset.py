@@ -106,6 +106,20 @@ def list_image_files(folder: str | Path) -> list[Path]:
     return files
 
 
+def check_calibration_dir(folder: str | Path) -> list[Path]:
+    """Checks a calibration folder before any export work: it must hold images; one alone is warned about.
+
+    Raises:
+        DatasetError: The folder does not exist or holds no image file.
+    """
+    files = list_image_files(folder)
+    if len(files) == 1:
+        warnings.warn(f"calibration folder {folder} holds a single photo ({files[0].name}): INT8 scales taken from "
+                      "one image fit that image, not your inputs; give about 100 representative photos",
+                      UserWarning, stacklevel=2)
+    return files
+
+
 def choose_files(files: list[Path], num_images: int, seed: int) -> list[Path]:
     """Deterministic draw of ``num_images`` files (sorted order kept), or all if fewer."""
     if num_images < 1:

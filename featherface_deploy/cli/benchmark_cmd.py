@@ -7,9 +7,9 @@ import sys
 
 import click
 
-from featherface_deploy.cli.options import COMPUTE_UNITS, ModelPath, friendly_errors, parse_size
+from featherface_deploy.cli.options import COMPUTE_UNITS, ModelPath, exist_ok_option, friendly_errors, parse_size
 from featherface_deploy.cli.remote_options import adb_options, device_line, open_remote, remote_options
-from featherface_deploy.file_writing import atomic_write_text
+from featherface_deploy.outputs import claim_output, write_output
 from featherface_deploy.harness.report import Column, facts_line, machine_facts, markdown_table
 
 COLUMNS = [Column("runtime", "Runtime"), Column("threads", "Threads"), Column("batch", "Batch"), Column("p50_ms", "p50 ms", 2),
@@ -46,6 +46,7 @@ def _int_list(value: str) -> list[int]:
               help="Folder of images to cycle through (default: 4 synthetic noise images).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the rows and machine facts to this JSON file (atomically).")
+@exist_ok_option
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(DEVICES),
               help="cuda: run a checkpoint on an NVIDIA GPU (the torch-cuda row).")
 @click.option("--half", is_flag=True, help="With --device cuda: FP16 autocast (the torch-cuda-fp16 row).")
@@ -55,8 +56,8 @@ def _int_list(value: str) -> list[int]:
 @remote_options
 @adb_options
 @friendly_errors
-def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, device, half, compute_units,
-              **remote):
+def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, exist_ok, device, half,
+              compute_units, **remote):
     """Time MODEL (.pth, .onnx, .tflite…): p50/p90/p99, mean, std, throughput, pre/infer/post, memory, size.
 
     With --remote, MODEL (.onnx, .tflite, .mlpackage, .engine; adb: .tflite) runs on the device in a bundle
@@ -64,6 +65,9 @@ def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, de
     run's.
     """
     size = parse_size(imgsz)
+    inputs = [model] + ([images] if images else [])
+    if json_path is not None:
+        claim_output(json_path, inputs, exist_ok)  # the rules are checked now, before the timing
     if compute_units is not None and format_for_path(model).family != "coreml":
         raise click.UsageError(f"--compute-units applies to Core ML packages (.mlpackage) only, not {model}")
     if remote["remote"] is not None:
@@ -71,7 +75,7 @@ def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, de
             raise click.UsageError("--device/--half choose a local row; with --remote the device runs the file")
         settings = BenchmarkSettings(size, tuple(_int_list(batch)), tuple(_int_list(threads)), warmup, iters,
                                      compute_units)
-        return _remote_benchmark(model, settings, images, json_path, remote)
+        return _remote_benchmark(model, settings, images, json_path, remote, exist_ok)
     from featherface_deploy.harness.latency import benchmark_model
 
     row = device_row(format_for_path(model), device, half)
@@ -95,10 +99,10 @@ def benchmark(model, imgsz, batch, threads, warmup, iters, images, json_path, de
         click.echo(f"_UNTRAINED: random weights (seed {facts['untrained_seed']}); the latency is the "
                    "architecture's, the detections mean nothing._")
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps({"facts": facts, "rows": rows}, indent=2))
+        write_output(json_path, json.dumps({"facts": facts, "rows": rows}, indent=2), inputs, exist_ok)
 
 
-def _remote_benchmark(model, settings, images, json_path, remote) -> None:
+def _remote_benchmark(model, settings, images, json_path, remote, exist_ok: bool) -> None:
     """``benchmark --remote``: the device's rows, printed and written like a local run's, errors included."""
     device = open_remote(**remote)
     packed = _pack_folder(model, images, settings.imgsz) if images is not None else None
@@ -117,8 +121,8 @@ def _remote_benchmark(model, settings, images, json_path, remote) -> None:
     if json_path is not None:
         facts = machine_facts(model=str(model), imgsz=list(settings.imgsz), remote=remote["remote"],
                               compute_units=settings.compute_units)
-        atomic_write_text(json_path, json.dumps({"facts": facts, "device": report.to_dict(), "rows": report.rows},
-                                                indent=2))
+        write_output(json_path, json.dumps({"facts": facts, "device": report.to_dict(), "rows": report.rows},
+                                           indent=2), [model] + ([images] if images else []), exist_ok)
     if report.errors:
         raise click.ClickException(f"{len(report.errors)} of {len(report.rows)} configurations failed on "
                                    f"{report.device}; the first: {report.errors[0]}")

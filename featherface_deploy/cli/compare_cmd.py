@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from featherface_deploy.cli.options import friendly_errors, parse_size, random_init_options, untrained_seed
+from featherface_deploy.cli.options import (PROBABILITY, Number, exist_ok_option, friendly_errors, parse_size, random_init_options,
+                                            untrained_seed)
 
 BUDGET_EXIT_CODE = 3
 
@@ -47,9 +48,9 @@ class ClickProgress:
 @click.option("--limit", default=None, type=click.IntRange(1), help="Use only the first N images.")
 @click.option("--parity-images", default=32, show_default=True, type=click.IntRange(1),
               help="Images compared with the reference.")
-@click.option("--min-match-rate", default=None, type=click.FloatRange(0, 1),
+@click.option("--min-match-rate", default=None, type=PROBABILITY,
               help=f"Budget: exit {BUDGET_EXIT_CODE} if any artifact's detection match rate is lower.")
-@click.option("--max-ap-drop", default=None, type=click.FloatRange(0),
+@click.option("--max-ap-drop", default=None, type=Number(0.0),
               help=f"Budget: exit {BUDGET_EXIT_CODE} if any AP (points) drops more than this vs the reference.")
 @click.option("--strict-parity", is_flag=True,
               help=f"Budget: exit {BUDGET_EXIT_CODE} if any artifact fails its precision's parity tolerances.")
@@ -59,10 +60,11 @@ class ClickProgress:
 @click.option("--end2end", is_flag=True, default=False,
               help="Build the rows that can take it end to end (decoding and NMS in the file, with the shared "
                    "thresholds) and run them through their own detect; other rows are reported as skipped.")
+@exist_ok_option
 @random_init_options
 @friendly_errors
 def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name, imgsz, threads, warmup, iters, limit,
-            parity_images, min_match_rate, max_ap_drop, strict_parity, devices_file, end2end, architecture,
+            parity_images, min_match_rate, max_ap_drop, strict_parity, devices_file, end2end, exist_ok, architecture,
             random_init, seed):
     """Export CHECKPOINT (or --architecture NAME --random-init) to every format asked for, run all on the same
     inputs, and report side by side.
@@ -73,7 +75,8 @@ def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name,
     from featherface_deploy.formats import get_format
     from featherface_deploy.harness.artifacts import default_rows
     from featherface_deploy.harness.compare import COLUMNS, Budgets, CompareConfig, run_compare
-    from featherface_deploy.harness.report import render_markdown, write_report
+    from featherface_deploy.harness.report import render_markdown, report_paths, write_report
+    from featherface_deploy.outputs import claim_output
 
     if widerface is None and images is None:
         raise click.UsageError("give --widerface DIR (accuracy + images) or --images DIR")
@@ -87,6 +90,10 @@ def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name,
 
         checkpoint = write_untrained_checkpoint(architecture, seed, Path(cache or Path(out) / "artifacts"))
         click.echo(f"{architecture}: random weights (seed {seed}), UNTRAINED; no AP will be reported", err=True)
+    inputs = tuple(path for path in (checkpoint, widerface, images, calib_dir, devices_file) if path is not None)
+    for path in [*report_paths(out, name).values(), *(report_paths(out, f"{name}-devices").values()
+                                                      if devices_file else ())]:
+        claim_output(path, inputs, exist_ok)  # the report's files are checked before the long run
     budgets = Budgets(min_match_rate, max_ap_drop, strict_parity)  # checked before the long run
     requested = formats.split(",") if formats else default_rows()
     fleet = _read_fleet(devices_file)  # a bad devices.toml fails now, not after the builds
@@ -98,12 +105,13 @@ def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name,
                            parity_images=parity_images, calibration_dir=_path(calib_dir), untrained_seed=seed,
                            end2end=end2end)
     result = run_compare(checkpoint, cache or Path(out) / "artifacts", config, ClickProgress())
-    paths = write_report(out, name, result.rows, COLUMNS, result.facts, result.notes)
+    paths = write_report(out, name, result.rows, COLUMNS, result.facts, result.notes, exist_ok=exist_ok,
+                         inputs=inputs)
     click.echo(render_markdown({"columns": [c.to_dict() for c in COLUMNS], "rows": result.rows,
                                 "notes": result.notes, "facts": result.facts}))
     click.echo(f"report: {', '.join(str(p) for p in paths.values())}", err=True)
     if fleet:
-        _compare_on_devices(fleet, result, out, name, parse_size(imgsz), threads, warmup, iters)
+        _compare_on_devices(fleet, result, out, name, parse_size(imgsz), threads, warmup, iters, exist_ok, inputs)
     broken = budgets.broken(result.rows)
     for line in broken:
         click.echo(f"budget broken: {line}", err=True)
@@ -119,7 +127,8 @@ def _read_fleet(devices_file: str | None) -> list:
     return read_devices(devices_file)
 
 
-def _compare_on_devices(fleet: list, result, out, name, size, threads, warmup, iters) -> None:
+def _compare_on_devices(fleet: list, result, out, name, size, threads, warmup, iters, exist_ok: bool,
+                        inputs: tuple) -> None:
     """``--devices``: the built artifacts (those a device can run) timed on every device of the fleet."""
     from featherface_deploy.remote.fleet_report import COLUMNS, fleet_report
     from featherface_deploy.remote.runs import BenchmarkSettings
@@ -128,7 +137,7 @@ def _compare_on_devices(fleet: list, result, out, name, size, threads, warmup, i
     artifacts = {row["label"]: Path(row["path"]) for row in result.rows
                  if row.get("path") and Path(row["path"]).suffix in (".onnx", ".tflite")}
     rows, paths = fleet_report(artifacts, fleet, BenchmarkSettings(size, (1,), (threads,),
-                               warmup, iters), out, name, result.facts)
+                               warmup, iters), out, name, result.facts, exist_ok, inputs)
     click.echo(markdown_table(rows, COLUMNS))
     click.echo(f"device report: {', '.join(str(p) for p in paths.values())}", err=True)
 

@@ -10,6 +10,7 @@ import click
 
 from featherface_deploy.cli.options import (
     build_detector,
+    exist_ok_option,
     friendly_errors,
     model_options,
     parse_size,
@@ -19,26 +20,32 @@ from featherface_deploy.cli.options import (
 from featherface_deploy.cli.remote_options import device_line, open_remote, remote_options
 from featherface_deploy.evaluation import evaluate_widerface, list_images, load_ground_truth, write_predictions
 from featherface_deploy.formats import format_for_path
+from featherface_deploy.outputs import claim_output
 
 
 @click.command()
 @model_options
 @click.option("--widerface", required=True, type=click.Path(exists=True, file_okay=False),
               help="WIDER FACE folder in the official layout (WIDER_val/, eval_tools/ground_truth/).")
-@click.option("--pred-dir", type=click.Path(file_okay=False), default=None,
-              help="Write predictions here in the official submission layout (<event>/<image>.txt).")
+@click.option("--pred-dir", type=click.Path(), default=None,
+              help="Write predictions here in the official submission layout (<event>/<image>.txt), as a "
+                   "whole (an existing folder only with --exist-ok, then replaced whole).")
+@exist_ok_option
 @click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate only the first N images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @remote_options
 @friendly_errors
 def evaluate(model, coreml_engine, compute_units, runtime_choice, conf_threshold, nms_iou, imgsz, threads, max_pixels, widerface,
-             pred_dir, limit, as_json, **remote):
+             pred_dir, exist_ok, limit, as_json, **remote):
     """Run a model on WIDER FACE val and print Easy / Medium / Hard AP (official protocol, IoU 0.5).
 
     The report names the runtime that ran (``runtime`` in the JSON). With --remote, the model runs on the
     device (images pushed once) and AP is computed here.
     """
     start = time.perf_counter()
+    inputs = [model, widerface]
+    if pred_dir is not None:
+        claim_output(pred_dir, inputs, exist_ok, folder=True)  # the rules are checked now, before the run
     runtime_name, runtime_note = f"remote {remote['remote']}", "ran on the device"
     untrained_seed, postprocess = None, "numpy"
     if remote["remote"] is not None:
@@ -69,7 +76,7 @@ def evaluate(model, coreml_engine, compute_units, runtime_choice, conf_threshold
                                         ground_truth=ground_truth)
     elapsed = time.perf_counter() - start
     if pred_dir is not None:
-        write_predictions(result.predictions, pred_dir)
+        write_predictions(result.predictions, pred_dir, exist_ok, inputs)
     if as_json:
         click.echo(json.dumps({"model": model, "runtime": runtime_name, "runtime_note": runtime_note,
                                "postprocess": postprocess, "untrained_seed": untrained_seed, "images": result.images, **result.ap.percentages, "seconds": round(elapsed, 1)},

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from featherface_deploy.cli.options import ModelPath, friendly_errors, parse_size
-from featherface_deploy.contract import read_sidecar
 from featherface_deploy.formats import format_for_path
 from featherface_deploy.postprocess import generate_priors
 
@@ -103,9 +102,14 @@ def info(model, architecture, imgsz):
     if row.name == "torch":
         _checkpoint_info(model, size)
         return
-    contract = read_sidecar(model)
+    from featherface_deploy.metadata import read_model_contract
+
+    contract = read_model_contract(model)
     click.echo(f"architecture: {contract.model_name}  format: {contract.source_format}  "
                f"precision: {contract.precision}")
+    if contract.schema_version < 2:
+        click.echo("contract: schema 1, written before contracts carried a digest: edits cannot be detected; "
+                   "re-export to protect it")
     if contract.untrained:
         click.echo(contract.weights_note())
     _shapes(contract, size)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from featherface_deploy import __version__
@@ -36,8 +38,14 @@ cli.add_command(profile)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; ``SIGTERM`` ends it like ``Ctrl-C`` (staging removed, locks released)."""
+    signal.signal(signal.SIGTERM, _terminated)
     cli()
+
+
+def _terminated(signum, frame) -> None:
+    """Unwinds on ``SIGTERM`` so every ``finally`` (an output's staging and lock) runs; exit status 143."""
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

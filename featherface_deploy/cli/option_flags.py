@@ -88,5 +88,7 @@ def _value_type(option: ExportOption):
     if option.value_type is int and (option.minimum is not None or option.maximum is not None):
         return click.IntRange(option.minimum, option.maximum)
     if option.value_type is float and (option.minimum is not None or option.maximum is not None):
-        return click.FloatRange(option.minimum, option.maximum)
+        from featherface_deploy.cli.options import Number  # finite, in range: NaN refused like the API does
+
+        return Number(float("-inf") if option.minimum is None else option.minimum, option.maximum)
     return option.value_type

@@ -10,8 +10,9 @@ import warnings
 import click
 
 from featherface_deploy.detector import DEFAULT_MAX_PIXELS, FaceDetector
-from featherface_deploy.errors import FeatherFaceError
+from featherface_deploy.errors import FeatherFaceError, InputError
 from featherface_deploy.formats import FORMATS, format_for_file, format_for_path
+from featherface_deploy.limits import bounded
 from featherface_deploy.option_fields import parse_size as size_from_text
 from featherface_deploy.postprocess import PostprocessConfig
 
@@ -28,6 +29,27 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
         return size_from_text(value)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+
+
+class Number(click.ParamType):
+    """A finite number from ``low`` to ``high``, checked by :func:`~featherface_deploy.limits.bounded`
+    (the Python API's own check): NaN and infinities are refused like any out-of-range value."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float | None = None) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        """Parses and checks the value; a bad one is a usage error naming the option."""
+        try:
+            return bounded(param.opts[-1] if param else "value", float(value), self.low, self.high)
+        except (InputError, ValueError):
+            span = f"from {self.low:g} to {self.high:g}" if self.high is not None else f"≥ {self.low:g}"
+            self.fail(f"expected a finite number {span}, got {value!r}", param, ctx)
+
+
+PROBABILITY = Number(0.0, 1.0)
 
 
 class ModelPath(click.Path):
@@ -89,10 +111,10 @@ def model_options(command):
                      type=click.Choice(RUNTIME_CHOICES),
                      help="A MediaPipe-task .tflite: auto = through MediaPipe's ObjectDetector task, litert = its raw "
                           "outputs through LiteRT with our decoding and NMS."),
-        click.option("--conf-threshold", default=None, type=click.FloatRange(0, 1),
+        click.option("--conf-threshold", default=None, type=PROBABILITY,
                      help=f"Minimum face probability [{PostprocessConfig.conf_threshold}; an end-to-end model: "
                           "the one it was exported with, which may only be raised]."),
-        click.option("--nms-iou", default=None, type=click.FloatRange(0, 1),
+        click.option("--nms-iou", default=None, type=PROBABILITY,
                      help=f"NMS IoU threshold [{PostprocessConfig.nms_iou}; an end-to-end model: the one it was "
                           "exported with, which cannot change]."),
         click.option("--imgsz", default=None, help="Resize images to fit N or HxW (any-size models only); "
@@ -105,6 +127,12 @@ def model_options(command):
     for decorator in reversed(decorators):
         command = decorator(command)
     return command
+
+
+def exist_ok_option(command):
+    """Adds ``--exist-ok``: the one switch that lets a command replace an existing output (see :mod:`featherface_deploy.outputs`)."""
+    return click.option("--exist-ok", is_flag=True,
+                        help="Replace an existing output (atomically, at the end); never an input.")(command)
 
 
 def random_init_options(command):

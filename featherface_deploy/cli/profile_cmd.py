@@ -6,8 +6,8 @@ import json
 
 import click
 
-from featherface_deploy.cli.options import ModelPath, friendly_errors, parse_size
-from featherface_deploy.file_writing import atomic_write_text
+from featherface_deploy.cli.options import ModelPath, exist_ok_option, friendly_errors, parse_size
+from featherface_deploy.outputs import claim_output, write_output
 from featherface_deploy.harness.report import facts_line, machine_facts
 
 
@@ -20,13 +20,17 @@ from featherface_deploy.harness.report import facts_line, machine_facts
 @click.option("--runs", default=20, show_default=True, type=click.IntRange(1), help="Timed runs (medians).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the report and machine facts to this JSON file (atomically).")
+@exist_ok_option
 @friendly_errors
-def profile(model, imgsz, threads, warmup, runs, json_path):
+def profile(model, imgsz, threads, warmup, runs, json_path, exist_ok):
     """Profile MODEL (.onnx, .tflite): time per layer group (backbone, BiFPN, each SSH/DCN block, heads),
     DCN layer and op type, beside each group's MACs and DCN sampling bytes (ONNX: ONNX Runtime's session
     profiler), or what LiteRT's XNNPACK delegate took and the time of the ops outside it (TFLite).
     """
     from featherface_deploy.harness.profile import profile_model, report_tables
+
+    if json_path is not None:
+        claim_output(json_path, [model], exist_ok)  # the rules are checked now, before the profiling
 
     report = profile_model(model, parse_size(imgsz), threads, warmup, runs)
     facts = machine_facts(model=str(model), input_shape=report["summary"]["input_shape"], runtime=report["runtime"],
@@ -34,4 +38,4 @@ def profile(model, imgsz, threads, warmup, runs, json_path):
     click.echo(report_tables(report))
     click.echo(facts_line(facts))
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps({"facts": facts, **report}, indent=2))
+        write_output(json_path, json.dumps({"facts": facts, **report}, indent=2), [model], exist_ok)

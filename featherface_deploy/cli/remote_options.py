@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from featherface_deploy.cli.options import Number
+
 
 def remote_options(command):
     """Adds ``--remote``, ``--identity``, ``--python``, ``--known-hosts``, ``--accept-new-host-key``, ``--remote-timeout``."""
@@ -18,7 +20,7 @@ def remote_options(command):
                      help="ssh known_hosts file (default: ssh's, ~/.ssh/known_hosts)."),
         click.option("--accept-new-host-key", is_flag=True,
                      help="Trust a device seen for the first time and record its key (a changed key is refused)."),
-        click.option("--remote-timeout", default=600.0, show_default=True, type=click.FloatRange(1),
+        click.option("--remote-timeout", default=600.0, show_default=True, type=Number(1.0),
                      help="Seconds allowed for each copy or run step on the device."),
     ]
     for decorator in reversed(decorators):

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from featherface_deploy.errors import DatasetError, EvaluationError
 from featherface_deploy.evaluation.ground_truth import ImageKey
 from featherface_deploy.evaluation.protocol import checked_predictions
-from featherface_deploy.file_writing import atomic_write_text
+from featherface_deploy.outputs import claim_output
 
 
 def _format_file(name: str, pred: np.ndarray) -> str:
@@ -28,19 +28,25 @@ def _format_file(name: str, pred: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_predictions(predictions: Mapping[ImageKey, np.ndarray],
-                      out_dir: str | os.PathLike) -> list[Path]:
-    """Writes detections in the official submission layout.
+def write_predictions(predictions: Mapping[ImageKey, np.ndarray], out_dir: str | os.PathLike,
+                      exist_ok: bool = False, inputs: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """Writes detections in the official submission layout, as a whole.
 
     One file ``<out_dir>/<event>/<image_name>.txt`` per image: line 1 the
     image name (no ``.jpg``), line 2 the number of faces, then one
     ``x y w h score`` line per face (``w = x2 - x1``, ``h = y2 - y1``, floats
-    written with round-trip precision). Each file is written atomically.
+    written with round-trip precision). The set is written as a whole
+    (:func:`~featherface_deploy.outputs.claim_output`): built in a staging
+    folder and renamed into place, so an interrupted run leaves no partial set
+    and an existing folder is replaced whole (``exist_ok``), never mixed with
+    the new files.
 
     Args:
         predictions: ``(event, image_name)`` -> float array ``(N, 5)`` of
             ``[x1, y1, x2, y2, score]`` rows.
-        out_dir: The submission folder; created if needed.
+        out_dir: The submission folder (an existing one only with ``exist_ok``).
+        exist_ok: Replace an existing folder.
+        inputs: What the run read (the dataset, the model): the folder may not be or hold one.
 
     Returns:
         The paths written, in the iteration order of ``predictions``.
@@ -48,18 +54,23 @@ def write_predictions(predictions: Mapping[ImageKey, np.ndarray],
     Raises:
         EvaluationError: If a prediction array is not ``(N, 5)`` or holds NaN/inf,
             or an event/image name is not a plain file name.
+        OutputError: The folder breaks the output rules.
     """
     root = Path(out_dir)
-    written = []
+    files = {}
     for (event, name), value in predictions.items():
         for part in (event, name):
             if not part or part in (".", "..") or "/" in part or os.sep in part:
                 raise EvaluationError(f"invalid event or image name in key {(event, name)!r}")
-        pred = checked_predictions((event, name), value)
-        path = root / event / f"{name}.txt"
-        atomic_write_text(path, _format_file(name, pred))
-        written.append(path)
-    return written
+        files[Path(event) / f"{name}.txt"] = _format_file(name, checked_predictions((event, name), value))
+    with claim_output(root, inputs, exist_ok, folder=True) as claim:
+        staged = claim.staged()
+        staged.mkdir()
+        for relative, text in files.items():
+            (staged / relative).parent.mkdir(exist_ok=True)
+            (staged / relative).write_text(text, encoding="utf-8")
+        claim.publish()
+    return [root / relative for relative in files]
 
 
 def _parse_file(path: Path) -> tuple[str, np.ndarray]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from featherface_deploy.contract import DecodeContract
 from featherface_deploy.errors import ExportError, missing_backend
+from featherface_deploy.limits import MAX_EXPORT_PIXELS, check_pixels, image_size
 
 if TYPE_CHECKING:
     from torch import nn
@@ -99,17 +100,15 @@ def load_source(checkpoint_or_model: str | Path | nn.Module, architecture: str |
 
 
 def size_pair(imgsz: int | Sequence[int]) -> tuple[int, int]:
-    """Turns one size or a (height, width) pair into a pair.
+    """Turns one size or a (height, width) pair into a pair, refusing one too large to build.
 
     Raises:
-        ExportError: Not one or two sizes.
+        InputError: Not one or two integers ≥ 1, or over :data:`~featherface_deploy.limits.MAX_EXPORT_PIXELS`
+            (checked with the options, before the model is loaded or anything allocated).
     """
-    if isinstance(imgsz, int):
-        return imgsz, imgsz
-    values = tuple(int(v) for v in imgsz)
-    if len(values) != 2:
-        raise ExportError(f"imgsz must be one size or (height, width), got {imgsz!r}")
-    return values
+    size = image_size(imgsz, "imgsz")
+    check_pixels(size, MAX_EXPORT_PIXELS, "imgsz", "export at a smaller size (an any-size model: --dynamic)")
+    return size
 
 
 def require(module: str, extra: str, package: str | None = None) -> ModuleType:

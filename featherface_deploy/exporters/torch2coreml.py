@@ -34,10 +34,12 @@ import torch
 from torch import nn
 
 import featherface_deploy
-from featherface_deploy.contract import OUTPUT_ROLES
+from featherface_deploy.contract import OUTPUT_ROLES, End2EndSpec
 from featherface_deploy.errors import ExportError, first_line
 from featherface_deploy.export_options import SIZE_DIVISOR, CoremlOptions, flexible_range, resolve_target
+from featherface_deploy.exporters import coreml_torch_ops, nms_coreml
 from featherface_deploy.exporters.common import ExportContext, ExportResult, require, size_pair, timed
+from featherface_deploy.exporters.end2end_head import end2end_model
 from featherface_deploy.models.bifpn import set_bifpn_resampling
 from featherface_deploy.models.deform_conv import set_dcn_lowering
 from featherface_deploy.metadata.coreml import write_contract
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from featherface_deploy.formats import Format
 
 INPUT_NAME = "input"
+END2END_TAIL_TYPE = "End2EndTail"  # the torch module type of the end-to-end head's decoding and NMS
 
 
 def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions,
@@ -72,8 +75,10 @@ def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions
     timings: dict[str, float] = {}
     imgsz = size_pair(options.imgsz)
     example = options.sizes[0] if options.sizes else imgsz
-    traced, timings["trace"] = _traced(model, example, context)
-    context.log(f"  coremltools {ct.__version__}: converting to an ML Program ({row.precision}, {target.name})")
+    spec = options.end2end_spec()
+    traced, timings["trace"] = _traced(model, example, context, spec)
+    context.log(f"  coremltools {ct.__version__}: converting to an ML Program ({row.precision}, {target.name}"
+                f"{', end-to-end' if spec else ''})")
     mlmodel = timed(timings, "convert", lambda: _convert(
         ct, traced, row, options, target, imgsz, architecture_defaults(context.model_name).mean_bgr))
     extra = {"target": target.name, "dcn": "gather", "bifpn": "stride2", "image_input": options.image_input,
@@ -84,6 +89,8 @@ def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions
     if row.precision == "int8":
         mlmodel = timed(timings, "quantize", lambda: quantize_weights(ct, mlmodel))
         extra["int8"] = "8-bit weights (linear_symmetric, per channel), float compute"
+    if spec is not None and row.precision != "fp32":
+            extra["end2end_head"] = "FP32 compute and float weights (decoding, NMS, gather)"
     fixed = options.flexible is None and not options.sizes
     contract = context.stamp(base_contract(
         context.model_name, input_name=INPUT_NAME,
@@ -91,11 +98,13 @@ def export(model: nn.Module, out_path: Path, row: Format, options: CoremlOptions
         precision=row.precision, source_format="coreml",
         versions={"torch": torch.__version__, "coremltools": ct.__version__,
                   "featherface_deploy": featherface_deploy.__version__},
-        extra=extra,
+        extra=extra, postprocess="in-graph" if spec else "numpy", end2end=spec,
     ))
     write_contract(mlmodel, contract)
     mlmodel.short_description = f"{context.model_name} face detector (featherface-deploy, {row.precision})"
     timed(timings, "save", lambda: mlmodel.save(str(out_path)))
+    if spec is not None:
+        drop_raw_outputs(Path(out_path), spec)
     facts = {"op_counts": program_op_counts(mlmodel), "target": target.name}
     context.log(f"  trace {timings['trace']:.1f} s, convert {timings['convert']:.1f} s"
                 + (f", quantize {timings['quantize']:.1f} s" if "quantize" in timings else ""))
@@ -139,10 +148,42 @@ def _downstream_of_floor(op, depth: int = 0) -> bool:
     return False
 
 
+def in_end2end_head(op) -> bool:
+    """Whether an op of the converted program belongs to the end-to-end head (torch module ``End2EndTail``)."""
+    from coremltools.converters.mil.mil.scope import ScopeSource
+
+    return END2END_TAIL_TYPE in (op.scopes.get(ScopeSource.TORCHSCRIPT_MODULE_TYPE) or ())
+
+
+def drop_raw_outputs(package: Path, spec: End2EndSpec) -> None:
+    """Removes the verification build's raw ``loc``/``conf``/``landmarks`` outputs from a saved package.
+
+    Their values keep their names inside the program (``spec.raw_tensors``), where the reference
+    interpreter can read them again for verification.
+    """
+    from coremltools.proto import Model_pb2
+
+    model_file = package / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    proto = Model_pb2.Model()
+    proto.ParseFromString(model_file.read_bytes())
+    kept = [output for output in proto.description.output if output.name in spec.outputs]
+    del proto.description.output[:]
+    proto.description.output.extend(kept)
+    function = proto.mlProgram.functions["main"]
+    block = function.block_specializations[function.opset]
+    names = [name for name in block.outputs if name in spec.outputs]
+    del block.outputs[:]
+    block.outputs.extend(names)
+    model_file.write_bytes(proto.SerializeToString())
+
+
 def quantize_weights(ct, mlmodel):
-    """8-bit symmetric per-channel weights (``linear_quantize_weights``; FP32 compute stays)."""
+    """8-bit symmetric per-channel weights (``linear_quantize_weights``; FP32 compute stays); the constants of
+    an end-to-end head (priors, rank scores) stay float."""
+    head_constants = {op.name: None for op in mlmodel._mil_program.functions["main"].operations
+                      if op.op_type == "const" and any(in_end2end_head(child) for child in op.outputs[0].child_ops)}
     config = ct.optimize.coreml.OptimizationConfig(global_config=ct.optimize.coreml.OpLinearQuantizerConfig(
-        mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+        mode="linear_symmetric", dtype="int8", granularity="per_channel"), op_name_configs=head_constants)
     with np.errstate(invalid="ignore"):  # an all-zero channel has scale 0: its 0/0 casts to 0
         return ct.optimize.coreml.linear_quantize_weights(mlmodel, config)
 
@@ -158,19 +199,27 @@ def program_op_counts(mlmodel) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
-def _traced(model: nn.Module, size: tuple[int, int], context: ExportContext):
+def _traced(model: nn.Module, size: tuple[int, int], context: ExportContext, spec: End2EndSpec | None = None):
     """``torch.jit.trace`` of the export form of ``model`` at ``size``, shared by the Core ML rows of one run.
+
+    With ``spec``: the end-to-end verification build (raw outputs after ``detections`` and
+    ``num_detections``), with the converters it needs registered.
 
     Returns:
         The traced module and the seconds spent tracing now (0 when the scratch already held it).
     """
-    key = ("torch2coreml.trace", id(model), size)
+    key = ("torch2coreml.trace", id(model), size, spec)
     if key in context.scratch:
         return context.scratch[key], 0.0
     started = time.perf_counter()
     export_model = copy.deepcopy(model).eval()
     set_dcn_lowering(export_model, "gather")
     set_bifpn_resampling(export_model, "stride2")
+    if spec is not None:
+        nms_coreml.register()
+        coreml_torch_ops.register()
+        export_model = end2end_model(export_model, base_contract(context.model_name, input_size=size), spec,
+                                     "NCHW", raw_outputs=True)
     example = torch.zeros(1, 3, *size)
     try:
         with torch.no_grad():
@@ -191,7 +240,12 @@ def _convert(ct, traced, row: Format, options: CoremlOptions, target, imgsz: tup
         inputs = [ct.TensorType(name=INPUT_NAME, shape=shape, dtype=io)]
     out_dtype = np.float16 if options.io_dtype == "fp16" else np.float32
     outputs = [ct.TensorType(name=name, dtype=out_dtype) for name in OUTPUT_ROLES]
-    precision = (ct.transform.FP16ComputePrecision(op_selector=lambda op: not keeps_fp32(op))
+    spec = options.end2end_spec()
+    if spec is not None:
+        outputs = [ct.TensorType(name=spec.outputs[0], dtype=np.float32), ct.TensorType(name=spec.outputs[1]),
+                   *outputs]
+    precision = (ct.transform.FP16ComputePrecision(op_selector=lambda op: not keeps_fp32(op)
+                                                   and not in_end2end_head(op))
                  if row.precision == "fp16" else ct.precision.FLOAT32)
     try:
         return ct.convert(traced, inputs=inputs, outputs=outputs, convert_to="mlprogram",

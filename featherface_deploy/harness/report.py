@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import io
 import json
 import math
 import os
@@ -19,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from featherface_deploy.outputs import claim_output, write_output
 
 PACKAGES = ("featherface-deploy", "numpy", "torch", "onnx", "onnxruntime", "ai-edge-litert", "tensorflow",
             "litert-torch", "ai-edge-torch", "opencv-python-headless", "scipy", "coremltools", "tensorrt")
@@ -121,10 +124,20 @@ def facts_line(facts: Mapping) -> str:
             f"{facts.get('affinity') or facts.get('cpu_count')} usable cores{threads}); {versions}._")
 
 
+REPORT_SUFFIXES = {"markdown": ".md", "csv": ".csv", "json": ".json", "png": ".png"}
+
+
+def report_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
+    """Kind → the path :func:`write_report` writes it to (the PNG only when it draws one)."""
+    return {kind: Path(out_dir) / f"{name}{suffix}" for kind, suffix in REPORT_SUFFIXES.items()}
+
+
 def write_report(out_dir: str | Path, name: str, rows: Sequence[Mapping], columns: Sequence[Column],
                  facts: Mapping, notes: Sequence[str] = (), extra: Mapping | None = None,
-                 plot: bool = True) -> dict[str, Path]:
+                 plot: bool = True, exist_ok: bool = False, inputs: Sequence[str | Path] = ()) -> dict[str, Path]:
     """Writes ``<name>.md``, ``.csv``, ``.json`` (and ``.png`` when ``plot`` and rows have AP and latency).
+
+    Each file follows the output rules (:func:`~featherface_deploy.outputs.claim_output`).
 
     Args:
         out_dir: Folder (created).
@@ -135,21 +148,30 @@ def write_report(out_dir: str | Path, name: str, rows: Sequence[Mapping], column
         notes: Lines printed under the table (how it was measured).
         extra: More JSON fields (e.g. settings, claims).
         plot: Also draw accuracy against latency.
+        exist_ok: Replace existing report files.
+        inputs: What the run read; no report file may be one of them or inside one.
 
     Returns:
         Kind (``markdown``, ``csv``, ``json``, ``png``) → path.
+
+    Raises:
+        OutputError: A report file breaks the output rules.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out / f"{name}.md", "csv": out / f"{name}.csv", "json": out / f"{name}.json"}
+    paths = report_paths(out_dir, name)
+    drawn = plot and any(_plot_point(row) for row in rows)
+    if not drawn:
+        del paths["png"]
+    for path in paths.values():
+        claim_output(path, inputs, exist_ok)  # all checked before the first is written
     payload = {"name": name, "facts": dict(facts), "columns": [c.to_dict() for c in columns], "rows": list(rows),
                "notes": list(notes), **(extra or {})}
-    paths["json"].write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    paths["markdown"].write_text(render_markdown(payload) + "\n")
-    _write_csv(paths["csv"], rows)
-    if plot and any(_plot_point(row) for row in rows):
-        paths["png"] = out / f"{name}.png"
-        plot_accuracy_latency(rows, paths["png"], title=name)
+    write_output(paths["json"], json.dumps(payload, indent=2, default=_json_default) + "\n", inputs, exist_ok)
+    write_output(paths["markdown"], render_markdown(payload) + "\n", inputs, exist_ok)
+    write_output(paths["csv"], _csv_text(rows), inputs, exist_ok)
+    if drawn:
+        with claim_output(paths["png"], inputs, exist_ok) as claim:
+            plot_accuracy_latency(rows, claim.staged(), title=name)
+            claim.publish()
     return paths
 
 
@@ -188,12 +210,13 @@ def plot_accuracy_latency(rows: Sequence[Mapping], path: str | Path, title: str 
     plt.close(figure)
 
 
-def _write_csv(path: Path, rows: Sequence[Mapping]) -> None:
+def _csv_text(rows: Sequence[Mapping]) -> str:
     keys = list(dict.fromkeys(k for row in rows for k in row if not isinstance(row[k], (dict, list))))
-    with path.open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    stream = io.StringIO(newline="")
+    writer = csv.DictWriter(stream, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return stream.getvalue()
 
 
 def _plot_point(row: Mapping) -> bool:

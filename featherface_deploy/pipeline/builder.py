@@ -8,19 +8,16 @@ the tolerance tier of its precision). Only a file that passed is moved into
 place (a rename), followed by its sidecar; a failure at any step leaves the
 output path as it was. Exporters only write files; they never import a runtime.
 
-Before any work the output is checked
-(:func:`~featherface_deploy.file_writing.check_output_path`): it may not be the
-checkpoint or another input (symlinks and hard links included), its folder must
-be writable, and an existing output (or sidecar) is refused unless
-``exist_ok`` (CLI ``--exist-ok``) — then it is replaced only after the new file
-passed parity.
+The output is claimed before any work (:func:`~featherface_deploy.outputs.claim_output`, the
+rules of every command that writes): it may not be the checkpoint or another input (symlinks and
+hard links included), its folder must be writable, an existing output (or sidecar) is refused
+unless ``exist_ok`` (CLI ``--exist-ok``), a second export to the same output fails at once, and
+the model and its sidecar are published together (all or none) only after parity passed.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +26,7 @@ from pathlib import Path
 from featherface_deploy.contract import DecodeContract, sidecar_path, write_sidecar
 from featherface_deploy.errors import BackendNotInstalledError, ExportError
 from featherface_deploy.exporters.common import ExportContext, load_source
-from featherface_deploy.file_writing import check_output_path
+from featherface_deploy.outputs import claim_output
 from featherface_deploy.formats import CHECKPOINT, Format, get_format, resolve
 from featherface_deploy.pipeline.options import build_chain, check_suffix, split_options
 from featherface_deploy.pipeline.raw_views import raw_view
@@ -107,8 +104,8 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
         raise ExportError(f"{row.name} is the reference format: there is nothing to export")
     inputs = [path for path in (source, *parity_images, *(reuse or {}).values())
               if isinstance(path, (str, os.PathLike))]
-    check_output_path(out, inputs, exist_ok, companions=[] if row.verify_entry else [sidecar_path(out)],
-                      folder=row.directory)
+    claim = claim_output(out, inputs, exist_ok, companions=[] if row.verify_entry else [sidecar_path(out)],
+                         folder=row.directory)
     out = check_suffix(row, out)
     prepared = prepare_options(row, split_options(row, options or {}), set(reuse or {}))
     started = time.perf_counter()
@@ -117,13 +114,11 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
                             open_tflite=_open_tflite, open_onnx=open_onnx)
     build = _Build(model, _reference(model), context, list(parity_images), prepared, dict(reuse or {}),
                    require_faces and untrained_seed is None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=out.parent))
-    try:
-        outcome = build.link(row, staging / out.name, tolerances)
-        _publish(outcome, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with claim:
+        outcome = build.link(row, claim.staged(), tolerances)
+        if not row.verify_entry:
+            write_sidecar(outcome.contract, claim.staged())
+        claim.publish()
     timings = {**outcome.timings, "total": time.perf_counter() - started}
     build.context.log(f"  wrote {out}" + ("" if row.verify_entry else f" and {sidecar_path(out).name}")
                       + f" in {timings['total']:.1f} s")
@@ -214,6 +209,10 @@ def prepare_options(row: Format, split: dict[str, dict[str, object]], reused: se
                 raise BackendNotInstalledError(f"--format {link.name}: {why}")
         options = resolve(link.options_class)(**split.get(link.name, {}))
         options.validate(link)
+        if getattr(options, "calib_dir", None) is not None:  # an empty folder fails now, not after the FP32 build
+            from featherface_deploy.calibration.dataset import check_calibration_dir
+
+            check_calibration_dir(options.calib_dir)
         prepared[link.name] = options
     for link in build_chain(row):
         if link.source in prepared and hasattr(prepared.get(link.name), "source_options"):
@@ -225,25 +224,6 @@ def _reference(model):
     from featherface_deploy.runtimes.torch_runtime import TorchRuntime
 
     return TorchRuntime(model)
-
-
-def _publish(outcome: ExportOutcome, out: Path) -> None:
-    """Moves the verified artifact to ``out`` (a rename, replacing what was there), then writes its sidecar."""
-    staged = outcome.path
-    if staged.is_dir():
-        if out.exists() and not out.is_dir():
-            raise ExportError(f"{out} exists and is not a folder; remove it or choose another output")
-        retired = None
-        if out.exists():
-            retired = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-            out.rename(retired)
-        staged.rename(out)
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(staged, out)
-    if not outcome.row.verify_entry:
-        write_sidecar(outcome.contract, out)
 
 
 def _quiet(message: str) -> None:

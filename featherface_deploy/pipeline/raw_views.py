@@ -12,6 +12,10 @@ canonical input (:class:`~featherface_deploy.verify.in_graph.RgbInputView`).
   with ONNX Runtime from memory.
 - **TFLite**: the flatbuffer with the tensors named in ``raw_tensors`` (the tensor names of the
   outputs the exporter dropped from the signature) added back as signature outputs, opened with LiteRT.
+- **Core ML**: the program run by the reference interpreter, which returns the values named in
+  ``raw_tensors`` (kept inside the program when the exporter dropped them as outputs) with the
+  detections. Core ML itself cannot return values that are not outputs, so this view runs the
+  interpreter on macOS too.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from featherface_deploy.contract import DecodeContract
+import numpy as np
+
+from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract
 from featherface_deploy.errors import ExportError
 from featherface_deploy.runtimes.base import Runtime
 from featherface_deploy.verify.in_graph import RgbInputView, raw_contract
@@ -63,10 +69,38 @@ def tflite_raw_view(path: Path, contract: DecodeContract) -> Runtime:
     return RgbInputView(TfliteRuntime(data, contract=raw_contract(contract)), contract)
 
 
+class _MilRawView(Runtime):
+    """The raw tensors of an end-to-end ML Program, read by the reference interpreter (input: the graph's own)."""
+
+    def __init__(self, path: Path, contract: DecodeContract) -> None:
+        from featherface_deploy.runtimes.coreml_runtime import INTERPRETER_NAME, INTERPRETER_NOTE
+        from featherface_deploy.runtimes.mil import MilInterpreter
+
+        super().__init__(raw_contract(contract))
+        self.name, self.note = INTERPRETER_NAME, INTERPRETER_NOTE
+        self._interpreter = MilInterpreter(path)
+        self._names = tuple(contract.end2end.raw_tensors)
+
+    @property
+    def max_batch(self) -> int:
+        """End-to-end programs take one image."""
+        return 1
+
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        values = self._interpreter.run({self.contract.input_name: batch}, keep=self._names)
+        return {role: np.asarray(values[name], dtype=np.float32) for role, name in zip(OUTPUT_ROLES, self._names)}
+
+
+def coreml_raw_view(path: Path, contract: DecodeContract) -> Runtime:
+    """The Core ML end-to-end package at ``path``: its raw tensors through the reference interpreter."""
+    return RgbInputView(_MilRawView(path, contract), contract)
+
+
 RAW_VIEWS: dict[str, Callable[[Path, DecodeContract], Runtime]] = {
     "onnx": onnx_raw_view,
     "trt-recipe": onnx_raw_view,
     "tflite": tflite_raw_view,
+    "coreml": coreml_raw_view,
 }
 
 

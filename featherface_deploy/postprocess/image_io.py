@@ -13,9 +13,15 @@ Conventions (also in the README):
 - Pixel values are mapped to 8 bits by their dtype, and a value range that
   makes no sense for the dtype is refused or warned about instead of giving
   0 faces without a word: float images must hold 0–255 values (all values
-  in 0–1 is refused: multiply by 255); integer images are scaled from
-  their dtype's range, except that one holding only 0–255 values is taken
-  as 8-bit values with an :class:`ImageValueRangeWarning`.
+  in 0–1 is refused: multiply by 255). ``uint16`` images are 16-bit. The
+  wider integer dtypes (``int32``, ``int64``, ``uint32``, ``uint64``) say
+  nothing about the bit depth, so their range decides: only 0–255 values →
+  8-bit (with an :class:`ImageValueRangeWarning`); a maximum from 256 to
+  4095 is ambiguous (an 8-bit image that overflowed, or 10/12-bit data) and
+  refused with the fix; up to 65535 → 16-bit; above, the dtype's
+  full range (refused when that would turn every pixel black).
+- A file with several frames (animated GIF, multi-page TIFF) is read at its
+  first frame, with an :class:`ImageFramesWarning` saying so.
 - Grayscale is replicated to three channels; an alpha channel (RGBA, gray +
   alpha files) is dropped.
 """
@@ -37,8 +43,16 @@ EXIF_ORIENTATION = 0x0112
 _FLOAT_SLACK = 0.5
 
 
+# Wider integer images whose maximum is below this are neither 8-bit nor plausibly 16-bit: refused.
+_AMBIGUOUS_BELOW = 4096
+
+
 class ImageValueRangeWarning(UserWarning):
     """An image's values are unusual for its dtype; how they were interpreted is in the message."""
+
+
+class ImageFramesWarning(UserWarning):
+    """An image file holds several frames (animated GIF, multi-page TIFF); only the first is used."""
 
 
 def _float_to_uint8(array: np.ndarray, source: str) -> np.ndarray:
@@ -61,11 +75,24 @@ def _int_to_uint8(array: np.ndarray, source: str) -> np.ndarray:
         raise ImageError(f"{source}: {array.dtype} image has negative values (min {low}); expected pixel values")
     if high <= 255:
         if high > 0:
-                warnings.warn(f"{source}: {array.dtype} image holds only 0–255 values; taken as 8-bit values (scale it "
+            warnings.warn(f"{source}: {array.dtype} image holds only 0–255 values; taken as 8-bit values (scale it "
                           f"to the full {array.dtype} range if it really is that dark)", ImageValueRangeWarning,
                           stacklevel=4)
         return array.astype(np.uint8)
-    full = 65535 if high <= 65535 else int(np.iinfo(array.dtype).max)
+    if array.dtype == np.uint16:
+        full = 65535
+    elif high < _AMBIGUOUS_BELOW:
+        raise ImageError(f"{source}: {array.dtype} image values span {low}–{high}: neither 8-bit (0–255) nor a "
+                         "16-bit range; pass np.clip(image, 0, 255).astype(np.uint8) for an 8-bit image, or "
+                         "image.astype(np.uint16) scaled to 0–65535 for deeper data")
+    elif high <= 65535:
+        full = 65535
+    else:
+        full = int(np.iinfo(array.dtype).max)
+        if high * 255 // full == 0:
+            raise ImageError(f"{source}: {array.dtype} image values span {low}–{high}: beyond 16-bit yet far below "
+                             f"the {array.dtype} range, so they would all read as black; scale them to 0–255 "
+                             "(uint8) or 0–65535 (uint16)")
     return (array.astype(np.uint64) * 255 // full).astype(np.uint8)
 
 
@@ -126,6 +153,10 @@ def _read_file(path: Path) -> np.ndarray:
                          "pass a decoded array instead") from error
     try:
         with Image.open(path) as image:
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                warnings.warn(f"{path}: the file holds {frames} frames (animated or multi-page); the first is used",
+                              ImageFramesWarning, stacklevel=3)
             image.load()
             if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
                 image = ImageOps.exif_transpose(image)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from featherface_deploy.contract import DecodeContract
+from featherface_deploy.limits import positive_count, probability
 from featherface_deploy.postprocess.decode import decode_boxes, decode_landmarks
 from featherface_deploy.postprocess.detections import Detections
 from featherface_deploy.postprocess.nms import nms
@@ -33,6 +34,17 @@ class PostprocessConfig:
     nms_iou: float = 0.4
     top_k: int = 5000
     keep_top_k: int = 750
+
+    def __post_init__(self) -> None:
+        """Refuses NaN or out-of-range thresholds and counts < 1 (:mod:`featherface_deploy.limits`).
+
+        Raises:
+            InputError: One line naming the field and the value.
+        """
+        object.__setattr__(self, "conf_threshold", probability("conf_threshold", self.conf_threshold))
+        object.__setattr__(self, "nms_iou", probability("nms_iou", self.nms_iou))
+        object.__setattr__(self, "top_k", positive_count("top_k", self.top_k))
+        object.__setattr__(self, "keep_top_k", positive_count("keep_top_k", self.keep_top_k))
 
 
 def decode_image(

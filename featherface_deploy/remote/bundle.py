@@ -21,17 +21,17 @@ import ast
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import featherface_deploy
-from featherface_deploy.contract import atomic_write_bytes, sidecar_path
+from featherface_deploy.contract import sidecar_path
 from featherface_deploy.errors import ExportError, FeatherFaceError
+from featherface_deploy.file_writing import current_umask
 from featherface_deploy.formats import format_for_path
+from featherface_deploy.outputs import claim_output
 from featherface_deploy.remote.device_requirements import DEVICE_PACKAGES, INSTALL_HINTS
 from featherface_deploy.remote.py38_check import check_files
 
@@ -113,16 +113,22 @@ def module_closure(roots: list[str]) -> list[str]:
 _PARSE_LOCK = threading.Lock()
 
 
-def build_bundle(model: str | Path, out: str | Path) -> Bundle:
-    """Writes a device bundle for ``model`` to the folder or ``.zip`` ``out`` (atomically).
+def build_bundle(model: str | Path, out: str | Path, exist_ok: bool = False) -> Bundle:
+    """Writes a device bundle for ``model`` to the folder or ``.zip`` ``out`` under the output rules.
 
-    An existing bundle at ``out`` is replaced; any other existing file or folder is left alone.
+    (:func:`~featherface_deploy.outputs.claim_output`: never the model, its sidecar or inside it; locked;
+    published whole.) An existing bundle at ``out`` is replaced only with ``exist_ok``; an existing folder
+    that is not a bundle never.
 
     Raises:
-        FeatherFaceError: The model is missing, its format cannot run on a device, ``out`` is not a
-            bundle, or a module to copy would not run on Python 3.8.
+        FeatherFaceError: The model is missing, its format cannot run on a device, ``out`` exists (without
+            ``exist_ok``) or is not a bundle, or a module to copy would not run on Python 3.8.
     """
     model, out = Path(model), Path(out)
+    zipped = out.suffix == ".zip"
+    claim = claim_output(out, [model], exist_ok, folder=not zipped)
+    if not zipped and out.exists() and not (out / MANIFEST).is_file():
+        raise FeatherFaceError(f"{out} exists and is not a bundle; choose another output folder")
     with _PARSE_LOCK:
         modules = runtime_modules(model)
         sources = {_relative(name): _module_file(name) for name in modules}
@@ -144,10 +150,9 @@ def build_bundle(model: str | Path, out: str | Path) -> Bundle:
         "requires": {"python": ">=3.8", "packages": packages, "install": INSTALL_HINTS[fmt.family]},
         "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(contents.items())},
     }, indent=2, sort_keys=True).encode("utf-8")
-    if out.suffix == ".zip":
-        _write_zip(contents, out)
-    else:
-        _write_folder(contents, out)
+    with claim:
+        (_write_zip if zipped else _write_folder)(contents, claim.staged())
+        claim.publish()
     return Bundle(out, digest, model.name, tuple(sorted(contents)))
 
 
@@ -221,35 +226,16 @@ def _digest(contents: dict) -> str:
     return digest.hexdigest()[:16]
 
 
-def _write_zip(contents: dict, out: Path) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if out.parent.exists() else None)
-    os.close(handle)
-    try:
-        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
-            for rel, data in sorted(contents.items()):
-                archive.writestr(zipfile.ZipInfo(rel, _ZIP_DATE), data, zipfile.ZIP_DEFLATED)
-        atomic_write_bytes(out, Path(temporary).read_bytes())
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+def _write_zip(contents: dict, target: Path) -> None:
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for rel, data in sorted(contents.items()):
+            archive.writestr(zipfile.ZipInfo(rel, _ZIP_DATE), data, zipfile.ZIP_DEFLATED)
+    os.chmod(target, 0o666 & ~current_umask())
 
 
-def _write_folder(contents: dict, out: Path) -> None:
-    if out.exists() and not (out / MANIFEST).is_file():
-        raise FeatherFaceError(f"{out} exists and is not a bundle; choose another output folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for rel, data in contents.items():
-            target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, retired / "bundle")
-            os.replace(staging, out)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+def _write_folder(contents: dict, target: Path) -> None:
+    for rel, data in contents.items():
+        entry = target / rel
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        entry.write_bytes(data)
+    os.chmod(target / "run.py", 0o777 & ~current_umask())

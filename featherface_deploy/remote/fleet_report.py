@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from featherface_deploy.harness.report import Column, write_report
+from featherface_deploy.outputs import claim_output
 from featherface_deploy.remote.fleet import FleetDevice, run_fleet
 from featherface_deploy.remote.runs import BenchmarkSettings
 
@@ -18,7 +19,8 @@ COLUMNS = [Column("device", "Device"), Column("artifact", "Artifact"), Column("t
 
 
 def fleet_report(artifacts: dict[str, Path], devices: list[FleetDevice], settings: BenchmarkSettings,
-                 out_dir: str | Path, name: str, facts: dict) -> tuple[list[dict], dict[str, Path]]:
+                 out_dir: str | Path, name: str, facts: dict, exist_ok: bool = False,
+                 inputs: tuple = ()) -> tuple[list[dict], dict[str, Path]]:
     """Runs the artifacts on the fleet and writes ``<name>-devices.*`` (the PNG when matplotlib is installed).
 
     Returns:
@@ -28,14 +30,17 @@ def fleet_report(artifacts: dict[str, Path], devices: list[FleetDevice], setting
     notes = [*notes, "adb devices run benchmark_model (interpreter only, random inputs); ssh devices run the "
              "bundle (pre + infer + post, as locally)."]
     paths = write_report(out_dir, f"{name}-devices", rows, COLUMNS, facts, notes,
-                         extra={"devices": [device.name for device in devices]}, plot=False)
+                         extra={"devices": [device.name for device in devices]}, plot=False, exist_ok=exist_ok,
+                         inputs=inputs)
     if any(row.get("p50_ms") or row.get("mean_ms") for row in rows):
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             return rows, paths
         paths["png"] = Path(out_dir) / f"{name}-devices.png"
-        plot_latency_by_device(rows, paths["png"], title=f"{name}: latency by device")
+        with claim_output(paths["png"], inputs, exist_ok) as claim:
+            plot_latency_by_device(rows, claim.staged(), title=f"{name}: latency by device")
+            claim.publish()
     return rows, paths
 
 

@@ -5,22 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featherface_deploy.contract import DecodeContract, read_sidecar, sidecar_path
+from featherface_deploy.contract import DecodeContract
 from featherface_deploy.postprocess import fit_image, load_image
 from featherface_deploy.remote.image_pack import PackedImage
 
 
 def model_contract(model: str | Path) -> DecodeContract:
-    """The decode contract of a model file: its sidecar, else the file's own metadata (opens the runtime).
+    """The decode contract of a model file (:func:`~featherface_deploy.metadata.read_model_contract`: its own
+    metadata and its sidecar, which must agree).
 
     Raises:
         FeatherFaceError: No contract, or the runtime needed to read it is not installed.
     """
-    if sidecar_path(model).is_file():
-        return read_sidecar(model)
-    from featherface_deploy.formats import format_for_path, resolve
+    from featherface_deploy.metadata import read_model_contract
 
-    return resolve(format_for_path(model).runtime).open(model).contract
+    return read_model_contract(model)
 
 
 def pack_images(keyed_paths: list[tuple[list, str | Path]], contract: DecodeContract,

@@ -6,11 +6,19 @@ outputs are numpy arrays in the canonical layout: input NCHW float32
 (BGR − mean), outputs ``loc`` (B, N, 4), ``conf`` (B, N, 2, probabilities) and
 ``landmarks`` (B, N, 10), float32. Backends convert to and from their own
 layouts and quantisation inside ``_infer``.
+
+Threads: every runtime may be called from several threads at once. A backend
+whose engine is not safe to share (LiteRT's interpreter, Core ML's reference
+interpreter, a TensorRT execution context) leaves ``thread_safe`` False and
+``infer`` runs its ``_infer`` under the runtime's own lock, one call at a
+time; ONNX Runtime sessions and PyTorch modules in inference mode are safe to
+share and run concurrently.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -35,15 +43,19 @@ class Runtime(ABC):
         name: Short backend name used in reports (e.g. ``onnxruntime``).
         note: Said next to the name in reports when the engine is a stand-in for the real backend
             (Core ML's reference interpreter off macOS); empty otherwise.
+        thread_safe: The backend's engine may run several calls at once; when False, calls from several
+            threads are serialised by the runtime's lock.
         postprocess: Where decoding and NMS run: ``numpy`` (our shared post-processing of the raw outputs).
     """
 
     name = "runtime"
     note = ""
+    thread_safe = False
     postprocess = "numpy"
 
     def __init__(self, contract: DecodeContract) -> None:
         self.contract = contract
+        self._infer_lock = threading.Lock()
 
     @classmethod
     def open(cls, path, **options) -> "Runtime | DetectingRuntime":
@@ -74,7 +86,7 @@ class Runtime(ABC):
         """
         array = self._validated(batch)
         try:
-            outputs = self._infer(array)
+            outputs = engine_call(self, self._infer, array)
         except FeatherFaceError:
             raise
         except Exception as error:  # noqa: BLE001 - each backend raises its own types; all become one, chained
@@ -109,6 +121,17 @@ class Runtime(ABC):
     @abstractmethod
     def _infer(self, batch: np.ndarray) -> Mapping[str, np.ndarray]:
         """Backend inference on a validated NCHW float32 batch; returns the three roles."""
+
+
+def engine_call(runtime, function, *args):
+    """Calls a runtime's engine: directly when ``runtime.thread_safe``, else under the runtime's lock.
+
+    The one place that makes every runtime (raw-output and detecting alike) safe from several threads.
+    """
+    if runtime.thread_safe:
+        return function(*args)
+    with runtime._infer_lock:  # the engine is not safe to share: one call at a time
+        return function(*args)
 
 
 def check_output_shapes(contract: DecodeContract, shapes: Mapping[str, tuple], input_shape: tuple,
@@ -182,15 +205,18 @@ class DetectingRuntime(ABC):
         name: Short backend name used in reports.
         note: Said next to the name in reports when the engine is a stand-in; empty otherwise.
         postprocess: Where post-processing ran: ``in-graph`` (end-to-end files) or ``mediapipe-task``.
+        thread_safe: As for :class:`Runtime`: when False, engine calls go through :func:`engine_call`'s lock.
     """
 
     name = "runtime"
     note = ""
     postprocess = "in-graph"
     max_batch = None  # images are detected one at a time; callers loop
+    thread_safe = False
 
     def __init__(self, contract: DecodeContract) -> None:
         self.contract = contract
+        self._infer_lock = threading.Lock()
 
     @classmethod
     def open(cls, path, **options) -> "DetectingRuntime":

@@ -26,6 +26,7 @@ from featherface_deploy.metadata.coreml import read_contract
 from featherface_deploy.errors import BackendError, BackendNotInstalledError, ContractError, FeatherFaceError, InputError, \
     first_line, missing_backend
 from featherface_deploy.runtimes.base import Runtime, check_output_shapes
+from featherface_deploy.runtimes.in_graph import InGraphRuntime
 
 try:
     import coremltools
@@ -73,40 +74,29 @@ class CoremlRuntime(Runtime):
 
     def __init__(self, path_or_model, threads: int | None = None, compute_units: str = "all",
                  engine: str = "auto", contract: DecodeContract | None = None) -> None:
-        if engine not in ENGINES:
-            raise FeatherFaceError(f"unknown Core ML engine '{engine}'; choose one of: {', '.join(ENGINES)}")
-        if compute_units not in COMPUTE_UNITS:
-            raise FeatherFaceError(f"unknown compute units '{compute_units}'; choose one of: "
-                                   f"{', '.join(COMPUTE_UNITS)}")
-        injected = isinstance(path_or_model, coremltools.models.MLModel)
-        path = None if injected else Path(path_or_model)
-        if path is not None and not path.exists():
-            raise FeatherFaceError(f"Core ML model not found: {path}")
-        if engine == "auto":
-            engine = "coreml" if injected or coreml_available() else "interpreter"
-        if engine == "coreml" and not coreml_available():
-            raise BackendNotInstalledError(
-                "Core ML predictions need macOS (the Linux coremltools wheel has no Core ML framework); "
-                "on Linux run the numpy reference interpreter with engine='interpreter' (CLI: --coreml-engine "
-                "interpreter)")
-        if injected and engine == "interpreter":
-            raise FeatherFaceError("the reference interpreter reads a .mlpackage path, not a loaded MLModel")
+        engine, path, spec_model = _choose_engine(path_or_model, engine, compute_units)
         self.engine = engine
         self.compute_units = compute_units
         self.name = "coreml" if engine == "coreml" else INTERPRETER_NAME
         self.note = "" if engine == "coreml" else INTERPRETER_NOTE
-        spec_model = path_or_model if injected else _read_model(path)
-        super().__init__(contract or read_contract(spec_model, path))
+        contract = contract or read_contract(spec_model, path)
+        if contract.in_graph:
+            raise ContractError(f"{path or 'injected model'} is an end-to-end model (post-processing in the graph): "
+                                "open it with CoremlRuntime.open or FaceDetector.load, which return its detecting "
+                                "runtime")
+        super().__init__(contract)
         self._image_input = bool(self.contract.extra.get("image_input"))
-        if engine == "coreml":
-            self._model = path_or_model if injected else coremltools.models.MLModel(
-                str(path), compute_units=getattr(coremltools.ComputeUnit, COMPUTE_UNITS[compute_units]))
-            self._interpreter = None
-        else:
-            from featherface_deploy.runtimes.mil import MilInterpreter
-
-            self._interpreter = MilInterpreter(path)
+        self._model, self._interpreter = _open_engine(path_or_model, path, engine, compute_units)
         self._check_io(spec_model.get_spec(), str(path or "injected model"))
+
+    @classmethod
+    def open(cls, path_or_model, threads: int | None = None, compute_units: str = "all", engine: str = "auto",
+             contract: DecodeContract | None = None) -> "CoremlRuntime | CoremlEnd2EndRuntime":
+        """Opens any Core ML package: raw outputs → :class:`CoremlRuntime`; end-to-end → :class:`CoremlEnd2EndRuntime`."""
+        _, path, spec_model = _choose_engine(path_or_model, engine, compute_units)
+        contract = contract or read_contract(spec_model, path)
+        runtime = CoremlEnd2EndRuntime if contract.in_graph else cls
+        return runtime(path_or_model, threads=threads, compute_units=compute_units, engine=engine, contract=contract)
 
     def _check_io(self, spec, source: str) -> None:
         inputs = [i.name for i in spec.description.input]
@@ -154,6 +144,78 @@ class CoremlRuntime(Runtime):
             low, high = (int(v) for v in flexible.split("-"))
             if not all(low <= side <= high for side in size_hw):
                 raise InputError(f"this model takes sides from {low} to {high}; got {size_hw[0]}×{size_hw[1]}")
+
+
+class CoremlEnd2EndRuntime(InGraphRuntime):
+    """Runs an end-to-end Core ML package (decoding and NMS in the program) and returns detections in image pixels.
+
+    Same arguments and engines as :class:`CoremlRuntime` (Core ML on macOS, the reference interpreter elsewhere).
+
+    Raises:
+        ContractError: No contract, a contract that is not end-to-end, or inputs/outputs that do not match it.
+    """
+
+    def __init__(self, path_or_model, threads: int | None = None, compute_units: str = "all",
+                 engine: str = "auto", contract: DecodeContract | None = None) -> None:
+        engine, path, spec_model = _choose_engine(path_or_model, engine, compute_units)
+        source = str(path or "injected model")
+        contract = contract or read_contract(spec_model, path)
+        self.check_contract(contract, source)
+        super().__init__(contract)
+        self.engine = engine
+        self.name = "coreml" if engine == "coreml" else INTERPRETER_NAME
+        self.note = "" if engine == "coreml" else INTERPRETER_NOTE
+        self._model, self._interpreter = _open_engine(path_or_model, path, engine, compute_units)
+        proto = spec_model.get_spec()
+        inputs = [i.name for i in proto.description.input]
+        outputs = [o.name for o in proto.description.output]
+        if inputs != [contract.input_name] or outputs != list(contract.end2end.outputs):
+            raise ContractError(f"{source}: model inputs {inputs} / outputs {outputs} do not match its end-to-end "
+                                f"contract ({contract.input_name} → {list(contract.end2end.outputs)})")
+
+    def _run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feeds = {self.contract.input_name: tensor}
+        out = self._interpreter.run(feeds) if self._interpreter is not None else self._model.predict(feeds)
+        return tuple(np.asarray(out[name]) for name in self.contract.end2end.outputs)
+
+
+def _choose_engine(path_or_model, engine: str, compute_units: str):
+    """(the engine that runs, the package path or ``None`` when injected, a model to read the spec from).
+
+    Raises:
+        FeatherFaceError: Unknown engine or compute units, a missing package, or an injected model for the interpreter.
+        BackendNotInstalledError: ``engine="coreml"`` where Core ML cannot run.
+    """
+    if engine not in ENGINES:
+        raise FeatherFaceError(f"unknown Core ML engine '{engine}'; choose one of: {', '.join(ENGINES)}")
+    if compute_units not in COMPUTE_UNITS:
+        raise FeatherFaceError(f"unknown compute units '{compute_units}'; choose one of: "
+                               f"{', '.join(COMPUTE_UNITS)}")
+    injected = isinstance(path_or_model, coremltools.models.MLModel)
+    path = None if injected else Path(path_or_model)
+    if path is not None and not path.exists():
+        raise FeatherFaceError(f"Core ML model not found: {path}")
+    if engine == "auto":
+        engine = "coreml" if injected or coreml_available() else "interpreter"
+    if engine == "coreml" and not coreml_available():
+        raise BackendNotInstalledError(
+            "Core ML predictions need macOS (the Linux coremltools wheel has no Core ML framework); "
+            "on Linux run the numpy reference interpreter with engine='interpreter' (CLI: --coreml-engine "
+            "interpreter)")
+    if injected and engine == "interpreter":
+        raise FeatherFaceError("the reference interpreter reads a .mlpackage path, not a loaded MLModel")
+    return engine, path, path_or_model if injected else _read_model(path)
+
+
+def _open_engine(path_or_model, path: Path | None, engine: str, compute_units: str):
+    """(Core ML model, None) or (None, reference interpreter) for the chosen engine."""
+    if engine == "coreml":
+        model = path_or_model if path is None else coremltools.models.MLModel(
+            str(path), compute_units=getattr(coremltools.ComputeUnit, COMPUTE_UNITS[compute_units]))
+        return model, None
+    from featherface_deploy.runtimes.mil import MilInterpreter
+
+    return None, MilInterpreter(path)
 
 
 def _read_model(path: Path):

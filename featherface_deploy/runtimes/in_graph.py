@@ -30,7 +30,7 @@ from featherface_deploy.contract import DETECTION_WIDTH, DecodeContract
 from featherface_deploy.errors import ContractError, InputError
 from featherface_deploy.postprocess import Detections, PostprocessConfig, fit_image
 from featherface_deploy.postprocess.preprocess import Transform
-from featherface_deploy.runtimes.base import DetectingRuntime
+from featherface_deploy.runtimes.base import DetectingRuntime, engine_call
 
 
 def baked_config(contract: DecodeContract) -> PostprocessConfig:
@@ -132,7 +132,7 @@ class InGraphRuntime(DetectingRuntime):
         config = self.default_config() if config is None else config
         check_config(self.contract, config)
         tensor, transform = letterbox(image, self.contract)
-        rows, count = self._run(tensor)
+        rows, count = engine_call(self, self._run, tensor)
         spec = self.contract.end2end
         if rows.shape != (1, spec.max_det, DETECTION_WIDTH) or np.size(count) != 1:
             raise ContractError(f"{self.name}: outputs shaped {rows.shape} and {np.shape(count)}, expected "

@@ -31,7 +31,7 @@ from featherface_deploy.metadata.tflite import read_contract
 from featherface_deploy.postprocess import Detections, PostprocessConfig
 from featherface_deploy.postprocess.mediapipe_layout import CONTRACT_KEY, LANDMARKS, is_task_file
 from featherface_deploy.runtimes import mediapipe_protocol as protocol
-from featherface_deploy.runtimes.base import DetectingRuntime
+from featherface_deploy.runtimes.base import DetectingRuntime, engine_call
 from featherface_deploy.runtimes.mediapipe_env import INSTALL_HINT, task_python
 
 WORKER = Path(__file__).with_name("mediapipe_worker.py")
@@ -92,7 +92,10 @@ class MediapipeRuntime(DetectingRuntime):
         The task's score threshold is ``config.conf_threshold`` (always set: the task's default 0 sends every
         anchor to NMS); its NMS IoU is fixed at 0.3 (a different ``config.nms_iou`` is warned about once).
         """
-        config = config or self.default_config()
+        # one worker process answers one request at a time: calls from several threads take turns
+        return engine_call(self, self._detect, image, config or self.default_config())
+
+    def _detect(self, image: np.ndarray, config: PostprocessConfig) -> Detections:
         self._open(config.conf_threshold)
         if config.nms_iou != self.layout["nms_iou"] and not self._warned_iou:
             warnings.warn(f"the MediaPipe task's NMS IoU is fixed at {self.layout['nms_iou']}; "

@@ -56,6 +56,8 @@ class OrtRuntime(Runtime):
             default). Turn it off when several sessions share the cores, e.g. when timing
             models interleaved: an idle session's spinning threads steal the cores from the
             one being timed.
+        source: How messages name an injected session (default ``injected session``; :meth:`open`
+            passes the file it created the session from).
 
     Raises:
         BackendNotInstalledError: A requested provider is not available.
@@ -66,13 +68,14 @@ class OrtRuntime(Runtime):
     """
 
     name = "onnxruntime"
+    thread_safe = True  # InferenceSession.run may be called concurrently
 
     def __init__(self, path_or_session: str | Path | "onnxruntime.InferenceSession", threads: int | None = None,
                  providers: Sequence[str] | None = None, contract: DecodeContract | None = None,
                  session_options: "onnxruntime.SessionOptions | None" = None,
-                 allow_spinning: bool = True) -> None:
+                 allow_spinning: bool = True, source: str | None = None) -> None:
         self.session, contract, source = open_session(path_or_session, threads, providers, contract,
-                                                      session_options, allow_spinning)
+                                                      session_options, allow_spinning, source)
         if contract.in_graph:
             raise ContractError(f"{source} is an end-to-end model (post-processing in the graph): open it with "
                                 "OrtRuntime.open or FaceDetector.load, which return its detecting runtime")
@@ -88,9 +91,9 @@ class OrtRuntime(Runtime):
 
         Takes the same arguments as the constructor (one session is created).
         """
-        session, contract, _ = open_session(path_or_session, threads, providers, contract, session_options,
-                                            allow_spinning)
-        return (OrtEnd2EndRuntime if contract.in_graph else cls)(session, contract=contract)
+        session, contract, source = open_session(path_or_session, threads, providers, contract, session_options,
+                                                 allow_spinning)
+        return (OrtEnd2EndRuntime if contract.in_graph else cls)(session, contract=contract, source=source)
 
     @property
     def providers(self) -> list[str]:
@@ -137,7 +140,7 @@ class OrtEnd2EndRuntime(InGraphRuntime):
 
     Args:
         path_or_session: A ``.onnx`` path, or an ``onnxruntime.InferenceSession``.
-        threads, providers, session_options, allow_spinning: As for :class:`OrtRuntime`.
+        threads, providers, session_options, allow_spinning, source: As for :class:`OrtRuntime`.
         contract: A contract for an injected session without metadata.
 
     Raises:
@@ -146,13 +149,14 @@ class OrtEnd2EndRuntime(InGraphRuntime):
     """
 
     name = "onnxruntime"
+    thread_safe = True  # InferenceSession.run may be called concurrently
 
     def __init__(self, path_or_session: str | Path | "onnxruntime.InferenceSession", threads: int | None = None,
                  providers: Sequence[str] | None = None, contract: DecodeContract | None = None,
                  session_options: "onnxruntime.SessionOptions | None" = None,
-                 allow_spinning: bool = True) -> None:
+                 allow_spinning: bool = True, source: str | None = None) -> None:
         self.session, contract, source = open_session(path_or_session, threads, providers, contract,
-                                                      session_options, allow_spinning)
+                                                      session_options, allow_spinning, source)
         self.check_contract(contract, source)
         super().__init__(contract)
         self._check_io(source)
@@ -174,9 +178,11 @@ class OrtEnd2EndRuntime(InGraphRuntime):
 
 
 def open_session(path_or_session, threads: int | None, providers: Sequence[str] | None,
-                 contract: DecodeContract | None, session_options, allow_spinning: bool
+                 contract: DecodeContract | None, session_options, allow_spinning: bool, source: str | None = None
                  ) -> tuple["onnxruntime.InferenceSession", DecodeContract, str]:
     """(session, contract, source name) for a path or an injected session; the contract from metadata or sidecar.
+
+    ``source`` names an injected session in messages (``open`` passes the file it created the session from).
 
     Raises:
         FeatherFaceError: The path is not a regular file.
@@ -184,7 +190,7 @@ def open_session(path_or_session, threads: int | None, providers: Sequence[str] 
         BackendError: ONNX Runtime cannot load the file.
     """
     if isinstance(path_or_session, onnxruntime.InferenceSession):
-        session, path, source = path_or_session, None, "injected session"
+        session, path, source = path_or_session, None, source or "injected session"
     else:
         path = Path(path_or_session)
         source = str(path)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract, read_sidecar
+from featherface_deploy.contract import OUTPUT_ROLES, DecodeContract, reconcile
 from featherface_deploy.errors import BackendError, ContractError, FeatherFaceError, first_line, missing_backend
 from featherface_deploy.runtimes.base import Runtime, check_output_shapes, usable_threads
 from featherface_deploy.runtimes.in_graph import InGraphRuntime
@@ -82,7 +82,7 @@ class TfliteRuntime(Runtime):
             self.interpreter.allocate_tensors()
         else:
             data, path, source = _read_model(path_or_interpreter)
-            contract = contract or read_contract(data, source) or _sidecar_or_fail(path, source)
+            contract = contract or _file_contract(data, path, source)
             self.interpreter = _create_interpreter(data, path, threads, xnnpack, source)
         if contract.in_graph:
             raise ContractError(f"{source} is an end-to-end model (post-processing in the graph): open it with "
@@ -98,7 +98,7 @@ class TfliteRuntime(Runtime):
         (:class:`~featherface_deploy.runtimes.mediapipe_runtime.MediapipeRuntime`), or with ``raw=True`` this
         runtime (its raw outputs, our decoding and NMS)."""
         data, file_path, source = _read_model(path)
-        contract = contract or read_contract(data, source) or _sidecar_or_fail(file_path, source)
+        contract = contract or _file_contract(data, file_path, source)
         if is_task_file(contract) and not raw:
             if file_path is None:
                 raise ContractError(f"{source}: MediaPipe's task opens files only; pass the path, or raw=True")
@@ -196,7 +196,7 @@ class TfliteEnd2EndRuntime(InGraphRuntime):
     def __init__(self, path: str | Path | bytes, threads: int | None = None, contract: DecodeContract | None = None,
                  xnnpack: bool = True, signature: str = SIGNATURE) -> None:
         data, file_path, source = _read_model(path)
-        contract = contract or read_contract(data, source) or _sidecar_or_fail(file_path, source)
+        contract = contract or _file_contract(data, file_path, source)
         self.check_contract(contract, source)
         super().__init__(contract)
         self.interpreter = _create_interpreter(data, file_path, usable_threads(threads), xnnpack, source)
@@ -217,10 +217,12 @@ class TfliteEnd2EndRuntime(InGraphRuntime):
             raise ContractError(f"{source}: signature inputs {inputs} / outputs {outputs} do not match its "
                                 f"end-to-end contract ({expected_in} → {expected_out})")
         self._input = self._runner.get_input_details()[self.contract.input_name]
+        self._detections = self._runner.get_output_details()[spec.outputs[0]]
 
     def _run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self._runner(**{self.contract.input_name: _quantize(tensor, self._input)})
-        return tuple(out[name] for name in self.contract.end2end.outputs)
+        rows, count = (out[name] for name in self.contract.end2end.outputs)
+        return _dequantize(rows, self._detections), count
 
 
 def _quant_params(detail: dict) -> tuple[float, int]:
@@ -261,10 +263,11 @@ def _read_model(model: str | Path | bytes) -> tuple[bytes, Path | None, str]:
     return path.read_bytes(), path, str(path)
 
 
-def _sidecar_or_fail(path: Path | None, source: str) -> DecodeContract:
-    if path is None:
-        raise ContractError(f"{source}: no decode contract in its metadata; pass contract=… or re-export it")
-    return read_sidecar(path)
+def _file_contract(data: bytes, path: Path | None, source: str) -> DecodeContract:
+    """The file's contract by the one rule (:func:`~featherface_deploy.contract.reconcile`): metadata and sidecar agree."""
+    return reconcile(read_contract(data, source), path, source,
+                     None if path is not None else f"{source}: no decode contract in its metadata; pass contract=… "
+                     "or re-export it")
 
 
 def _create_interpreter(data: bytes, path: Path | None, threads: int | None, xnnpack: bool,

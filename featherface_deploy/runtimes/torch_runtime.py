@@ -42,6 +42,7 @@ class TorchRuntime(Runtime):
     """
 
     name = "torch"
+    thread_safe = True  # a module in eval and inference mode keeps no state between calls
 
     def __init__(self, model: str | Path | torch.nn.Module, threads: int | None = None,
                  architecture: str | None = None, device: str = "cpu", half: bool = False,

@@ -9,7 +9,8 @@ Each kernel follows its op's definition in ``coremltools.converters.mil.mil.ops.
   (read literally: ``score < threshold``); indices are padded with −1, boxes and scores
   with 0. Unspecified by the definition and chosen here: equal scores are visited
   by increasing index, and a box without positive area has IoU 0 with every box.
-- ``topk`` (descending unless ``ascending``; equal values by increasing index), ``split``.
+- ``topk`` (descending unless ``ascending``; equal values by increasing index), ``split``,
+  ``fill_like`` (iOS16: ``value`` in the shape of ``ref_tensor``).
 """
 
 from __future__ import annotations
@@ -92,4 +93,5 @@ def _split(x, axis, num_splits=None, split_sizes=None):
 
 def detection_ops() -> dict:
     """Returns ``{op_type: kernel(**inputs)}`` for the end-to-end head's ops."""
-    return {"non_maximum_suppression": _non_maximum_suppression, "topk": _topk, "split": _split}
+    return {"non_maximum_suppression": _non_maximum_suppression, "topk": _topk, "split": _split,
+            "fill_like": lambda ref_tensor, value=0.0: np.full(np.shape(ref_tensor), value)}
