@@ -199,12 +199,15 @@ def test_cli_end2end_flags(tmp_path):
     base = ["export", "--architecture", "featherface-tiny", "--random-init", "--imgsz", "64"]
     cases = [(["--format", "onnx", "--end2end", "--max-det", "0"], "--max-det must be a positive integer"),
              (["--format", "onnx", "--end2end", "--conf", "nan"], "--conf must be strictly between 0 and 1"),
-             (["--format", "onnx", "--int8", "--end2end"], "it applies to: onnx, tflite"),
+             (["--format", "tflite-int8", "--end2end", "-o", str(tmp_path / "x.tflite")],
+              "it applies to: onnx, onnx-int8, tflite"),
+             (["--format", "onnx", "--int8", "--end2end"], "INT8 needs --calib-dir"),
              (["--format", "onnx", "--end2end", "--dynamic"], "drop --dynamic")]
     for extra, message in cases:
-        result = CliRunner().invoke(cli, [*base, *extra, "-o", str(tmp_path / "x.onnx")])
+        out = [] if "-o" in extra else ["-o", str(tmp_path / "x.onnx")]
+        result = CliRunner().invoke(cli, [*base, *extra, *out])
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
-        assert not (tmp_path / "x.onnx").exists()
+        assert not list(tmp_path.glob("x.*"))
 
 
 def test_info_describes_the_end_to_end_file(tiny_e2e_onnx):
