@@ -283,7 +283,9 @@ def _in_graph_parity(row: dict, runtime: DetectingRuntime, images: Sequence[np.n
     from featherface_deploy.pipeline.raw_views import raw_view
     from featherface_deploy.verify.in_graph import check_in_graph_parity
 
-    raw = raw_view(get_format(row["label"]).family, Path(row["path"]), runtime.contract)
+    form = get_format(row["label"])
+    path = Path(row["path"]) / form.verify_entry if form.verify_entry else Path(row["path"])  # a recipe's model
+    raw = raw_view(form.family, path, runtime.contract)
     report = check_in_graph_parity(runtime, raw, images, raise_on_failure=False)
     row.update({"in_graph_match_rate": report.match_rate, "in_graph_min_iou": report.min_iou,
                 "in_graph_max_score_diff": report.max_score_diff, "in_graph_pass": report.passed})
