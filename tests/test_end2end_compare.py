@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from conftest import requires_backend  # noqa: E402
 
 requires_backend("onnx", "export")
+pytestmark = pytest.mark.slow  # an end-to-end export and a compare run
 
 from featherface_deploy.cli.main import cli  # noqa: E402
 

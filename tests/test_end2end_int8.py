@@ -9,6 +9,7 @@ import pytest
 from conftest import TINY_E2E_SETTINGS, export_row, requires_backend  # noqa: E402
 
 requires_backend("onnx-int8", "export")
+pytestmark = pytest.mark.slow  # two INT8 exports (calibration, parity, in-graph check): minutes
 
 from featherface_deploy.detector import FaceDetector  # noqa: E402
 from featherface_deploy.exporters.end2end_compose import TAIL_PREFIX, tail_node_names  # noqa: E402

@@ -86,6 +86,7 @@ def test_int8_recipe_end2end_needs_qdq_tensorrt(tmp_path, calibration_dir):
                    trt_version="8.6", calib_dir=str(calibration_dir))
 
 
+@pytest.mark.slow
 def test_fp16_recipe_pins_exactly_the_tail_to_fp32(tmp_path):
     """trt-recipe-fp16 --end2end: build.sh obeys FP32 for the nodes downstream of loc/conf/landmarks, and only them."""
     import shlex
