@@ -92,7 +92,9 @@ class TfliteGroups:
     order: list[str] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.reference = self.open_tflite(self.fp32, self.contract.replace(precision="fp32", extra={})).infer
+        # The FP32 reference keeps the layout facts (a MediaPipe file's output layout), not the INT8 ones.
+        layout = {key: value for key, value in self.contract.extra.items() if key not in ("int8", "calibration")}
+        self.reference = self.open_tflite(self.fp32, self.contract.replace(precision="fp32", extra=layout)).infer
         self.batches = [batch.transpose(0, 3, 1, 2).copy() if self.contract.input_layout == "NHWC" else batch
                         for batch in self.calibration.batches(1)]
 
