@@ -179,21 +179,22 @@ def test_bad_method(workdir: Path, calib_set) -> None:
 
 
 def test_detection_agreement_is_one_against_itself_and_at_most_one_for_int8(workdir: Path, int8, calib_set) -> None:
-    from featherface_deploy.exporters.int8_sensitivity import detection_agreement
+    from featherface_deploy.exporters.int8_sensitivity import onnx_file_agreement
     from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization
     from featherface_deploy.metadata.onnx import read_contract
     from featherface_deploy.pipeline.builder import open_onnx
 
     contract = read_contract(workdir / "tiny.onnx")
     prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared-agreement.onnx")
-    assert detection_agreement(prepared, prepared, calib_set, contract, open_onnx) == pytest.approx(1.0, abs=1e-12)
+    assert onnx_file_agreement(prepared, prepared, calib_set, contract, open_onnx) == pytest.approx(1.0, abs=1e-12)
     # The same measure through the runtimes on every calibration input; INT8 changes some detections.
     from featherface_deploy.runtimes.ort_runtime import OrtRuntime
-    from featherface_deploy.verify.agreement import detection_agreement as agreement_of
+    from featherface_deploy.verify.agreement import detection_agreement
 
-    expected = agreement_of(OrtRuntime(prepared, contract=contract).infer, OrtRuntime(int8.path).infer,
-                            calib_set.batches(1), contract)
-    assert detection_agreement(prepared, int8.path, calib_set, contract, open_onnx) == pytest.approx(expected, abs=1e-12)
+    expected = detection_agreement(OrtRuntime(prepared, contract=contract).infer, OrtRuntime(int8.path).infer,
+                                   calib_set.batches(1), contract)
+    measured = onnx_file_agreement(prepared, int8.path, calib_set, contract, open_onnx)
+    assert measured == pytest.approx(expected, abs=1e-12)
     assert 0.5 <= expected < 1.0
 
 

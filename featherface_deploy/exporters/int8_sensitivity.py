@@ -10,7 +10,7 @@ downstream that merely inherit it.
 
 :func:`search_keep_float` then keeps the worst layers in float, a few at a
 time, until the decoded detections of the INT8 model on the calibration
-images agree with the float model's within a budget (:func:`detection_agreement`,
+images agree with the float model's within a budget (:func:`onnx_file_agreement`,
 through the runtime the pipeline supplies). Its round 0 is the plain quantization:
 the default ``onnx-int8`` export uses it as a check and searches only when that
 round falls below a threshold. The driver is
@@ -44,7 +44,7 @@ from featherface_deploy.exporters.onnx2int8 import (
     with_facts,
 )
 from featherface_deploy.metadata.onnx import read_contract
-from featherface_deploy.verify.agreement import detection_agreement as agreement_of
+from featherface_deploy.verify.agreement import detection_agreement
 
 try:
     import onnx
@@ -140,7 +140,7 @@ def _dequantized_source(name: str, producers: dict) -> str:
     return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else name
 
 
-def detection_agreement(fp32_path: str | Path, int8_path: str | Path, calib_set: CalibrationSet,
+def onnx_file_agreement(fp32_path: str | Path, int8_path: str | Path, calib_set: CalibrationSet,
                         contract: DecodeContract, open_onnx: OpenOnnx, reference_score: float = 0.1,
                         iou: float = 0.5) -> float:
     """:func:`~featherface_deploy.verify.agreement.detection_agreement` of two ONNX files on the calibration inputs.
@@ -149,7 +149,7 @@ def detection_agreement(fp32_path: str | Path, int8_path: str | Path, calib_set:
     themselves.
     """
     reference, candidate = (open_onnx(Path(path), contract).infer for path in (fp32_path, int8_path))
-    return agreement_of(reference, candidate, calib_set.batches(1), contract, reference_score, iou)
+    return detection_agreement(reference, candidate, calib_set.batches(1), contract, reference_score, iou)
 
 
 @dataclass
@@ -175,7 +175,7 @@ class OnnxLayers:
         every = (*self.options.keep_float_nodes, *kept)
         result = quantize_onnx(self.fp32_path, path, self.calib_set, dataclasses.replace(
             self.options, keep_float_nodes=every), contract=self.contract)
-        agreement = detection_agreement(self.prepared, path, self.calib_set, self.contract, self.open_onnx)
+        agreement = onnx_file_agreement(self.prepared, path, self.calib_set, self.contract, self.open_onnx)
         return Trial(SearchStep(every, round(agreement, 4), round(result.float_fraction, 4)), result)
 
     def next_kept(self, trials, trial) -> tuple[str, ...] | None:
@@ -215,7 +215,7 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
         calib_set: Calibration images (also used to measure the agreement).
         open_onnx: Opens an ONNX file as a runtime (``ExportContext.open_onnx``).
         options: Quantization options; the search adds to ``keep_float_nodes``.
-        budget: Required :func:`detection_agreement` once searching (1.0 = identical detections).
+        budget: Required :func:`onnx_file_agreement` once searching (1.0 = identical detections).
         per_round: Layers moved to float per round.
         max_rounds: Upper bound on rounds.
         contract: The FP32 contract if the file carries none.

@@ -4,7 +4,7 @@ Calibration photos are sampled from ``--calib-dir`` (:mod:`featherface_deploy.ca
 then :func:`~featherface_deploy.exporters.onnx2int8.quantize_onnx` (depthwise convolutions and
 the DCN sampling path kept float by default). By default the result's detections are compared
 with the FP32 model's on the calibration photos
-(:func:`~featherface_deploy.exporters.int8_sensitivity.detection_agreement`); when the agreement
+(:func:`~featherface_deploy.exporters.int8_sensitivity.onnx_file_agreement`); when the agreement
 falls short of :data:`~featherface_deploy.export_options.ONNX_AGREEMENT_THRESHOLD`, the greedy keep-float search of
 :mod:`~featherface_deploy.exporters.int8_sensitivity` runs on its own. ``--search`` forces the
 search (and its sensitivity ranking), ``--no-search`` writes the plain quantization unchecked.
