@@ -28,7 +28,7 @@ from featherface_deploy.runtimes.tflite_runtime import TfliteRuntime  # noqa: E4
 from featherface_deploy.verify.tolerances import Tolerances  # noqa: E402
 
 from conftest import export_row  # noqa: E402
-from tflite_models import SIZE, tiny_model_and_fp32  # noqa: E402
+from support.tflite_models import SIZE, tiny_model_and_fp32  # noqa: E402
 
 ROLES = ("loc", "conf", "landmarks")
 
