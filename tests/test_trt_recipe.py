@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -92,6 +94,40 @@ def test_int8_recipe_8_6_has_cache_and_opset_17(tmp_path) -> None:
     assert default_opset(written) == 17
     mean = next(n for n in written.graph.node if n.op_type == "ReduceMean")
     assert len(mean.input) == 1 and [a.ints for a in mean.attribute if a.name == "axes"] == [[2, 3]]
+
+
+def _ort_opener(opened: list, shift: float = 0.0):
+    """An ``open_onnx`` over ONNX Runtime that records the files it opens and adds ``shift`` to later ones."""
+    import onnxruntime
+
+    def open_onnx(path, contract):
+        opened.append(Path(path))
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        offset = shift if len(opened) > 1 else 0.0
+        return SimpleNamespace(infer=lambda batch: {"y": session.run(None, {contract.input_name: batch})[0] + offset})
+
+    return open_onnx
+
+
+@pytest.mark.parametrize("shift, refused", [(0.0, False), (1e-3, True)])
+def test_an_opset_rewrite_is_run_through_the_given_runtime(tmp_path, shift, refused) -> None:
+    """8.6 rewrites opset 18 to 17: both files run through ``open_onnx``, and a difference is refused."""
+    from featherface_deploy.exporters.onnx2trt_recipe import RecipeOptions, write_recipe
+
+    source = tmp_path / "source.onnx"
+    onnx.save(_model(deform=False), str(source))
+    opened: list = []
+
+    def write():
+        return write_recipe(source, tmp_path / "recipe", RecipeOptions(get_version("8.6"), "fp32"), CONTRACT,
+                            open_onnx=_ort_opener(opened, shift))
+
+    if refused:
+        with pytest.raises(ExportError, match=r"rewriting the ONNX to opset 17 changed its outputs"):
+            write()
+    else:
+        assert write().is_dir()
+    assert opened[0] == source and len(opened) == 2
 
 
 def test_opset_rewrite_keeps_outputs() -> None:

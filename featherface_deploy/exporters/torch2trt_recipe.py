@@ -44,7 +44,7 @@ def export(model, out_dir: Path, row, options: RecipeExportOptions, context: Exp
         fp32 = export_onnx(model, scratch / "fp32.onnx", row, onnx_options, context)
         if row.precision != "int8":
             contract = fp32.contract.replace(precision=row.precision)
-            write_recipe(fp32.path, out_dir, recipe, contract)
+            write_recipe(fp32.path, out_dir, recipe, contract, open_onnx=context.open_onnx)
             return _result(out_dir)
         calib = build_calibration_set(Path(options.calib_dir), fp32.contract, CalibrationConfig(
             num_images=options.calib_images, input_size=size_pair(options.imgsz)))
@@ -52,12 +52,13 @@ def export(model, out_dir: Path, row, options: RecipeExportOptions, context: Exp
                     "(float biases, zero points 0)")
         int8 = quantize_onnx(fp32.path, scratch / "int8.onnx", calib, tensorrt_int8_options())
         if version.int8 == "qdq":
-            write_recipe(int8.path, out_dir, recipe, int8.contract)
+            write_recipe(int8.path, out_dir, recipe, int8.contract, open_onnx=context.open_onnx)
             return _result(out_dir)
         prepared = prepare_for_quantization(fp32.path, scratch / "prepared.onnx")  # the tensor names of the scales
         scales = activation_scales(onnx.load(str(int8.path)))
         context.log(f"  calibration cache: {len(scales)} tensors (the activations the Q/DQ flavour quantizes)")
-        write_recipe(prepared, out_dir, recipe, int8.contract, calibration_scales=scales)
+        write_recipe(prepared, out_dir, recipe, int8.contract, calibration_scales=scales,
+                     open_onnx=context.open_onnx)
         return _result(out_dir)
 
 
