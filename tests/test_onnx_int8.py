@@ -163,9 +163,10 @@ def test_dcn_sampling_never_quantized(workdir: Path, calib_set) -> None:
 def test_sensitivity_report_ranks_layers(workdir: Path, int8, calib_set) -> None:
     from featherface_deploy.exporters.int8_sensitivity import sensitivity_report
     from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization
+    from featherface_deploy.pipeline.builder import onnx_activations
 
     prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared.onnx")
-    report = sensitivity_report(prepared, int8.path, calib_set, images=2)
+    report = sensitivity_report(prepared, int8.path, calib_set, onnx_activations, images=2)
     assert report and all(row.op_type in ("Conv", "MatMul", "Gemm") for row in report)
     losses = [row.loss_db for row in report]
     assert losses == sorted(losses, reverse=True)
@@ -201,10 +202,10 @@ def test_detection_agreement_is_one_against_itself_and_at_most_one_for_int8(work
 def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, calib_set) -> None:
     """The tiny model's INT8 agreement is below 1.0 and above 0.5: threshold 0.5 keeps the plain file, 1.0 searches."""
     from featherface_deploy.exporters.int8_sensitivity import search_keep_float
-    from featherface_deploy.pipeline.builder import open_onnx
+    from featherface_deploy.pipeline.builder import onnx_activations, open_onnx
 
     kept, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-kept.onnx", calib_set, open_onnx,
-                                              budget=1.0, threshold=0.5, max_rounds=1, forced=False)
+                                              onnx_activations, budget=1.0, threshold=0.5, max_rounds=1, forced=False)
     default_agreement = history[0].agreement
     assert 0.5 <= default_agreement < 1.0 and len(history) == 1 and not report
     facts = read_sidecar(kept.path).extra["int8"]
@@ -213,7 +214,7 @@ def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, c
                                   "final": default_agreement, "met": True, "images": len(calib_set),
                                   "measured_on": "calibration"}
     searched, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-searched.onnx", calib_set,
-                                                  open_onnx,
+                                                  open_onnx, onnx_activations,
                                                   budget=1.0, threshold=1.0, per_round=2, max_rounds=1, forced=False)
     assert len(history) == 2 and len(history[1].kept_float) == 2 and report
     embedded = json.loads({p.key: p.value for p in onnx.load(str(searched.path)).metadata_props}[METADATA_KEY])
@@ -238,10 +239,10 @@ def test_a_search_that_misses_its_budget_keeps_its_best_round_not_its_last() -> 
 
 def test_forced_search_ranks_layers_even_when_the_default_meets_the_budget(workdir: Path, calib_set) -> None:
     from featherface_deploy.exporters.int8_sensitivity import search_keep_float
-    from featherface_deploy.pipeline.builder import open_onnx
+    from featherface_deploy.pipeline.builder import onnx_activations, open_onnx
 
     result, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "forced.onnx", calib_set, open_onnx,
-                                                budget=0.5, max_rounds=1, forced=True)
+                                                onnx_activations, budget=0.5, max_rounds=1, forced=True)
     assert len(history) == 1 and report
     search = result.facts["search"]
     assert search["mode"] == "forced" and search["ran"] is True and search["report_top"]

@@ -41,7 +41,10 @@ class ExportContext:
         open_tflite: Opens a TFLite flatbuffer (bytes, decode contract) as a runtime, for an exporter that
             measures what it made (the INT8 agreement check). Given by the pipeline, which may import
             runtimes; exporters themselves do not.
-        open_onnx: Opens an ONNX file (path, decode contract) as a runtime, likewise (the ONNX INT8 check).
+        open_onnx: Opens an ONNX file (path, decode contract) as a runtime, likewise (the ONNX INT8 check,
+            the TensorRT recipe's opset-rewrite check).
+        onnx_activations: Runs an ONNX file on a calibration set (path, set, input name) and returns
+            ``{tensor: [array per input]}`` of its outputs (the ONNX INT8 sensitivity report).
     """
 
     model_name: str
@@ -50,9 +53,10 @@ class ExportContext:
     untrained_seed: int | None = None
     open_tflite: Callable | None = field(default=None, compare=False)
     open_onnx: Callable | None = field(default=None, compare=False)
+    onnx_activations: Callable | None = field(default=None, compare=False)
 
     def opener(self, name: str) -> Callable:
-        """``open_onnx`` or ``open_tflite``, for the INT8 agreement check.
+        """The measurement ``name`` (``open_onnx``, ``open_tflite``, ``onnx_activations``) for the INT8 checks.
 
         Raises:
             ExportError: Not given (an exporter called outside the pipeline); the message says how to run it.

@@ -50,9 +50,9 @@ def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context:
             source, out_path, calib, options.quantization(), contract=contract,
             extra_facts={"search": {"mode": "off", "ran": False}}))
     else:
-        open_onnx = context.opener("open_onnx")
+        open_onnx, activations = context.opener("open_onnx"), context.opener("onnx_activations")
         result = timed(timings, "quantize", lambda: search_keep_float(
-            source, out_path, calib, open_onnx, options.quantization(), budget=options.budget(),
+            source, out_path, calib, open_onnx, activations, options.quantization(), budget=options.budget(),
             contract=contract, log=context.log, forced=bool(options.search), threshold=ONNX_AGREEMENT_THRESHOLD)[0])
     share = timed(timings, "integer_kernels", lambda: ort_integer_share(result.path, (1, 3, *size)))
     result = with_facts(result, out_path, {**share.record(), "integer_kernels_on": _cpu_line()})

@@ -111,7 +111,7 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
     started = time.perf_counter()
     model, model_name = load_source(source, architecture)
     context = ExportContext(model_name, log or _quiet, {} if scratch is None else scratch, untrained_seed,
-                            open_tflite=_open_tflite, open_onnx=open_onnx)
+                            open_tflite=_open_tflite, open_onnx=open_onnx, onnx_activations=onnx_activations)
     build = _Build(model, _reference(model), context, list(parity_images), prepared, dict(reuse or {}),
                    require_faces and untrained_seed is None)
     with claim:
@@ -235,6 +235,18 @@ def open_onnx(path: Path, contract: DecodeContract):
     from featherface_deploy.runtimes.ort_runtime import OrtRuntime
 
     return OrtRuntime(path, contract=contract)
+
+
+def onnx_activations(path: Path, calib_set, input_name: str) -> dict:
+    """Each output of an ONNX file on each calibration input, by ONNX Runtime: ``{tensor: [array per input]}``.
+
+    What the ONNX INT8 sensitivity report compares, on files augmented to output their intermediate tensors.
+    """
+    from onnxruntime.quantization.qdq_loss_debug import collect_activations
+
+    from featherface_deploy.calibration.ort_reader import OrtCalibrationReader
+
+    return collect_activations(str(path), OrtCalibrationReader(calib_set, input_name))
 
 
 def _open_tflite(data: bytes, contract: DecodeContract):
