@@ -24,7 +24,7 @@ from featherface_deploy.errors import ExportError
 from featherface_deploy.exporters.common import require, size_pair
 from featherface_deploy.exporters.dcn_choice import ALIASES, AUTO, CHOICES, choose_lowering, int8_source_lowering
 from featherface_deploy.exporters.end2end_options import End2EndOptions
-from featherface_deploy.formats import END2END_ROWS, Format, get_format
+from featherface_deploy.formats import Format, get_format
 from featherface_deploy.option_fields import ExportOption, parse_mebibytes, parse_size, parse_sizes
 from featherface_deploy.trt.versions import get_version, version_for_installed
 
@@ -169,7 +169,7 @@ class OnnxOptions(End2EndOptions):
 
 
 @dataclass(frozen=True)
-class OnnxInt8Options:
+class OnnxInt8Options(End2EndOptions):
     """How to calibrate and which layers to keep in float (the options of the ``onnx-int8`` row).
 
     Attributes:
@@ -193,6 +193,10 @@ class OnnxInt8Options:
             verified accuracy; ONNX Runtime runs float kernels) or ``fused`` (Q/DQ on inputs and outputs, from
             the native ``DeformConv``: ONNX Runtime fuses integer ``QLinearConv``; costs V1 2–2.6 AP points,
             docs/design/int8-kernels.md).
+
+    The end-to-end options are :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`'s: the raw
+    network is quantized as without them (its ONNX source is exported raw), then the float input adapter and
+    tail are composed around it (:mod:`~featherface_deploy.exporters.end2end_compose`).
     """
 
     calib_dir: str | Path | None = CALIB_DIR.field()
@@ -229,6 +233,8 @@ class OnnxInt8Options:
         if self.calib_images < 1 or not 0 <= self.budget() <= 1:
             raise ExportError("calib_images must be ≥ 1 and search_budget in [0, 1]")
         _check_search(self.search, self.search_budget)
+        if self.end2end_problems():
+            raise ExportError("; ".join(self.end2end_problems()))
         if self.calib_method not in CALIBRATION_METHODS:
             raise ExportError(f"unknown calibration method '{self.calib_method}'; "
                               f"choose one of: {', '.join(CALIBRATION_METHODS)}")
@@ -248,8 +254,9 @@ class OnnxInt8Options:
     @staticmethod
     def accepts_source(contract) -> bool:
         """Whether an FP32 ONNX file with this contract can be quantized as it is by default (Q/DQ on inputs
-        needs the plain-op DCN; a native source is re-exported)."""
-        return contract.extra.get("dcn") != "native"
+        needs the plain-op DCN; a native source is re-exported; so is an end-to-end one: the raw network is
+        quantized)."""
+        return contract.extra.get("dcn") != "native" and not contract.in_graph
 
 
 @dataclass(frozen=True)
@@ -487,9 +494,10 @@ class RecipeExportOptions(End2EndOptions):
     calib_dir: str | Path | None = CALIB_DIR.field(only=("int8",))
     calib_images: int = CALIB_IMAGES.field(only=("int8",))
 
-    def onnx_options(self, dcn: str) -> OnnxOptions:
-        """The ONNX export this recipe carries (the end-to-end graph when asked)."""
-        return OnnxOptions(imgsz=self.imgsz, dcn=dcn, end2end=self.end2end, max_det=self.max_det, conf=self.conf,
+    def onnx_options(self, dcn: str, end2end: bool | None = None) -> OnnxOptions:
+        """The ONNX export this recipe carries (the end-to-end graph when asked; ``end2end`` overrides)."""
+        end2end = self.end2end if end2end is None else end2end
+        return OnnxOptions(imgsz=self.imgsz, dcn=dcn, end2end=end2end, max_det=self.max_det, conf=self.conf,
                            nms_iou=self.nms_iou, pre_nms_top_k=self.pre_nms_top_k)
 
     def recipe(self, precision: str) -> RecipeOptions:
@@ -499,9 +507,10 @@ class RecipeExportOptions(End2EndOptions):
     def validate(self, row: Format) -> None:
         """Raises :class:`ExportError` for a build TensorRT cannot do, or INT8 without photos."""
         self.recipe(row.precision).validate()
-        if self.end2end and row.precision == "int8":
-            raise ExportError(f"--end2end is not available for --format {row.name} yet (the INT8 build would have "
-                              f"to keep the decoding and NMS float); it applies to: {', '.join(END2END_ROWS)}")
+        if self.end2end and row.precision == "int8" and get_version(self.trt_version).int8 != "qdq":
+            raise ExportError(f"--end2end on --format {row.name} needs TensorRT 10.x or later (Q/DQ INT8): on "
+                              f"{self.trt_version} the INT8 engine is built from a calibration cache, which would "
+                              "quantize the decoding and NMS too; use --trt-version 10.3, or trt-recipe-fp16")
         self.onnx_options("portable").validate(get_format("onnx"))
         if row.precision == "int8" and self.calib_dir is None:
             raise ExportError("--int8 needs --calib-dir: a folder of photos like the deployment's")

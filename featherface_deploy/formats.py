@@ -153,10 +153,11 @@ def _torch_row(name, precision, runtime_options, probe, description):
                   extra="torch", run_probe=probe, runtime_options=runtime_options, description=description)
 
 
-def _onnx_row(name, precision, source, exporter, options_class, description):
+def _onnx_row(name, precision, source, exporter, options_class, description, overrides=()):
     return Format(name=name, family="onnx", precision=precision, runtime=_ORT, suffixes=(".onnx",), extra="onnx",
                   run_probe=_RUN_ONNX, source=source, exporter=exporter, options_class=f"{_OPTIONS}:{options_class}",
-                  export_extra="export", export_probe=_EXPORT_ONNX, description=description)
+                  export_extra="export", export_probe=_EXPORT_ONNX, source_overrides=overrides,
+                  description=description)
 
 
 def _tflite_row(name, precision, description):
@@ -208,7 +209,8 @@ FORMATS: tuple[Format, ...] = (
     _onnx_row("onnx", "fp32", CHECKPOINT, "featherface_deploy.exporters.torch2onnx:export", "OnnxOptions",
               "ONNX (ONNX Runtime)"),
     _onnx_row("onnx-int8", "int8", "onnx", "featherface_deploy.exporters.onnx2int8_export:export", "OnnxInt8Options",
-              "ONNX Q/DQ INT8, calibrated (ONNX Runtime; TensorRT's explicit quantization)"),
+              "ONNX Q/DQ INT8, calibrated (ONNX Runtime; TensorRT's explicit quantization)",
+              (("end2end", False),)),  # --end2end: the raw network is quantized, the float tail composed after
     _tflite_row("tflite", "fp32", "TFLite (LiteRT; Android, ARM CPUs)"),
     _tflite_row("tflite-fp16", "fp16", "TFLite with float16 weights"),
     _tflite_row("tflite-int8", "int8", "TFLite full-integer INT8, calibrated"),
@@ -228,11 +230,12 @@ FORMATS: tuple[Format, ...] = (
 )
 REFERENCE = "torch"
 # The rows whose files can carry decoding and NMS in the graph (``--end2end``; checked once, in
-# pipeline.options.split_options, whatever a row's chain accepts). Not yet: onnx-int8 and the INT8 recipe (their
-# quantization would have to keep the head float and calibrate on its RGB 0–255 input), tflite-int8 (ai-edge-quantizer
-# still quantizes part of the float-scoped head: every score comes out 0), trt-recipe-fp16 (trtexec
-# --fp16 may run the decoding and NMS in FP16; the recipe does not pin those layers to FP32 yet), the engines.
-END2END_ROWS = ("onnx", "tflite", "tflite-fp16", "coreml", "coreml-fp16", "coreml-int8w", "trt-recipe")
+# pipeline.options.split_options, whatever a row's chain accepts). onnx-int8 quantizes the raw network and composes
+# the float adapter and tail around it; the FP16/INT8 recipes pin the tail's layers to FP32 (INT8: TensorRT 10.x+
+# only, refused by RecipeExportOptions before). Not yet: tflite-int8 (ai-edge-quantizer still quantizes part of the
+# float-scoped head: every score comes out 0), the engines.
+END2END_ROWS = ("onnx", "onnx-int8", "tflite", "tflite-fp16", "coreml", "coreml-fp16", "coreml-int8w", "trt-recipe",
+                "trt-recipe-fp16", "trt-recipe-int8")
 
 
 def format_names() -> list[str]:

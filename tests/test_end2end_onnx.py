@@ -199,12 +199,15 @@ def test_cli_end2end_flags(tmp_path):
     base = ["export", "--architecture", "featherface-tiny", "--random-init", "--imgsz", "64"]
     cases = [(["--format", "onnx", "--end2end", "--max-det", "0"], "--max-det must be a positive integer"),
              (["--format", "onnx", "--end2end", "--conf", "nan"], "--conf must be strictly between 0 and 1"),
-             (["--format", "onnx", "--int8", "--end2end"], "it applies to: onnx, tflite"),
+             (["--format", "tflite-int8", "--end2end", "-o", str(tmp_path / "x.tflite")],
+              "it applies to: onnx, onnx-int8, tflite"),
+             (["--format", "onnx", "--int8", "--end2end"], "INT8 needs --calib-dir"),
              (["--format", "onnx", "--end2end", "--dynamic"], "drop --dynamic")]
     for extra, message in cases:
-        result = CliRunner().invoke(cli, [*base, *extra, "-o", str(tmp_path / "x.onnx")])
+        out = [] if "-o" in extra else ["-o", str(tmp_path / "x.onnx")]
+        result = CliRunner().invoke(cli, [*base, *extra, *out])
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
-        assert not (tmp_path / "x.onnx").exists()
+        assert not list(tmp_path.glob("x.*"))
 
 
 def test_info_describes_the_end_to_end_file(tiny_e2e_onnx):
@@ -217,3 +220,19 @@ def test_info_describes_the_end_to_end_file(tiny_e2e_onnx):
     assert "input:  input (1, 3, 64, 64) float32, RGB 0-255" in result.output
     assert "output: detections (1, 20, 15)" in result.output and "num_detections (1,) int32" in result.output
     assert "post-processing: in-graph (conf ≥ 0.3" in result.output
+
+
+def test_device_main_keeps_the_baked_thresholds_unless_given(tiny_e2e_onnx, tmp_path, capsys):
+    """The remote device side passes thresholds only when the user gave them (an end-to-end file refuses lower ones)."""
+    import json
+
+    from featherface_deploy.remote import device_main
+
+    path, _ = tiny_e2e_onnx
+    photo = tmp_path / "photo.npy"
+    np.save(photo, load_image(default_parity_images()[0]))
+    assert device_main.main(["detect", "--model", str(path), str(photo)]) == 0
+    found = json.loads(capsys.readouterr().out)["detections"][0]["faces"]
+    assert 0 < len(found) <= TINY_E2E_SETTINGS["max_det"]
+    assert device_main.main(["detect", "--model", str(path), "--conf-threshold", "0.1", str(photo)]) != 0
+    assert "0.1" in capsys.readouterr().err

@@ -69,12 +69,49 @@ def test_end_to_end_export_fits_tensorrt_from_8_5(tiny_e2e_onnx):
     assert {p.rule for p in check_onnx_file(path, get_version("8.2"))} >= {"nms"}
 
 
-def test_int8_rows_refuse_end2end_naming_the_rows_that_take_it(tmp_path):
+def test_rows_without_end2end_refuse_it_naming_the_rows_that_take_it(tmp_path):
     from featherface_deploy.models import create_model
 
-    for row, name in (("onnx-int8", "x.onnx"), ("trt-recipe-int8", "x-recipe"), ("engine", "x.engine"), ("trt-recipe-fp16", "y-recipe")):
-        with pytest.raises(ExportError, match="it applies to: onnx, tflite, tflite-fp16, tflite-int8, trt-recipe$"):
+    for row, name in (("engine", "x.engine"), ("engine-int8", "y.engine")):
+        with pytest.raises(ExportError, match="it applies to: onnx, onnx-int8, .*trt-recipe-fp16, trt-recipe-int8"):
             export_row(create_model("featherface-tiny"), tmp_path / name, row, end2end=True)
+
+
+def test_int8_recipe_end2end_needs_qdq_tensorrt(tmp_path, calibration_dir):
+    """8.x builds INT8 from a calibration cache (implicit INT8 would quantize the tail): refused with the fix."""
+    from featherface_deploy.models import create_model
+
+    with pytest.raises(ExportError, match="needs TensorRT 10.x or later .*use --trt-version 10.3"):
+        export_row(create_model("featherface-tiny"), tmp_path / "r", "trt-recipe-int8", end2end=True,
+                   trt_version="8.6", calib_dir=str(calibration_dir))
+
+
+@pytest.mark.slow
+def test_fp16_recipe_pins_exactly_the_tail_to_fp32(tmp_path):
+    """trt-recipe-fp16 --end2end: build.sh obeys FP32 for the nodes downstream of loc/conf/landmarks, and only them."""
+    import shlex
+
+    import torch
+
+    from conftest import TINY_E2E_SETTINGS
+    from featherface_deploy.exporters.end2end_compose import tail_node_names
+    from featherface_deploy.models import create_model
+
+    torch.manual_seed(0)
+    outcome = export_row(create_model("featherface-tiny"), tmp_path / "recipe", "trt-recipe-fp16", trt_version="10.3",
+                         **TINY_E2E_SETTINGS)
+    assert outcome.contract.postprocess == "in-graph" and outcome.in_graph.passed
+    model = onnx.load(str(tmp_path / "recipe" / "model.onnx"))
+    tail = tail_node_names(model)
+    by_name = {node.name: node for node in model.graph.node}
+    assert {"NonMaxSuppression", "TopK", "Exp"} <= {by_name[name].op_type for name in tail}
+    assert not {"Conv", "Softmax"} & {by_name[name].op_type for name in tail}  # the network stays FP16
+    args = shlex.split((tmp_path / "recipe" / "build.sh").read_text().splitlines()[-3])[1:]
+    assert "--fp16" in args and "--precisionConstraints=obey" in args
+    for flag in ("--layerPrecisions=", "--layerOutputTypes="):
+        pinned = next(a for a in args if a.startswith(flag))[len(flag):].split(",")
+        assert pinned == [f"{name}:fp32" for name in tail]
+    assert outcome.contract.extra["tensorrt"]["trtexec"] == args
 
 
 def test_recipe_carries_the_end_to_end_graph(tmp_path):

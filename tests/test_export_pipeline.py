@@ -62,7 +62,9 @@ def test_chains_resolve_through_the_table():
     assert [r.name for r in build_chain(get_format("engine-int8"))] == ["engine-int8", "onnx-int8", "onnx"]
     assert {"dynamic", "calib_dir", "workspace"} <= accepted_options(get_format("engine-int8"))
     split = split_options(get_format("engine-int8"), {"dynamic": True, "calib_dir": "c", "workspace": 512})
-    assert split == {"engine-int8": {"workspace": 512}, "onnx-int8": {"calib_dir": "c", "quantize_bias": False},
+    # engine-int8 forces the TensorRT flavour of the Q/DQ graph on its source (no int32 bias DQ, Q/DQ on inputs).
+    assert split == {"engine-int8": {"workspace": 512},
+                     "onnx-int8": {"calib_dir": "c", "quantize_bias": False, "placement": "inputs"},
                      "onnx": {"dynamic": True}}
     assert row_for("tflite", "int8").name == "tflite-int8" and row_for("coreml", "int8").name == "coreml-int8w"
     assert format_for_path("x.onnx").name == "onnx" and format_for_path("m.mlpackage").family == "coreml"

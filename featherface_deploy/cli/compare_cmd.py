@@ -57,11 +57,14 @@ class ClickProgress:
 @click.option("--devices", "devices_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="devices.toml: also time the built artifacts on each listed device (ssh:// or adb), in parallel "
                    "across devices; writes OUT/NAME-devices.{md,csv,json,png}.")
+@click.option("--end2end", is_flag=True, default=False,
+              help="Build the rows that can take it end to end (decoding and NMS in the file, with the shared "
+                   "thresholds) and run them through their own detect; other rows are reported as skipped.")
 @exist_ok_option
 @random_init_options
 @friendly_errors
 def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name, imgsz, threads, warmup, iters, limit,
-            parity_images, min_match_rate, max_ap_drop, strict_parity, devices_file, exist_ok, architecture,
+            parity_images, min_match_rate, max_ap_drop, strict_parity, devices_file, end2end, exist_ok, architecture,
             random_init, seed):
     """Export CHECKPOINT (or --architecture NAME --random-init) to every format asked for, run all on the same
     inputs, and report side by side.
@@ -99,7 +102,8 @@ def compare(checkpoint, formats, widerface, images, calib_dir, out, cache, name,
         get_format(row_name)
     config = CompareConfig(formats=names, imgsz=parse_size(imgsz), threads=threads, warmup=warmup, iters=iters,
                            widerface=_path(widerface), images=_path(images), limit=limit,
-                           parity_images=parity_images, calibration_dir=_path(calib_dir), untrained_seed=seed)
+                           parity_images=parity_images, calibration_dir=_path(calib_dir), untrained_seed=seed,
+                           end2end=end2end)
     result = run_compare(checkpoint, cache or Path(out) / "artifacts", config, ClickProgress())
     paths = write_report(out, name, result.rows, COLUMNS, result.facts, result.notes, exist_ok=exist_ok,
                          inputs=inputs)

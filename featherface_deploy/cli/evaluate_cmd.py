@@ -20,7 +20,6 @@ from featherface_deploy.cli.options import (
 from featherface_deploy.cli.remote_options import device_line, open_remote, remote_options
 from featherface_deploy.evaluation import evaluate_widerface, list_images, load_ground_truth, write_predictions
 from featherface_deploy.formats import format_for_path
-from featherface_deploy.postprocess import PostprocessConfig
 from featherface_deploy.outputs import claim_output
 
 
@@ -58,9 +57,7 @@ def evaluate(model, coreml_engine, compute_units, runtime_choice, conf_threshold
         if compute_units != "all" and format_for_path(model).family != "coreml":
             raise click.UsageError("--compute-units applies to Core ML packages (.mlpackage) only")
         device = open_remote(**remote)
-        result, ran = evaluate_on_device(device, model, widerface, limit,
-                                         PostprocessConfig.conf_threshold if conf_threshold is None else conf_threshold,
-                                         PostprocessConfig.nms_iou if nms_iou is None else nms_iou,
+        result, ran = evaluate_on_device(device, model, widerface, limit, conf_threshold, nms_iou,
                                          parse_size(imgsz), threads, None if compute_units == "all" else compute_units)
         click.echo(device_line(ran["facts"], device.name), err=as_json)
         if ran.get("runtime"):

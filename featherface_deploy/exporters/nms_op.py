@@ -34,8 +34,10 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
     order = torch.argsort(scores, descending=True, stable=True)
     selected: list[int] = []
     for index in order.tolist():
-        if len(selected) == max_output or not scores[index] > 0:
+        if len(selected) == max_output:
             break
+        if not scores[index] > 0:  # also NaN, which argsort puts first: skipped, never selected
+            continue
         if selected and bool((box_iou(boxes[index:index + 1], boxes[selected]) > iou_threshold).any()):
             continue
         selected.append(index)

@@ -9,7 +9,10 @@ falls short of :data:`~featherface_deploy.export_options.ONNX_AGREEMENT_THRESHOL
 :mod:`~featherface_deploy.exporters.int8_sensitivity` runs on its own. ``--search`` forces the
 search (and its sensitivity ranking), ``--no-search`` writes the plain quantization unchecked.
 Whether the search ran, the agreement and the share of MACs left float go into the contract.
-The pipeline then checks the INT8 file against PyTorch with the INT8 tolerances before it is written.
+With ``--end2end`` the quantized network is wrapped in the float input adapter and tail
+(:func:`~featherface_deploy.exporters.end2end_compose.compose_end2end`): the calibration, the search and
+the integer-kernel share are those of the raw network. The pipeline then checks the INT8 file (its raw
+view, for an end-to-end file) against PyTorch with the INT8 tolerances before it is written.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ from pathlib import Path
 
 from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
 from featherface_deploy.errors import ExportError
+from featherface_deploy.contract import DecodeContract, End2EndSpec, write_sidecar
 from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair, timed
 from featherface_deploy.exporters.int8_sensitivity import search_keep_float
 from featherface_deploy.exporters.onnx2int8 import quantize_onnx, with_facts
 from featherface_deploy.harness.int8_kernels import ort_integer_share
 from featherface_deploy.harness.report import cpu_isa_flags, cpu_model
 from featherface_deploy.export_options import ONNX_AGREEMENT_THRESHOLD, OnnxInt8Options
-from featherface_deploy.metadata.onnx import read_contract
+from featherface_deploy.file_writing import atomic_write_bytes
+from featherface_deploy.metadata.onnx import read_contract, write_contract
 
 
 def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context: ExportContext) -> ExportResult:
@@ -63,9 +68,30 @@ def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context:
     context.log(f"  {len(result.kept_float)} layers kept float ({100 * result.float_fraction:.1f}% of MACs); "
                 f"keep-float search {'ran' if search['ran'] else 'not run'} ({search['mode']})"
                 + (f", final agreement {agreement['final']:.4f}" if agreement else ""))
+    contract = result.contract
+    spec = options.end2end_spec()
+    if spec is not None:
+        contract = timed(timings, "end2end", lambda: compose_file(Path(out_path), contract, spec))
+        context.log(f"  end-to-end: float RGB adapter and tail (decode, NMS, gather) composed around the INT8 network")
     facts = {"kept_float": result.kept_float, "float_fraction": result.float_fraction,
              "calibration_digest": calib.digest, "search_ran": search["ran"], "agreement": agreement.get("final")}
-    return ExportResult(Path(out_path), result.contract, timings, facts)
+    return ExportResult(Path(out_path), contract, timings, facts)
+
+
+def compose_file(path: Path, contract: DecodeContract, spec: End2EndSpec) -> DecodeContract:
+    """Rewrites the quantized file at ``path`` end to end (float adapter and tail around it); returns its contract."""
+    import onnx
+
+    from featherface_deploy.exporters.end2end_compose import compose_end2end
+    from featherface_deploy.exporters.torch2onnx import check_onnx
+
+    proto = compose_end2end(onnx.load(str(path)), contract, spec)
+    check_onnx(proto)
+    contract = contract.replace(postprocess="in-graph", end2end=spec)
+    write_contract(proto, contract)
+    atomic_write_bytes(path, proto.SerializeToString())
+    write_sidecar(contract, path)
+    return contract
 
 
 def _cpu_line() -> str:

@@ -32,6 +32,8 @@ from featherface_deploy.trt.versions import TrtVersion
 
 import onnx  # noqa: E402  (graph_check above reported a missing onnx with its extra)
 
+from featherface_deploy.exporters.end2end_compose import tail_node_names  # noqa: E402  (needs onnx)
+
 MODEL_FILE, CACHE_FILE, ENGINE_FILE = "model.onnx", "calib.cache", "model.engine"
 TIMING_CACHE_FILE = "timing.cache"
 DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # where JetPack and NVIDIA's containers install it
@@ -67,8 +69,13 @@ class RecipeOptions:
             raise ExportError("workspace must be ≥ 1 MiB and the DLA core ≥ 0")
 
 
-def trtexec_args(options: RecipeOptions, has_cache: bool) -> list[str]:
-    """The ``trtexec`` arguments (files relative to the recipe folder)."""
+def trtexec_args(options: RecipeOptions, has_cache: bool, fp32_layers: tuple[str, ...] = ()) -> list[str]:
+    """The ``trtexec`` arguments (files relative to the recipe folder).
+
+    ``fp32_layers``: layers (ONNX node names, which the parser gives its layers) pinned to FP32 under
+    ``--fp16``/``--int8``: ``--precisionConstraints=obey`` with ``--layerPrecisions`` and
+    ``--layerOutputTypes`` (an end-to-end graph's decoding, NMS and gather).
+    """
     args = [f"--onnx={MODEL_FILE}", f"--saveEngine={ENGINE_FILE}", f"--memPoolSize=workspace:{options.workspace_mib}",
             f"--timingCacheFile={TIMING_CACHE_FILE}"]
     if options.version.strongly_typed:
@@ -79,14 +86,17 @@ def trtexec_args(options: RecipeOptions, has_cache: bool) -> list[str]:
         args.append("--int8")  # 10.x: honours the Q/DQ nodes; 8.x: implicit INT8 from the cache below
         if has_cache:
             args.append(f"--calib={CACHE_FILE}")
+    if fp32_layers and options.precision != "fp32" and not options.version.strongly_typed:
+        pinned = ",".join(f"{name}:fp32" for name in fp32_layers)
+        args += ["--precisionConstraints=obey", f"--layerPrecisions={pinned}", f"--layerOutputTypes={pinned}"]
     if options.dla_core is not None:
         args += [f"--useDLACore={options.dla_core}", "--allowGPUFallback"]
     return args
 
 
-def build_script(options: RecipeOptions, has_cache: bool) -> str:
+def build_script(options: RecipeOptions, has_cache: bool, fp32_layers: tuple[str, ...] = ()) -> str:
     """``build.sh``: runs ``trtexec`` in the folder and writes the engine's sidecar."""
-    command = " ".join(shlex.quote(a) for a in trtexec_args(options, has_cache))
+    command = " ".join(shlex.quote(a) for a in trtexec_args(options, has_cache, fp32_layers))
     return (
         "#!/usr/bin/env bash\n"
         f"# Builds {ENGINE_FILE} for TensorRT {options.version.name} ({options.precision}) on this device.\n"
@@ -133,9 +143,10 @@ def write_recipe(source: str | Path, out_dir: str | Path, options: RecipeOptions
     if default_opset(written) != default_opset(model) and open_onnx is not None:
         _check_same_outputs(Path(source), written, contract, open_onnx)
     _refuse(check_graph(written, version), version)
+    fp32_layers = tuple(tail_node_names(written, contract.end2end.raw_tensors)) if contract.in_graph else ()
     facts = {"version": version.name, "precision": options.precision, "opset": default_opset(written),
              "dcn": version.dcn, "int8": version.int8 if options.precision == "int8" else None,
-             "trtexec": trtexec_args(options, legacy_int8), "jetpack": version.jetpack}
+             "trtexec": trtexec_args(options, legacy_int8, fp32_layers), "jetpack": version.jetpack}
     recipe_contract = contract.replace(extra={**contract.extra, "tensorrt": facts})
     write_contract(written, recipe_contract)
     atomic_write_bytes(out_dir / MODEL_FILE, written.SerializeToString())
@@ -143,7 +154,7 @@ def write_recipe(source: str | Path, out_dir: str | Path, options: RecipeOptions
     if legacy_int8:
         write_cache(out_dir / CACHE_FILE, calibration_scales, version)
     script = out_dir / "build.sh"
-    atomic_write_bytes(script, build_script(options, legacy_int8).encode("utf-8"))
+    atomic_write_bytes(script, build_script(options, legacy_int8, fp32_layers).encode("utf-8"))
     script.chmod(0o755)
     atomic_write_bytes(out_dir / "README.md", _readme(options, legacy_int8).encode("utf-8"))
     return out_dir

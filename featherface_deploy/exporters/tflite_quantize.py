@@ -20,7 +20,7 @@ SIGNATURE = "serving_default"
 DCN_SAMPLING_SCOPE = "ModulatedDeformConv2d"  # tensor names carry the torch module path
 # The DCN's layers with constant weights, int8 inside the otherwise float sampling scope.
 DCN_INT8_OPS = ("CONV_2D", "FULLY_CONNECTED")
-END2END_TAIL_SCOPE = r"End2EndTail"  # the end-to-end head's decoding and NMS: float in every precision
+END2END_TAIL_SCOPE = r"End2EndTail"  # the end-to-end head's decoding and NMS: float in FP16
 
 
 def quantize_fp16(fp32: bytes, end2end: bool = False) -> bytes:
@@ -48,7 +48,7 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteOption
     ops = qtyping.TFLOperationName
     rewritten, leaky = rewrite_leaky_relu(fp32)
     qt = quantizer.Quantizer(bytearray(rewritten), recipe.static_wi8_ai8())
-    float_scopes = [*config.keep_float, *([END2END_TAIL_SCOPE] if config.end2end else [])]
+    float_scopes = list(config.keep_float)  # tflite-int8 takes no --end2end (the quantizer reaches into the tail)
     # Later entries win: everything under the DCN scope float, then its weight layers back to int8: the
     # offset/mask convolutions (CONV_2D) and the tap projections (FULLY_CONNECTED, a quarter of V1's MACs).
     qt.update_quantization_recipe(regex=DCN_SAMPLING_SCOPE, operation_name=ops.ALL_SUPPORTED,

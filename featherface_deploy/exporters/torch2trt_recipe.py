@@ -7,7 +7,9 @@ is FP32/FP16 only (onnx-tensorrt ``docs/operators.md``), no INT8 kernel; the por
 quantized in the TensorRT flavour
 (:func:`~featherface_deploy.exporters.onnx2trt_int8.tensorrt_int8_options`); on
 10.x/11.x the recipe builds that Q/DQ graph, on 8.x the float graph the
-quantizer saw plus the calibration cache of the same scales.
+quantizer saw plus the calibration cache of the same scales. ``--end2end``: the end-to-end graph
+(FP16/INT8: its decoding and NMS layers pinned to FP32 in ``build.sh``); at INT8 the raw network is
+quantized and the float adapter and tail composed around it (10.x/11.x only).
 :func:`~featherface_deploy.exporters.onnx2trt_recipe.write_recipe` writes the
 folder. The pipeline then verifies the folder's ``model.onnx`` against PyTorch
 with ONNX Runtime (on 8.x INT8 that is the float graph: its INT8 engine exists
@@ -24,6 +26,7 @@ import onnx
 from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
 from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair
 from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, quantize_onnx
+from featherface_deploy.exporters.onnx2int8_export import compose_file
 from featherface_deploy.exporters.onnx2trt_int8 import activation_scales, tensorrt_int8_options
 from featherface_deploy.exporters.onnx2trt_recipe import MODEL_FILE, write_recipe
 from featherface_deploy.export_options import RecipeExportOptions
@@ -39,7 +42,8 @@ def export(model, out_dir: Path, row, options: RecipeExportOptions, context: Exp
     dcn = "portable" if row.precision == "int8" else version.dcn
     with tempfile.TemporaryDirectory(prefix="featherface-trt-") as scratch:
         scratch = Path(scratch)
-        onnx_options = options.onnx_options(dcn)
+        # INT8 end to end: the raw network is quantized, then the float adapter and tail are composed around it
+        onnx_options = options.onnx_options(dcn, end2end=options.end2end and row.precision != "int8")
         onnx_options.validate(get_format("onnx"))
         fp32 = export_onnx(model, scratch / "fp32.onnx", row, onnx_options, context)
         if row.precision != "int8":
@@ -52,7 +56,9 @@ def export(model, out_dir: Path, row, options: RecipeExportOptions, context: Exp
                     "(float biases, zero points 0)")
         int8 = quantize_onnx(fp32.path, scratch / "int8.onnx", calib, tensorrt_int8_options())
         if version.int8 == "qdq":
-            write_recipe(int8.path, out_dir, recipe, int8.contract, open_onnx=context.open_onnx)
+            spec = options.end2end_spec()
+            contract = int8.contract if spec is None else compose_file(int8.path, int8.contract, spec)
+            write_recipe(int8.path, out_dir, recipe, contract, open_onnx=context.open_onnx)
             return _result(out_dir)
         prepared = prepare_for_quantization(fp32.path, scratch / "prepared.onnx")  # the tensor names of the scales
         scales = activation_scales(onnx.load(str(int8.path)))

@@ -18,12 +18,12 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from featherface_deploy.contract import read_sidecar, sidecar_path
+from featherface_deploy.contract import End2EndSpec, read_sidecar, sidecar_path
 from featherface_deploy.errors import BackendNotInstalledError, FeatherFaceError
-from featherface_deploy.formats import CHECKPOINT, FORMATS, REFERENCE, Format, get_format, resolve
+from featherface_deploy.formats import CHECKPOINT, END2END_ROWS, FORMATS, REFERENCE, Format, get_format, resolve
 from featherface_deploy.harness.latency import open_for_timing
 from featherface_deploy.runtimes.base import Runtime
 
@@ -43,6 +43,8 @@ class BuildSettings:
             that FP16 and INT8 reuse).
         untrained_seed: The checkpoint holds random weights drawn from this seed (``compare --random-init``):
             every artifact is flagged untrained and its parity gate needs no face; ``None`` for trained weights.
+        end2end: The end-to-end settings (``compare --end2end``) every row of
+            :data:`~featherface_deploy.formats.END2END_ROWS` is built with, or ``None``: raw-output files.
     """
 
     imgsz: tuple[int, int] = (640, 640)
@@ -51,6 +53,7 @@ class BuildSettings:
     log: Log = field(default=lambda message: None, compare=False)
     scratch: dict = field(default_factory=dict, compare=False)
     untrained_seed: int | None = None
+    end2end: End2EndSpec | None = None
 
     def options_for(self, row: Format) -> dict[str, object]:
         """The export options these settings mean for ``row`` (only those it takes)."""
@@ -60,11 +63,17 @@ class BuildSettings:
         options: dict[str, object] = {"imgsz": tuple(self.imgsz)} if "imgsz" in accepted else {}
         if self.calibration_dir is not None and "calib_dir" in accepted:
             options["calib_dir"] = str(self.calibration_dir)
+        if self.end2end is not None and row.name in END2END_ROWS:
+            spec = self.end2end
+            options.update(end2end=True, max_det=spec.max_det, conf=spec.conf, nms_iou=spec.nms_iou,
+                           pre_nms_top_k=spec.pre_nms_top_k)
         return options
 
     def cache_key(self) -> dict:
         """The settings that change the built file (hashed into its name)."""
         key = {"imgsz": list(self.imgsz), "calibration": str(self.calibration_dir) if self.calibration_dir else None}
+        if self.end2end is not None:
+            key["end2end"] = asdict(self.end2end)
         return key if self.untrained_seed is None else {**key, "untrained_seed": self.untrained_seed}
 
 

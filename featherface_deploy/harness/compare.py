@@ -12,6 +12,12 @@ The orchestration, Polygraphy-comparator style:
    error), the reference's outputs computed once and memoised;
 5. peak memory per artifact, then latency of all artifacts interleaved.
 
+With ``end2end`` (``compare --end2end``) the rows of :data:`~featherface_deploy.formats.END2END_ROWS` are
+built end to end with the comparison's thresholds: their detections come from the graph
+(:class:`~featherface_deploy.runtimes.base.DetectingRuntime`'s ``detect``, for AP and timing), their raw
+parity through the file's raw view, plus the in-graph-vs-numpy check of
+:mod:`featherface_deploy.verify.in_graph`; the other rows (the reference apart) are reported as skipped.
+
 No torch import here: the exporters (and torch) are loaded only when an
 artifact has to be built or the PyTorch runtime is opened.
 """
@@ -25,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featherface_deploy.formats import REFERENCE, get_format
+from featherface_deploy.formats import END2END_ROWS, REFERENCE, get_format
 from featherface_deploy.harness.artifacts import BuildSettings, BuiltArtifact, build_all, default_rows
 from featherface_deploy.harness.latency import (
     LatencyConfig,
@@ -37,13 +43,14 @@ from featherface_deploy.harness.latency import (
     null_bar,
 )
 from featherface_deploy.harness.report import Column, machine_facts
-from featherface_deploy.contract import DecodeContract
+from featherface_deploy.contract import DecodeContract, End2EndSpec
 from featherface_deploy.evaluation import SETTINGS, evaluate, list_images, load_ground_truth, subset_ground_truth
 from featherface_deploy.errors import DatasetError, FeatherFaceError, OptionError
 from featherface_deploy.verify.parity import check_parity
 from featherface_deploy.verify.tolerances import Tolerances
 from featherface_deploy.postprocess import PostprocessConfig, decode_image, load_image, preprocess
-from featherface_deploy.runtimes.base import Runtime
+from featherface_deploy.runtimes.base import DetectingRuntime, Runtime
+from featherface_deploy.trt.graph_check import TOPK_MAX_K
 
 COLUMNS = (
     Column("label", "Artifact"), Column("precision", "Precision"), Column("runtime", "Runtime"),
@@ -88,6 +95,7 @@ class CompareConfig:
         latency_images: Distinct images cycled through while timing.
         calibration_dir: Calibration photos for INT8 builds.
         postprocess: The detection thresholds shared by all artifacts.
+        end2end: Build the rows that can take it end to end (decoding and NMS in the file) and skip the others.
         untrained_seed: The checkpoint holds random weights from this seed (``compare --random-init``): rows,
             facts and notes say so, no AP is computed, parity needs no face. ``None``: trained weights.
     """
@@ -105,6 +113,16 @@ class CompareConfig:
     calibration_dir: Path | None = None
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     untrained_seed: int | None = None
+    end2end: bool = False
+
+    def end2end_spec(self) -> End2EndSpec | None:
+        """The end-to-end settings of ``end2end`` runs: the shared thresholds (``pre_nms_top_k`` capped at
+        TensorRT's TopK limit, so the recipe rows build), or ``None``."""
+        if not self.end2end:
+            return None
+        return End2EndSpec(max_det=self.postprocess.keep_top_k, conf=self.postprocess.conf_threshold,
+                           nms_iou=self.postprocess.nms_iou,
+                           pre_nms_top_k=min(self.postprocess.top_k, TOPK_MAX_K))
 
 
 @dataclass(frozen=True)
@@ -154,9 +172,10 @@ def run_compare(checkpoint: str | Path, cache_dir: str | Path, config: CompareCo
     """
     inputs = _load_inputs(config)
     names = list(dict.fromkeys([REFERENCE, *config.formats]))
+    skipped = end2end_skipped(names) if config.end2end else {}
     settings = BuildSettings(config.imgsz, config.calibration_dir, inputs.paths[:min(config.parity_images, 8)],
-                             progress.log, untrained_seed=config.untrained_seed)
-    built, failed = build_all(checkpoint, names, cache_dir, settings)
+                             progress.log, untrained_seed=config.untrained_seed, end2end=config.end2end_spec())
+    built, failed = build_all(checkpoint, [name for name in names if name not in skipped], cache_dir, settings)
     if REFERENCE not in built:
         raise failed_reference(failed[REFERENCE])
     runtimes, rows = {}, {}
@@ -165,10 +184,13 @@ def run_compare(checkpoint: str | Path, cache_dir: str | Path, config: CompareCo
         runtimes[name] = artifact.open(config.threads)
         Pipeline(runtimes[name], inputs.images[:1], LatencyConfig(config.imgsz)).step()
         rows[name] = _artifact_row(artifact, runtimes[name], config)
+        rows[name]["postprocess"] = getattr(runtimes[name], "postprocess", "numpy")
         rows[name]["model_rss_mb"] = None if before is None else round(current_rss_mb() - before, 1)
     rows.update({name: {"label": name, "precision": get_format(name).precision, "error": error.splitlines()[0][:160],
                         "error_detail": error}
                  for name, error in failed.items()})
+    rows.update({name: {"label": name, "precision": get_format(name).precision, "error": reason, "skipped": True}
+                 for name, reason in skipped.items()})
     if inputs.keys is not None and config.untrained_seed is None:  # random weights: an AP would mean nothing
         _add_accuracy(rows, runtimes, inputs, config, progress)
     _add_parity(rows, runtimes, inputs, config, progress)
@@ -207,13 +229,9 @@ def _add_accuracy(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, 
     if config.limit is not None:
         ground_truth = subset_ground_truth(ground_truth, set(inputs.keys))
     for name, runtime in runtimes.items():
-        prepared = inputs.prepared(runtime.contract, config.imgsz)
         predictions = {}
-        with progress.bar(f"WIDER FACE {name:12s}", len(prepared)) as bar:
-            for key, (tensor, transform) in zip(inputs.keys, prepared):
-                raw = runtime.infer(tensor)
-                faces = decode_image(raw["loc"][0], raw["conf"][0], raw["landmarks"][0], tensor.shape[2:],
-                                     runtime.contract, transform, config.postprocess)
+        with progress.bar(f"WIDER FACE {name:12s}", len(inputs.images)) as bar:
+            for key, faces in zip(inputs.keys, _detections(runtime, inputs, config)):
                 predictions[key] = np.concatenate([faces.boxes, faces.scores[:, None]], axis=1)
                 bar.update(1)
         ap = evaluate(predictions, ground_truth).percentages
@@ -221,6 +239,19 @@ def _add_accuracy(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, 
     reference = rows[REFERENCE]
     for row in (rows[name] for name in runtimes):
         row["ap_drop"] = round(max(reference[f"ap_{s}"] - row[f"ap_{s}"] for s in SETTINGS), 2)
+
+
+def _detections(runtime: Runtime | DetectingRuntime, inputs: _Inputs, config: CompareConfig):
+    """Each image's detections: from the graph (an end-to-end file's ``detect``, with the thresholds baked in from
+    :meth:`CompareConfig.end2end_spec`), else raw outputs + our decode."""
+    if isinstance(runtime, DetectingRuntime):
+        for image in inputs.images:
+            yield runtime.detect(image, runtime.default_config())
+        return
+    for tensor, transform in inputs.prepared(runtime.contract, config.imgsz):
+        raw = runtime.infer(tensor)
+        yield decode_image(raw["loc"][0], raw["conf"][0], raw["landmarks"][0], tensor.shape[2:], runtime.contract,
+                           transform, config.postprocess)
 
 
 def _add_parity(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, config: CompareConfig,
@@ -234,6 +265,8 @@ def _add_parity(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, co
         tolerances = Tolerances.for_precision(rows[name]["precision"])
         if config.untrained_seed is not None:  # random weights: raw outputs judged, detections only reported
             tolerances = tolerances.for_untrained()
+        if isinstance(runtime, DetectingRuntime):  # an end-to-end file: its raw view, then its own in-graph check
+            runtime = _in_graph_parity(rows[name], runtime, images)
         report = check_parity(runtime, reference, images, tolerances, raise_on_failure=False, size=config.imgsz)
         rows[name].update({
             "parity_images": report.images, "max_abs_conf": report.max_abs["conf"],
@@ -243,6 +276,26 @@ def _add_parity(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, co
             "max_score_diff": report.max_score_diff, "max_landmark_px": report.max_landmark_diff,
             "parity_pass": report.passed, "parity_failures": list(report.failures),
         })
+
+
+def _in_graph_parity(row: dict, runtime: DetectingRuntime, images: Sequence[np.ndarray]) -> Runtime:
+    """Records the in-graph-vs-numpy check of an end-to-end file in ``row``; returns its raw view for parity."""
+    from featherface_deploy.pipeline.raw_views import raw_view
+    from featherface_deploy.verify.in_graph import check_in_graph_parity
+
+    form = get_format(row["label"])
+    path = Path(row["path"]) / form.verify_entry if form.verify_entry else Path(row["path"])  # a recipe's model
+    raw = raw_view(form.family, path, runtime.contract)
+    report = check_in_graph_parity(runtime, raw, images, raise_on_failure=False)
+    row.update({"in_graph_match_rate": report.match_rate, "in_graph_min_iou": report.min_iou,
+                "in_graph_max_score_diff": report.max_score_diff, "in_graph_pass": report.passed})
+    return raw
+
+
+def end2end_skipped(names: Sequence[str]) -> dict[str, str]:
+    """``compare --end2end``: the rows (the reference apart) that cannot be built end to end → why."""
+    reason = f"skipped: --end2end is not available for this row (it applies to: {', '.join(END2END_ROWS)})"
+    return {name: reason for name in names if name != REFERENCE and name not in END2END_ROWS}
 
 
 def _add_latency(rows: dict, runtimes: Mapping[str, Runtime], inputs: _Inputs, config: CompareConfig,
@@ -281,9 +334,18 @@ def _notes(rows: Sequence[dict], config: CompareConfig, images: int) -> list[str
         notes.insert(0, f"UNTRAINED: random weights (seed {config.untrained_seed}), no checkpoint: latency, sizes "
                         "and parity are the architecture's; no AP is reported, because random weights detect "
                         "nothing meaningful.")
+    in_graph = [row["label"] for row in rows if row.get("postprocess") == "in-graph"]
+    if in_graph:
+        spec = config.end2end_spec()
+        notes.append(f"End to end ({', '.join(in_graph)}): post-processing ran in the graph (decode, top-k "
+                     f"{spec.pre_nms_top_k}, NMS, at most {spec.max_det} faces); their whole frame (letterbox, graph, "
+                     "mapping back) is their infer ms, pre and post 0; their parity is that of the file's raw "
+                     "outputs (its raw view), and in_graph_* in the JSON "
+                     "compares their detections with our numpy post-processing of the same raw outputs.")
     stand_ins = {row["runtime"]: row["runtime_note"] for row in rows if row.get("runtime_note")}
     notes += [f"Runtime {name}: {note}." for name, note in stand_ins.items()]
-    onnx = next((row for row in rows if row["label"] == "onnx" and "infer_ms" in row), None)
+    onnx = next((row for row in rows if row["label"] == "onnx" and "infer_ms" in row
+                 and row.get("postprocess") != "in-graph"), None)
     if onnx is not None:
         overhead = onnx["pre_ms"] + onnx["post_ms"]
         notes.append(f"Harness overhead: pre + post = {overhead:.2f} ms per frame = "
@@ -340,13 +402,15 @@ class Budgets:
 
     def broken(self, rows: Sequence[dict]) -> list[str]:
         """Lines naming each broken budget and each artifact that could not be built (empty when all hold)."""
-        broken = [f"{row['label']}: {row['error']}" for row in rows if row.get("error")]
+        broken = [f"{row['label']}: {row['error']}" for row in rows if row.get("error") and not row.get("skipped")]
         for row in rows:
             label, rate, drop = row["label"], row.get("match_rate"), row.get("ap_drop")
             if self.min_match_rate is not None and rate is not None and rate < self.min_match_rate:
                 broken.append(f"{label}: detection match rate {rate:.3f} < {self.min_match_rate}")
             if self.max_ap_drop is not None and drop is not None and drop > self.max_ap_drop:
                 broken.append(f"{label}: AP drop {drop:.2f} points > {self.max_ap_drop}")
+            if self.parity and row.get("in_graph_pass") is False:
+                broken.append(f"{label}: in-graph detections differ from numpy post-processing of its raw outputs")
             if self.parity and row.get("parity_pass") is False:
                 broken.append(f"{label}: parity failed ({'; '.join(row['parity_failures'])})")
         return broken

@@ -26,6 +26,7 @@ host has gone away still stops.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import signal
@@ -41,7 +42,7 @@ from featherface_deploy.contract import atomic_write_bytes
 from featherface_deploy.detector import FaceDetector
 from featherface_deploy.errors import BackendNotInstalledError, FeatherFaceError
 from featherface_deploy.formats import format_for_path
-from featherface_deploy.postprocess import PostprocessConfig, decode_image, load_image, to_tensor
+from featherface_deploy.postprocess import decode_image, load_image, to_tensor
 from featherface_deploy.remote.device_facts import device_facts, temperatures
 from featherface_deploy.remote.device_requirements import missing_runtime_message
 from featherface_deploy.remote.image_pack import read_pack
@@ -106,8 +107,9 @@ def _parser(default_model) -> argparse.ArgumentParser:
             sub.add_argument("--warmup", type=int, default=10)
             sub.add_argument("--iters", type=int, default=100)
         if name in ("evaluate", "detect"):
-            sub.add_argument("--conf-threshold", type=float, default=PostprocessConfig.conf_threshold)
-            sub.add_argument("--nms-iou", type=float, default=PostprocessConfig.nms_iou)
+            # Left out: the runtime's defaults (ours, or the thresholds baked into an end-to-end file)
+            sub.add_argument("--conf-threshold", type=float, default=None)
+            sub.add_argument("--nms-iou", type=float, default=None)
         if name == "detect":
             sub.add_argument("files", nargs="*", help="Image files (need Pillow) or .npy BGR uint8 arrays.")
     return parser
@@ -180,8 +182,12 @@ def _benchmark(args) -> dict:
 
 
 def _detector(args) -> FaceDetector:
-    config = PostprocessConfig(conf_threshold=args.conf_threshold, nms_iou=args.nms_iou)
-    return FaceDetector.load(args.model, config=config, threads=_ints(args.threads)[0], **_runtime_options(args))
+    detector = FaceDetector.load(args.model, threads=_ints(args.threads)[0], **_runtime_options(args))
+    given = {name: value for name, value in (("conf_threshold", args.conf_threshold), ("nms_iou", args.nms_iou))
+             if value is not None}
+    if given:
+        detector.config = dataclasses.replace(detector.config, **given)
+    return detector
 
 
 def _evaluate(args) -> dict:

@@ -14,13 +14,12 @@ import numpy as np
 from featherface_deploy.evaluation import evaluate, list_images, load_ground_truth
 from featherface_deploy.evaluation.runner import WiderFaceResult, subset_ground_truth
 from featherface_deploy.errors import DeviceError
-from featherface_deploy.postprocess import PostprocessConfig
 from featherface_deploy.remote.packing import model_contract, pack_images
 
 
 def evaluate_on_device(device, model: str | Path, widerface_root: str | Path, limit: int | None = None,
-                       conf_threshold: float = PostprocessConfig.conf_threshold,
-                       nms_iou: float = PostprocessConfig.nms_iou, size: tuple[int, int] | None = None,
+                       conf_threshold: float | None = None,
+                       nms_iou: float | None = None, size: tuple[int, int] | None = None,
                        threads: int | None = None, compute_units: str | None = None) -> tuple[WiderFaceResult, dict]:
     """Runs ``model`` on the device over WIDER FACE val images and computes Easy / Medium / Hard AP here.
 
@@ -29,8 +28,9 @@ def evaluate_on_device(device, model: str | Path, widerface_root: str | Path, li
         model: ``.onnx``, ``.tflite`` or ``.engine`` file, or a ``.mlpackage``.
         widerface_root: The official layout (ground truth stays on the host).
         limit: Only the first ``limit`` images (AP over those).
-        conf_threshold: Minimum face probability.
-        nms_iou: NMS IoU threshold.
+        conf_threshold: Minimum face probability (``None``: the runtime's default on the device: ours, or
+            the one baked into an end-to-end file).
+        nms_iou: NMS IoU threshold (``None``: likewise).
         size: Resize box for any-size models (``None``: native resolution).
         threads: Inference threads on the device.
         compute_units: Core ML compute units for a ``.mlpackage`` (``None``: the runtime's default).
@@ -48,7 +48,8 @@ def evaluate_on_device(device, model: str | Path, widerface_root: str | Path, li
     ground_truth = load_ground_truth(widerface_root)
     listed = list_images(widerface_root, ground_truth)[:limit]
     entries = pack_images([([event, name], path) for event, name, path in listed], model_contract(model), size)
-    arguments = ["--conf-threshold", str(conf_threshold), "--nms-iou", str(nms_iou)]
+    arguments = [item for flag, value in (("--conf-threshold", conf_threshold), ("--nms-iou", nms_iou))
+                 if value is not None for item in (flag, str(value))]
     if threads is not None:
         arguments += ["--threads", str(threads)]
     if compute_units is not None:
