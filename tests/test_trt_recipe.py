@@ -6,7 +6,6 @@ import re
 import shlex
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -96,22 +95,21 @@ def test_int8_recipe_8_6_has_cache_and_opset_17(tmp_path) -> None:
     assert len(mean.input) == 1 and [a.ints for a in mean.attribute if a.name == "axes"] == [[2, 3]]
 
 
-def _ort_opener(opened: list, shift: float = 0.0):
-    """An ``open_onnx`` over ONNX Runtime that records the files it opens and adds ``shift`` to later ones."""
-    import onnxruntime
+def _recording_runner(opened: list, shift: float = 0.0):
+    """The pipeline's ``run_onnx``, recording the files it runs and adding ``shift`` to the outputs of later ones."""
+    from featherface_deploy.pipeline.builder import run_onnx
 
-    def open_onnx(path, contract):
+    def run(path, feed):
         opened.append(Path(path))
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         offset = shift if len(opened) > 1 else 0.0
-        return SimpleNamespace(infer=lambda batch: {"y": session.run(None, {contract.input_name: batch})[0] + offset})
+        return {name: value + offset for name, value in run_onnx(path, feed).items()}
 
-    return open_onnx
+    return run
 
 
 @pytest.mark.parametrize("shift, refused", [(0.0, False), (1e-3, True)])
-def test_an_opset_rewrite_is_run_through_the_given_runtime(tmp_path, shift, refused) -> None:
-    """8.6 rewrites opset 18 to 17: both files run through ``open_onnx``, and a difference is refused."""
+def test_an_opset_rewrite_is_run_through_the_given_runner(tmp_path, shift, refused) -> None:
+    """8.6 rewrites opset 18 to 17: both files run through ``run_onnx``, and a difference is refused."""
     from featherface_deploy.exporters.onnx2trt_recipe import RecipeOptions, write_recipe
 
     source = tmp_path / "source.onnx"
@@ -120,7 +118,7 @@ def test_an_opset_rewrite_is_run_through_the_given_runtime(tmp_path, shift, refu
 
     def write():
         return write_recipe(source, tmp_path / "recipe", RecipeOptions(get_version("8.6"), "fp32"), CONTRACT,
-                            open_onnx=_ort_opener(opened, shift))
+                            run_onnx=_recording_runner(opened, shift))
 
     if refused:
         with pytest.raises(ExportError, match=r"rewriting the ONNX to opset 17 changed its outputs"):

@@ -41,8 +41,9 @@ class ExportContext:
         open_tflite: Opens a TFLite flatbuffer (bytes, decode contract) as a runtime, for an exporter that
             measures what it made (the INT8 agreement check). Given by the pipeline, which may import
             runtimes; exporters themselves do not.
-        open_onnx: Opens an ONNX file (path, decode contract) as a runtime, likewise (the ONNX INT8 check,
-            the TensorRT recipe's opset-rewrite check).
+        open_onnx: Opens an ONNX file (path, decode contract) as a runtime, likewise (the ONNX INT8 check).
+        run_onnx: Runs an ONNX file on one feed (path, ``{input: array}``) and returns every output by name
+            (the TensorRT recipe's opset-rewrite check).
         onnx_activations: Runs an ONNX file on a calibration set (path, set, input name) and returns
             ``{tensor: [array per input]}`` of its outputs (the ONNX INT8 sensitivity report).
     """
@@ -54,6 +55,7 @@ class ExportContext:
     open_tflite: Callable | None = field(default=None, compare=False)
     open_onnx: Callable | None = field(default=None, compare=False)
     onnx_activations: Callable | None = field(default=None, compare=False)
+    run_onnx: Callable | None = field(default=None, compare=False)
 
     def opener(self, name: str) -> Callable:
         """The measurement ``name`` (``open_onnx``, ``open_tflite``, ``onnx_activations``) for the INT8 checks.

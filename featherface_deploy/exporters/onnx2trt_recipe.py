@@ -19,7 +19,6 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -37,8 +36,8 @@ from featherface_deploy.exporters.end2end_compose import tail_node_names  # noqa
 MODEL_FILE, CACHE_FILE, ENGINE_FILE = "model.onnx", "calib.cache", "model.engine"
 TIMING_CACHE_FILE = "timing.cache"
 DEFAULT_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # where JetPack and NVIDIA's containers install it
-# (ONNX file, decode contract) → something with ``infer``: the pipeline passes ``ExportContext.open_onnx``.
-OpenOnnx = Callable[[Path, DecodeContract], Any]
+# (ONNX file, {input: array}) → {output: array}, every output: the pipeline passes ``ExportContext.run_onnx``.
+RunOnnx = Callable[[Path, dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ def build_script(options: RecipeOptions, has_cache: bool, fp32_layers: tuple[str
 
 
 def write_recipe(source: str | Path, out_dir: str | Path, options: RecipeOptions, contract: DecodeContract,
-                 calibration_scales: dict[str, float] | None = None, open_onnx: OpenOnnx | None = None) -> Path:
+                 calibration_scales: dict[str, float] | None = None, run_onnx: RunOnnx | None = None) -> Path:
     """Writes the recipe folder from an ONNX model already in the version's DCN lowering.
 
     Args:
@@ -119,9 +118,9 @@ def write_recipe(source: str | Path, out_dir: str | Path, options: RecipeOptions
         options: Version, precision, workspace, DLA.
         contract: The model's decode contract (gets ``extra["tensorrt"]``).
         calibration_scales: INT8 on 8.x: ``{tensor: scale}`` for ``calib.cache``.
-        open_onnx: Opens an ONNX file as a runtime (the pipeline's ``ExportContext.open_onnx``), to check that
-            an opset rewrite kept the outputs; without it that check is left to the pipeline's parity gate,
-            which compares ``model.onnx`` with PyTorch.
+        run_onnx: Runs an ONNX file (the pipeline's ``ExportContext.run_onnx``), to check that an opset
+            rewrite kept every output; without it that check is left to the pipeline's parity gate, which
+            compares ``model.onnx`` with PyTorch.
 
     Returns:
         The folder.
@@ -140,8 +139,8 @@ def write_recipe(source: str | Path, out_dir: str | Path, options: RecipeOptions
     model = onnx.load(str(source))
     _refuse([p for p in check_graph(model, version) if p.rule != "opset"], version)  # the opset is rewritten below
     written = downgrade_opset(model, version.max_opset)
-    if default_opset(written) != default_opset(model) and open_onnx is not None:
-        _check_same_outputs(Path(source), written, contract, open_onnx)
+    if default_opset(written) != default_opset(model) and run_onnx is not None:
+        _check_same_outputs(Path(source), written, contract, run_onnx)
     _refuse(check_graph(written, version), version)
     fp32_layers = tuple(tail_node_names(written, contract.end2end.raw_tensors)) if contract.in_graph else ()
     facts = {"version": version.name, "precision": options.precision, "opset": default_opset(written),
@@ -167,15 +166,15 @@ def _refuse(problems: list, version: TrtVersion) -> None:
 
 
 def _check_same_outputs(source: Path, rewritten: "onnx.ModelProto", contract: DecodeContract,
-                        open_onnx: OpenOnnx) -> None:
-    """Runs ``source`` and its opset rewrite on one random input through ``open_onnx``; refuses a difference."""
+                        run_onnx: RunOnnx) -> None:
+    """Runs ``source`` and its opset rewrite on one random input through ``run_onnx``; refuses a difference."""
     size = contract.input_size or (64, 64)
     sample = np.random.default_rng(0).normal(scale=50, size=(1, 3, *size)).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="featherface-opset-") as scratch:
         written = Path(scratch) / MODEL_FILE
         onnx.save(rewritten, str(written))
-        before, after = (open_onnx(path, contract).infer(sample) for path in (source, written))
-    worst = max(float(np.abs(before[role] - after[role]).max()) for role in before)
+        before, after = (run_onnx(path, {contract.input_name: sample}) for path in (source, written))
+    worst = max(float(np.abs(before[name] - after[name]).max()) for name in before)
     if worst > 1e-5:
         raise ExportError(f"rewriting the ONNX to opset {default_opset(rewritten)} changed its outputs "
                           f"(max |Δ| {worst:.3g})")

@@ -111,7 +111,8 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
     started = time.perf_counter()
     model, model_name = load_source(source, architecture)
     context = ExportContext(model_name, log or _quiet, {} if scratch is None else scratch, untrained_seed,
-                            open_tflite=_open_tflite, open_onnx=open_onnx, onnx_activations=onnx_activations)
+                            open_tflite=_open_tflite, open_onnx=open_onnx, onnx_activations=onnx_activations,
+                            run_onnx=run_onnx)
     build = _Build(model, _reference(model), context, list(parity_images), prepared, dict(reuse or {}),
                    require_faces and untrained_seed is None)
     with claim:
@@ -235,6 +236,14 @@ def open_onnx(path: Path, contract: DecodeContract):
     from featherface_deploy.runtimes.ort_runtime import OrtRuntime
 
     return OrtRuntime(path, contract=contract)
+
+
+def run_onnx(path: Path, feed: dict) -> dict:
+    """Every output of an ONNX file on one feed (``{input: array}``), by ONNX Runtime's CPU provider."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(zip((output.name for output in session.get_outputs()), session.run(None, feed)))
 
 
 def onnx_activations(path: Path, calib_set, input_name: str) -> dict:
