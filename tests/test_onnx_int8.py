@@ -120,7 +120,7 @@ def test_contract_says_int8(workdir: Path, int8, calib_set) -> None:
     assert facts["calibration"]["digest"] == calib_set.digest and facts["method"] == "minmax"
     # The recorded share of float MACs is what the file holds: the MAC layers whose weights are not dequantized.
     prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared-macs.onnx")
-    macs = layer_macs(onnx.load(str(prepared)), calib_set.inputs[:1])
+    macs = layer_macs(onnx.load(str(prepared)), calib_set.inputs[:1].shape)
     producers, nodes = _producers(model), {node.name: node for node in model.graph.node}
     float_macs = sum(count for name, count in macs.items()
                      if getattr(producers.get(nodes[name].input[1]), "op_type", None) != "DequantizeLinear")

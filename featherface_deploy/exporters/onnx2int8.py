@@ -56,6 +56,7 @@ try:
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise missing_backend("onnxruntime", "onnx") from error
 
@@ -63,7 +64,7 @@ from featherface_deploy.calibration.ort_reader import OrtCalibrationReader
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
            "entropy": CalibrationMethod.Entropy}
-DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
+# The multiply-accumulate layers: quantized by default, and the layers the float MAC share counts.
 MAC_OP_TYPES = ("Conv", "MatMul", "Gemm")
 PLACEMENTS = ("inputs", "fused")
 _GATHERS = ("Gather", "GatherND", "GatherElements")
@@ -98,7 +99,7 @@ class Int8Options:
     per_channel: bool = True
     keep_float_nodes: tuple[str, ...] = ()
     keep_float_op_types: tuple[str, ...] = ()
-    op_types: tuple[str, ...] = DEFAULT_OP_TYPES
+    op_types: tuple[str, ...] = MAC_OP_TYPES
     keep_float_depthwise: bool = True
     percentile: float = 99.999
     num_bins: int = 2048
@@ -168,8 +169,8 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_set: Calibr
         quantized = Path(scratch) / "int8.onnx"
         _run_quantize_static(prepared, quantized, calib_set, base_contract.input_name, options, excluded)
         proto = onnx.load(str(quantized))
-    fraction = float_mac_fraction(model, calib_set.inputs[:1], set(excluded) | set(protected),
-                                  base_contract.input_name)
+    fraction = onnx_float_mac_fraction(model, calib_set.inputs[:1].shape, set(excluded) | set(protected),
+                                       base_contract.input_name)
     # Reported: the layers kept float by request or by the search, not the DCN sampling arithmetic.
     kept = tuple(sorted(n for n in excluded if n not in protected and _node_op(model, n) in options.op_types))
     facts = {
@@ -328,40 +329,61 @@ def _run_quantize_static(prepared: Path, out: Path, calib_set: CalibrationSet, i
         raise ExportError(f"ONNX Runtime static quantization failed: {error}") from error
 
 
-def float_mac_fraction(model: "onnx.ModelProto", sample: np.ndarray, float_nodes: set[str],
-                       input_name: str = "input") -> float:
-    """Share of the MACs of Conv/MatMul/Gemm nodes, at the sample's size, that stay float.
-
-    MACs come from each layer's weight size times its output's spatial size,
-    measured by running the float model once (robust to dynamic shapes).
-    """
-    macs = layer_macs(model, sample, input_name)
+def onnx_float_mac_fraction(model: "onnx.ModelProto", input_shape: tuple[int, ...], float_nodes: set[str],
+                            input_name: str = "input") -> float:
+    """Share of the MACs of an ONNX graph's Conv/MatMul/Gemm nodes, for one input of ``input_shape``, that
+    ``float_nodes`` compute (the layers a quantization left float)."""
+    macs = layer_macs(model, input_shape, input_name)
     total = sum(macs.values())
     return sum(v for k, v in macs.items() if k in float_nodes) / total if total else 0.0
 
 
-def layer_macs(model: "onnx.ModelProto", sample: np.ndarray, input_name: str = "input") -> dict[str, int]:
-    """MACs per Conv/MatMul/Gemm node for one input of the sample's shape."""
+def layer_macs(model: "onnx.ModelProto", input_shape: tuple[int, ...], input_name: str = "input") -> dict[str, int]:
+    """MACs per Conv/MatMul/Gemm node with a constant weight, for one input of ``input_shape``.
+
+    MACs: weight elements × output positions (spatial size for convolutions, rows for matrix products). The
+    output shapes come from ONNX Runtime's symbolic shape inference with the input fixed to that shape: the
+    graph is read, not run (``onnx.shape_inference`` leaves the deformable sampling path of a dynamic-shape
+    export unresolved; on V1 both give the MACs an ONNX Runtime run measures).
+
+    Raises:
+        ExportError: A layer's output shape stays unknown.
+    """
     initializers = {init.name: init for init in model.graph.initializer}
     layers = [n for n in model.graph.node if n.op_type in MAC_OP_TYPES and n.input[1] in initializers]
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    for node in layers:
-        if node.output[0] not in known:
-            probe.graph.output.append(onnx.ValueInfoProto(name=node.output[0]))
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = onnxruntime.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [node.output[0] for node in layers]
-    shapes = dict(zip(names, (out.shape for out in session.run(names, {input_name: sample[:1]}))))
+    shapes = _inferred_shapes(model, input_shape, input_name)
     result = {}
     for node in layers:
+        out_shape = shapes.get(node.output[0])
+        if out_shape is None or None in out_shape:
+            raise ExportError(f"shape inference left the output of {node.name} unknown ({out_shape}): the float "
+                              "MAC share cannot be counted; export the ONNX source with a fixed --imgsz")
         weight = int(np.prod(initializers[node.input[1]].dims))
-        out_shape = shapes[node.output[0]]
         spatial = int(np.prod(out_shape[2:])) if node.op_type == "Conv" else int(np.prod(out_shape[:-1]))
         result[node.name] = weight * spatial
     return result
+
+
+def _inferred_shapes(model: "onnx.ModelProto", input_shape: tuple[int, ...], input_name: str,
+                     ) -> dict[str, list[int | None]]:
+    """Tensor name → shape (``None`` for an unknown dimension), batch 1, the input fixed to ``input_shape``."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    fixed.graph.ClearField("value_info")  # shapes recorded for another size would contradict the new ones
+    for value in fixed.graph.output:
+        value.type.tensor_type.ClearField("shape")
+    for value in fixed.graph.input:
+        if value.name == input_name:
+            for dim, size in zip(value.type.tensor_type.shape.dim, (1, *input_shape[1:])):
+                dim.Clear()
+                dim.dim_value = size
+    try:
+        inferred = SymbolicShapeInference.infer_shapes(fixed, auto_merge=True)
+    except Exception as error:  # the shape inference raises bare Exceptions of many kinds
+        raise ExportError(f"ONNX Runtime's shape inference failed on the graph to quantize: {error}") from error
+    return {value.name: [dim.dim_value if dim.HasField("dim_value") else None
+                         for dim in value.type.tensor_type.shape.dim]
+            for value in (*inferred.graph.value_info, *inferred.graph.output)}
 
 
 def _node_op(model: "onnx.ModelProto", name: str) -> str | None:
