@@ -37,7 +37,7 @@ from featherface_deploy.calibration import CalibrationConfig, OrtCalibrationRead
 from featherface_deploy.detector import FaceDetector  # noqa: E402
 from featherface_deploy.evaluation import evaluate_widerface  # noqa: E402
 from featherface_deploy.exporters.int8_sensitivity import search_keep_float  # noqa: E402
-from featherface_deploy.exporters.onnx2int8 import Int8Options, prepare_for_quantization, quantize_onnx  # noqa: E402
+from featherface_deploy.exporters.onnx_quantize import Int8Options, prepare_for_quantization, quantize_onnx  # noqa: E402
 from featherface_deploy.metadata.onnx import read_contract, write_contract  # noqa: E402
 from featherface_deploy.pipeline.builder import onnx_activations, open_onnx  # noqa: E402
 from featherface_deploy.runtimes.ort_runtime import OrtRuntime  # noqa: E402

@@ -52,7 +52,7 @@ def calib_set(workdir: Path):
 
 @pytest.fixture(scope="module")
 def int8(workdir: Path, calib_set):
-    from featherface_deploy.exporters.onnx2int8 import quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import quantize_onnx
 
     return quantize_onnx(workdir / "tiny.onnx", workdir / "tiny-int8.onnx", calib_set)
 
@@ -68,7 +68,7 @@ def _initializers(model):
 def test_fused_placement_runs_integer_convolutions(workdir: Path, calib_set, tmp_path) -> None:
     import onnxruntime
 
-    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import Int8Options, quantize_onnx
     from featherface_deploy.harness.int8_kernels import integer_mac_share
 
     fused = quantize_onnx(workdir / "tiny.onnx", workdir / "tiny-fused.onnx", calib_set, Int8Options(placement="fused"))
@@ -111,7 +111,7 @@ def test_runs_and_outputs_float(int8, calib_set) -> None:
 
 
 def test_contract_says_int8(workdir: Path, int8, calib_set) -> None:
-    from featherface_deploy.exporters.onnx2int8 import layer_macs, prepare_for_quantization
+    from featherface_deploy.exporters.onnx_quantize import layer_macs, prepare_for_quantization
 
     model = onnx.load(str(int8.path))
     embedded = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
@@ -130,7 +130,7 @@ def test_contract_says_int8(workdir: Path, int8, calib_set) -> None:
 
 
 def test_keep_float_honoured(workdir: Path, calib_set) -> None:
-    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import Int8Options, quantize_onnx
 
     model = onnx.load(str(workdir / "tiny.onnx"))
     first_conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
@@ -146,7 +146,7 @@ def test_keep_float_honoured(workdir: Path, calib_set) -> None:
 
 
 def test_dcn_sampling_never_quantized(workdir: Path, calib_set) -> None:
-    from featherface_deploy.exporters.onnx2int8 import Int8Options, dcn_sampling_nodes, quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import Int8Options, dcn_sampling_nodes, quantize_onnx
 
     result = quantize_onnx(workdir / "tiny.onnx", workdir / "wide.onnx", calib_set,
                            Int8Options(op_types=("Conv", "Add", "Mul", "Gather", "GatherND", "Sigmoid", "Concat")))
@@ -162,7 +162,7 @@ def test_dcn_sampling_never_quantized(workdir: Path, calib_set) -> None:
 
 def test_sensitivity_report_ranks_layers(workdir: Path, int8, calib_set) -> None:
     from featherface_deploy.exporters.int8_sensitivity import sensitivity_report
-    from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization
+    from featherface_deploy.exporters.onnx_quantize import prepare_for_quantization
     from featherface_deploy.pipeline.builder import onnx_activations
 
     prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared.onnx")
@@ -173,7 +173,7 @@ def test_sensitivity_report_ranks_layers(workdir: Path, int8, calib_set) -> None
 
 
 def test_bad_method(workdir: Path, calib_set) -> None:
-    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import Int8Options, quantize_onnx
 
     with pytest.raises(ExportError, match="unknown calibration method"):
         quantize_onnx(workdir / "tiny.onnx", workdir / "x.onnx", calib_set, Int8Options(method="kl"))
@@ -181,7 +181,7 @@ def test_bad_method(workdir: Path, calib_set) -> None:
 
 def test_detection_agreement_is_one_against_itself_and_at_most_one_for_int8(workdir: Path, int8, calib_set) -> None:
     from featherface_deploy.exporters.int8_sensitivity import onnx_file_agreement
-    from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization
+    from featherface_deploy.exporters.onnx_quantize import prepare_for_quantization
     from featherface_deploy.metadata.onnx import read_contract
     from featherface_deploy.pipeline.builder import open_onnx
 
@@ -251,7 +251,7 @@ def test_forced_search_ranks_layers_even_when_the_default_meets_the_budget(workd
 def test_no_search_export_skips_the_agreement_check(workdir: Path) -> None:
     from featherface_deploy.exporters.common import ExportContext
     from featherface_deploy.export_options import OnnxInt8Options
-    from featherface_deploy.exporters.onnx2int8_export import export
+    from featherface_deploy.exporters.onnx2int8 import export
 
     options = OnnxInt8Options(calib_dir=workdir / "images", calib_images=4, search=False)
     result = export(workdir / "tiny.onnx", workdir / "plain.onnx", None, options, ExportContext("featherface-tiny"))

@@ -245,7 +245,7 @@ def test_a_recipe_that_fails_verification_leaves_no_folder(fp16_recipe_10_3, tin
 def test_export_int8_recipe_for_8_6_and_its_qdq_flavour_for_10_3(tiny_checkpoint, calibration_dir,
                                                                   tmp_path) -> None:
     from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
-    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import Int8Options, quantize_onnx
     from featherface_deploy.exporters.onnx2trt_int8 import activation_scales, tensorrt_int8_options
     from featherface_deploy.exporters.onnx2trt_recipe import RecipeOptions, write_recipe
     from featherface_deploy.metadata.onnx import read_contract

@@ -36,7 +36,7 @@ from featherface_deploy.errors import missing_backend
 from featherface_deploy.export_options import ONNX_AGREEMENT_THRESHOLD, ONNX_SEARCH_BUDGET
 from featherface_deploy.exporters.keep_float_search import SearchOutcome, SearchStep, Trial, search_facts
 from featherface_deploy.exporters.keep_float_search import search_keep_float as run_search
-from featherface_deploy.exporters.onnx2int8 import (
+from featherface_deploy.exporters.onnx_quantize import (
     MAC_OP_TYPES,
     Int8Options,
     Int8Result,
@@ -94,7 +94,7 @@ def sensitivity_report(fp32_path: str | Path, int8_path: str | Path, calib_set: 
 
     Args:
         fp32_path: The float model the INT8 one was made from (same node names:
-            pre-processed by :func:`~featherface_deploy.exporters.onnx2int8.prepare_for_quantization`).
+            pre-processed by :func:`~featherface_deploy.exporters.onnx_quantize.prepare_for_quantization`).
         int8_path: The QDQ model.
         calib_set: Images to run (the first ``images`` are used).
         activations: Runs a file and returns its outputs (the pipeline's ``ExportContext.onnx_activations``).
@@ -210,7 +210,7 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
     The driver is :func:`~featherface_deploy.exporters.keep_float_search.search_keep_float` with
     :class:`OnnxLayers`: round 0 is the plain quantization with ``options``; unless ``forced``, a round 0
     that agrees at least ``threshold`` is the result (one agreement measurement over a plain
-    :func:`~featherface_deploy.exporters.onnx2int8.quantize_onnx`). A forced search ranks the layers
+    :func:`~featherface_deploy.exporters.onnx_quantize.quantize_onnx`). A forced search ranks the layers
     even of a round 0 that already meets the budget (recorded, nothing added).
 
     Args:

@@ -25,8 +25,8 @@ import onnx
 
 from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
 from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair
-from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, quantize_onnx
-from featherface_deploy.exporters.onnx2int8_export import compose_file
+from featherface_deploy.exporters.onnx_quantize import prepare_for_quantization, quantize_onnx
+from featherface_deploy.exporters.onnx2int8 import compose_file
 from featherface_deploy.exporters.onnx2trt_int8 import activation_scales, tensorrt_int8_options
 from featherface_deploy.exporters.onnx2trt_recipe import MODEL_FILE, write_recipe
 from featherface_deploy.export_options import RecipeExportOptions
