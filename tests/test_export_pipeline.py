@@ -65,7 +65,7 @@ def test_chains_resolve_through_the_table():
     # engine-int8 forces the TensorRT flavour of the Q/DQ graph on its source (no int32 bias DQ, Q/DQ on inputs).
     assert split == {"engine-int8": {"workspace": 512},
                      "onnx-int8": {"calib_dir": "c", "quantize_bias": False, "placement": "inputs"},
-                     "onnx": {"dynamic": True}}
+                     "onnx": {"dynamic": True, "end2end": False}}  # onnx-int8 quantizes the raw network
     assert row_for("tflite", "int8").name == "tflite-int8" and row_for("coreml", "int8").name == "coreml-int8w"
     assert format_for_path("x.onnx").name == "onnx" and format_for_path("m.mlpackage").family == "coreml"
 
