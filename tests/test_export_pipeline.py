@@ -137,8 +137,8 @@ def test_exporters_import_no_runtime():
 def test_exporters_run_no_model_themselves():
     """No exporter opens an ONNX Runtime session, a LiteRT interpreter or a Core ML model to predict: what an
     exporter measures goes through ``ExportContext.open_onnx`` / ``open_tflite`` / ``run_onnx`` /
-    ``onnx_activations`` (given by the pipeline)."""
-    running = ("InferenceSession", "Interpreter", "predict", "MLModel", "collect_activations")
+    ``onnx_activations`` / ``onnx_integer_share`` (given by the pipeline)."""
+    running = ("InferenceSession", "Interpreter", "predict", "MLModel", "collect_activations", "ort_integer_share")
     backends = ("ai_edge_litert", "tflite_runtime")
     found = set()
     for path in sorted((PACKAGE / "exporters").glob("*.py")):

@@ -252,9 +252,11 @@ def test_no_search_export_skips_the_agreement_check(workdir: Path) -> None:
     from featherface_deploy.exporters.common import ExportContext
     from featherface_deploy.export_options import OnnxInt8Options
     from featherface_deploy.exporters.onnx2int8 import export
+    from featherface_deploy.harness.int8_kernels import ort_integer_share
 
     options = OnnxInt8Options(calib_dir=workdir / "images", calib_images=4, search=False)
-    result = export(workdir / "tiny.onnx", workdir / "plain.onnx", None, options, ExportContext("featherface-tiny"))
+    context = ExportContext("featherface-tiny", onnx_integer_share=ort_integer_share)
+    result = export(workdir / "tiny.onnx", workdir / "plain.onnx", None, options, context)
     facts = result.contract.extra["int8"]
     assert facts["search"] == {"mode": "off", "ran": False} and "agreement" not in facts
     assert result.facts["search_ran"] is False and result.facts["agreement"] is None

@@ -25,7 +25,6 @@ from featherface_deploy.contract import DecodeContract, End2EndSpec, write_sidec
 from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair, timed
 from featherface_deploy.exporters.int8_sensitivity import search_keep_float
 from featherface_deploy.exporters.onnx_quantize import quantize_onnx, with_facts
-from featherface_deploy.harness.int8_kernels import ort_integer_share
 from featherface_deploy.harness.report import cpu_isa_flags, cpu_model
 from featherface_deploy.export_options import ONNX_AGREEMENT_THRESHOLD, OnnxInt8Options
 from featherface_deploy.file_writing import atomic_write_bytes
@@ -59,7 +58,8 @@ def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context:
         result = timed(timings, "quantize", lambda: search_keep_float(
             source, out_path, calib, open_onnx, activations, options.quantization(), budget=options.budget(),
             contract=contract, log=context.log, forced=bool(options.search), threshold=ONNX_AGREEMENT_THRESHOLD)[0])
-    share = timed(timings, "integer_kernels", lambda: ort_integer_share(result.path, (1, 3, *size)))
+    integer_share = context.opener("onnx_integer_share")
+    share = timed(timings, "integer_kernels", lambda: integer_share(result.path, (1, 3, *size)))
     result = with_facts(result, out_path, {**share.record(), "integer_kernels_on": _cpu_line()})
     context.log(f"  ONNX Runtime runs {100 * share.fraction:.1f}% of the MACs in integer kernels here "
                 f"({share.integer_layers} of {share.layers} weight layers)")

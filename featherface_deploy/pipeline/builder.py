@@ -28,6 +28,7 @@ from featherface_deploy.errors import BackendNotInstalledError, ExportError
 from featherface_deploy.exporters.common import ExportContext, load_source
 from featherface_deploy.outputs import claim_output
 from featherface_deploy.formats import CHECKPOINT, Format, get_format, resolve
+from featherface_deploy.harness.int8_kernels import ort_integer_share
 from featherface_deploy.pipeline.options import build_chain, check_suffix, split_options
 from featherface_deploy.pipeline.raw_views import raw_view
 from featherface_deploy.verify.in_graph import InGraphReport, check_in_graph_parity, default_in_graph_images
@@ -112,7 +113,7 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
     model, model_name = load_source(source, architecture)
     context = ExportContext(model_name, log or _quiet, {} if scratch is None else scratch, untrained_seed,
                             open_tflite=_open_tflite, open_onnx=open_onnx, onnx_activations=onnx_activations,
-                            run_onnx=run_onnx)
+                            run_onnx=run_onnx, onnx_integer_share=ort_integer_share)
     build = _Build(model, _reference(model), context, list(parity_images), prepared, dict(reuse or {}),
                    require_faces and untrained_seed is None)
     with claim:
