@@ -23,7 +23,6 @@ import numpy as np
 import arm64_device
 from common import default_shared
 
-REPO = Path(__file__).resolve().parent.parent
 ROLES = ("loc", "conf", "landmarks")
 # Run on both machines: numpy and onnxruntime only (what the device's venv has).
 RUNNER = '''
@@ -44,7 +43,6 @@ np.savez(sys.argv[2], **out)
 
 def calibration_inputs(model: Path, calib_dir: Path, count: int) -> np.ndarray:
     """The first ``count`` calibration photos, preprocessed for ``model`` (its contract's size and mean)."""
-    sys.path.insert(0, str(REPO))
     from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
     from featherface_deploy.contract import read_sidecar
 
@@ -69,7 +67,6 @@ def run_on_device(state: dict, scratch: Path, models: list[Path]) -> dict:
 
 def compare(models: list[Path], arm: dict, x86: dict) -> list[dict]:
     """Per model and role: |ARM − x86| (max, mean) and the mean and max |· − FP32| of each machine."""
-    sys.path.insert(0, str(REPO))
     from featherface_deploy.contract import read_sidecar
 
     contracts = [read_sidecar(model) for model in models]

@@ -37,9 +37,9 @@ from featherface_deploy.calibration import CalibrationConfig, OrtCalibrationRead
 from featherface_deploy.detector import FaceDetector  # noqa: E402
 from featherface_deploy.evaluation import evaluate_widerface  # noqa: E402
 from featherface_deploy.exporters.int8_sensitivity import search_keep_float  # noqa: E402
-from featherface_deploy.exporters.onnx2int8 import Int8Options, prepare_for_quantization, quantize_onnx  # noqa: E402
+from featherface_deploy.exporters.onnx_quantize import Int8Options, prepare_for_quantization, quantize_onnx  # noqa: E402
 from featherface_deploy.metadata.onnx import read_contract, write_contract  # noqa: E402
-from featherface_deploy.pipeline.builder import open_onnx  # noqa: E402
+from featherface_deploy.pipeline.builder import onnx_activations, open_onnx  # noqa: E402
 from featherface_deploy.runtimes.ort_runtime import OrtRuntime  # noqa: E402
 
 
@@ -74,7 +74,7 @@ def main() -> None:
     if args.search:
         started = time.perf_counter()
         searched, history, _ = search_keep_float(fp32, workdir / "int8-search.onnx", calib, open_onnx,
-                                                 budget=args.budget, forced=True, log=_log)
+                                                 onnx_activations, budget=args.budget, forced=True, log=_log)
         models["int8 search"] = (searched.path, searched.float_fraction)
         payload.update(search_seconds=round(time.perf_counter() - started, 1),
                        search_keep_float_nodes=list(searched.kept_float),

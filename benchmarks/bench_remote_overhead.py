@@ -1,14 +1,14 @@
 """``benchmark --remote`` overhead: the same model timed through loopback ssh and locally, alternated round by round.
 
-A real OpenSSH server is started on 127.0.0.1 (``tests/loopback_sshd.py``: fresh keys, ephemeral port, stopped by
-its pid), the device's Python is a venv with only numpy and onnxruntime (the tests' device Python), and each round
+A real OpenSSH server is started on 127.0.0.1 (``tests/support/loopback_sshd.py``: fresh keys, ephemeral port,
+stopped by its pid), the device's Python is a venv with only numpy and onnxruntime (the tests' device Python), and each round
 runs ``featherface-deploy benchmark MODEL`` once with ``--remote ssh://…`` and once without, in alternating order
 (remote first in even rounds). The remote bundle is copied before the first round (an untimed run), so the rounds
 measure runs of a cached bundle, as a user's second and later runs are. Reported: each round's two p50s and their
 ratio, the median of the ratios, the median p50 of each side, and the wall time of each command (ssh connection
 and process start, outside the timed loop). Target: the remote median within 5% of the local one.
 
-    python benchmarks/bench_remote_overhead.py [--model V1.onnx] [--rounds 25] [--iters 30]
+    python -m benchmarks.bench_remote_overhead [--model V1.onnx] [--rounds 25] [--iters 30]
 
 Without ``--model`` FeatherFace V1 (``$FEATHERFACE_SHARED/weights/featherface-v1.pth``) is exported to a 416×416
 ONNX file in a temporary folder first. Needs ``sshd``, ``ssh`` and ``ssh-keygen`` (Debian: openssh-server). Result:
@@ -27,11 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import default_shared, write_result
+from benchmarks.common import default_shared, write_result
+from tests.support.loopback_sshd import make_device_python, start_sshd
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-from loopback_sshd import make_device_python, start_sshd  # noqa: E402
 
 TARGET = 0.05
 
@@ -72,7 +71,7 @@ def main() -> None:
         "target": f"median remote/local p50 ratio within {TARGET:.0%} of 1",
     }
     summary["within_target"] = abs(summary["median_ratio"] - 1) <= TARGET
-    command = ("python benchmarks/bench_remote_overhead.py" + (f" --model {args.model}" if args.model else "")
+    command = ("python -m benchmarks.bench_remote_overhead" + (f" --model {args.model}" if args.model else "")
                + f" --rounds {args.rounds} --warmup {args.warmup} --iters {args.iters} --threads {args.threads}"
                + f" --imgsz {args.imgsz}")
     out = write_result("remote_overhead", {"command": command, "model": str(args.model or "featherface-v1 416 onnx"),

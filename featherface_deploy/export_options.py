@@ -29,7 +29,7 @@ from featherface_deploy.option_fields import ExportOption, parse_mebibytes, pars
 from featherface_deploy.trt.versions import get_version, version_for_installed
 
 if TYPE_CHECKING:
-    from featherface_deploy.exporters.onnx2int8 import Int8Options
+    from featherface_deploy.exporters.onnx_quantize import Int8Options
     from featherface_deploy.exporters.onnx2trt_recipe import RecipeOptions
 
 SIZE_DIVISOR = 32
@@ -218,8 +218,8 @@ class OnnxInt8Options(End2EndOptions):
         choices=INT8_PLACEMENTS).field("inputs")
 
     def quantization(self) -> Int8Options:
-        """The :class:`~featherface_deploy.exporters.onnx2int8.Int8Options` these choices mean."""
-        from featherface_deploy.exporters.onnx2int8 import Int8Options  # ONNX Runtime, only once quantizing
+        """The :class:`~featherface_deploy.exporters.onnx_quantize.Int8Options` these choices mean."""
+        from featherface_deploy.exporters.onnx_quantize import Int8Options  # ONNX Runtime, only once quantizing
 
         return Int8Options(method=self.calib_method, keep_float_nodes=tuple(self.keep_float),
                            keep_float_depthwise=not self.quantize_depthwise, quantize_bias=self.quantize_bias,

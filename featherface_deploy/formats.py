@@ -208,7 +208,7 @@ FORMATS: tuple[Format, ...] = (
                "PyTorch on an NVIDIA GPU under FP16 autocast"),
     _onnx_row("onnx", "fp32", CHECKPOINT, "featherface_deploy.exporters.torch2onnx:export", "OnnxOptions",
               "ONNX (ONNX Runtime)"),
-    _onnx_row("onnx-int8", "int8", "onnx", "featherface_deploy.exporters.onnx2int8_export:export", "OnnxInt8Options",
+    _onnx_row("onnx-int8", "int8", "onnx", "featherface_deploy.exporters.onnx2int8:export", "OnnxInt8Options",
               "ONNX Q/DQ INT8, calibrated (ONNX Runtime; TensorRT's explicit quantization)",
               (("end2end", False),)),  # --end2end: the raw network is quantized, the float tail composed after
     _tflite_row("tflite", "fp32", "TFLite (LiteRT; Android, ARM CPUs)"),

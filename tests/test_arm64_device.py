@@ -8,7 +8,6 @@ so only what it computes is checked. The fast tests check the script's clear ref
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,17 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks import arm64_device
 from conftest import REPO_ROOT
-
-
-def _load_device_script():
-    spec = importlib.util.spec_from_file_location("arm64_device", REPO_ROOT / "benchmarks" / "arm64_device.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-arm64_device = _load_device_script()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ bundle: numpy + coremltools and coremltools' own requirements, no torch), and it
 (one implementation of preprocessing, decode and NMS, copied into the bundle). A TensorRT engine bundle cannot
 run here (no TensorRT, no GPU): its contents and its error without tensorrt are checked.
 
-The device Python is :func:`loopback_sshd.make_device_python`'s venv (the named packages linked in, nothing
+The device Python is :func:`support.loopback_sshd.make_device_python`'s venv (the named packages linked in, nothing
 else importable).
 """
 
@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from featherface_deploy.cli.main import cli
 from featherface_deploy.remote.bundle import read_manifest
-from loopback_sshd import device_environment, make_device_python
+from support.loopback_sshd import device_environment, make_device_python
 
 pytest.importorskip("onnxruntime")
 

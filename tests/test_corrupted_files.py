@@ -87,8 +87,8 @@ def tflite_file(tmp_path_factory) -> Path:
     requires_backend("tflite", "export")
     from featherface_deploy.exporters.torch2tflite import scratch_key
     from featherface_deploy.pipeline import export_model
-    from tflite_models import SIZE as TFLITE_SIZE
-    from tflite_models import tiny_model_and_fp32
+    from support.tflite_models import SIZE as TFLITE_SIZE
+    from support.tflite_models import tiny_model_and_fp32
 
     model, converted = tiny_model_and_fp32()
     path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"

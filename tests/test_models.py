@@ -8,7 +8,7 @@ from featherface_deploy.errors import CheckpointError
 from featherface_deploy.models import create_model, detect_architecture, list_models, load_model, read_state_dict
 from featherface_deploy.models.registry import create_untrained_model
 from support.seeding import generator
-from tests.conftest import shared_path
+from conftest import shared_path
 
 EXPECTED_PARAMS = {"featherface-v1": 489_015, "featherface-v2-ca": 493_095}
 GOLDEN_INPUTS = ("astronaut_512x512", "astronaut_crop_405x491")

@@ -52,7 +52,7 @@ def calib_set(workdir: Path):
 
 @pytest.fixture(scope="module")
 def int8(workdir: Path, calib_set):
-    from featherface_deploy.exporters.onnx2int8 import quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import quantize_onnx
 
     return quantize_onnx(workdir / "tiny.onnx", workdir / "tiny-int8.onnx", calib_set)
 
@@ -68,7 +68,7 @@ def _initializers(model):
 def test_fused_placement_runs_integer_convolutions(workdir: Path, calib_set, tmp_path) -> None:
     import onnxruntime
 
-    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import Int8Options, quantize_onnx
     from featherface_deploy.harness.int8_kernels import integer_mac_share
 
     fused = quantize_onnx(workdir / "tiny.onnx", workdir / "tiny-fused.onnx", calib_set, Int8Options(placement="fused"))
@@ -111,7 +111,7 @@ def test_runs_and_outputs_float(int8, calib_set) -> None:
 
 
 def test_contract_says_int8(workdir: Path, int8, calib_set) -> None:
-    from featherface_deploy.exporters.onnx2int8 import layer_macs, prepare_for_quantization
+    from featherface_deploy.exporters.onnx_quantize import layer_macs, prepare_for_quantization
 
     model = onnx.load(str(int8.path))
     embedded = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
@@ -120,7 +120,7 @@ def test_contract_says_int8(workdir: Path, int8, calib_set) -> None:
     assert facts["calibration"]["digest"] == calib_set.digest and facts["method"] == "minmax"
     # The recorded share of float MACs is what the file holds: the MAC layers whose weights are not dequantized.
     prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared-macs.onnx")
-    macs = layer_macs(onnx.load(str(prepared)), calib_set.inputs[:1])
+    macs = layer_macs(onnx.load(str(prepared)), calib_set.inputs[:1].shape)
     producers, nodes = _producers(model), {node.name: node for node in model.graph.node}
     float_macs = sum(count for name, count in macs.items()
                      if getattr(producers.get(nodes[name].input[1]), "op_type", None) != "DequantizeLinear")
@@ -130,7 +130,7 @@ def test_contract_says_int8(workdir: Path, int8, calib_set) -> None:
 
 
 def test_keep_float_honoured(workdir: Path, calib_set) -> None:
-    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import Int8Options, quantize_onnx
 
     model = onnx.load(str(workdir / "tiny.onnx"))
     first_conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
@@ -146,7 +146,7 @@ def test_keep_float_honoured(workdir: Path, calib_set) -> None:
 
 
 def test_dcn_sampling_never_quantized(workdir: Path, calib_set) -> None:
-    from featherface_deploy.exporters.onnx2int8 import Int8Options, dcn_sampling_nodes, quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import Int8Options, dcn_sampling_nodes, quantize_onnx
 
     result = quantize_onnx(workdir / "tiny.onnx", workdir / "wide.onnx", calib_set,
                            Int8Options(op_types=("Conv", "Add", "Mul", "Gather", "GatherND", "Sigmoid", "Concat")))
@@ -162,48 +162,50 @@ def test_dcn_sampling_never_quantized(workdir: Path, calib_set) -> None:
 
 def test_sensitivity_report_ranks_layers(workdir: Path, int8, calib_set) -> None:
     from featherface_deploy.exporters.int8_sensitivity import sensitivity_report
-    from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization
+    from featherface_deploy.exporters.onnx_quantize import prepare_for_quantization
+    from featherface_deploy.pipeline.builder import onnx_activations
 
     prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared.onnx")
-    report = sensitivity_report(prepared, int8.path, calib_set, images=2)
+    report = sensitivity_report(prepared, int8.path, calib_set, onnx_activations, images=2)
     assert report and all(row.op_type in ("Conv", "MatMul", "Gemm") for row in report)
     losses = [row.loss_db for row in report]
     assert losses == sorted(losses, reverse=True)
 
 
 def test_bad_method(workdir: Path, calib_set) -> None:
-    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import Int8Options, quantize_onnx
 
     with pytest.raises(ExportError, match="unknown calibration method"):
         quantize_onnx(workdir / "tiny.onnx", workdir / "x.onnx", calib_set, Int8Options(method="kl"))
 
 
 def test_detection_agreement_is_one_against_itself_and_at_most_one_for_int8(workdir: Path, int8, calib_set) -> None:
-    from featherface_deploy.exporters.int8_sensitivity import detection_agreement
-    from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization
+    from featherface_deploy.exporters.int8_sensitivity import onnx_file_agreement
+    from featherface_deploy.exporters.onnx_quantize import prepare_for_quantization
     from featherface_deploy.metadata.onnx import read_contract
     from featherface_deploy.pipeline.builder import open_onnx
 
     contract = read_contract(workdir / "tiny.onnx")
     prepared = prepare_for_quantization(workdir / "tiny.onnx", workdir / "prepared-agreement.onnx")
-    assert detection_agreement(prepared, prepared, calib_set, contract, open_onnx) == pytest.approx(1.0, abs=1e-12)
+    assert onnx_file_agreement(prepared, prepared, calib_set, contract, open_onnx) == pytest.approx(1.0, abs=1e-12)
     # The same measure through the runtimes on every calibration input; INT8 changes some detections.
     from featherface_deploy.runtimes.ort_runtime import OrtRuntime
-    from featherface_deploy.verify.agreement import detection_agreement as agreement_of
+    from featherface_deploy.verify.agreement import detection_agreement
 
-    expected = agreement_of(OrtRuntime(prepared, contract=contract).infer, OrtRuntime(int8.path).infer,
-                            calib_set.batches(1), contract)
-    assert detection_agreement(prepared, int8.path, calib_set, contract, open_onnx) == pytest.approx(expected, abs=1e-12)
+    expected = detection_agreement(OrtRuntime(prepared, contract=contract).infer, OrtRuntime(int8.path).infer,
+                                   calib_set.batches(1), contract)
+    measured = onnx_file_agreement(prepared, int8.path, calib_set, contract, open_onnx)
+    assert measured == pytest.approx(expected, abs=1e-12)
     assert 0.5 <= expected < 1.0
 
 
 def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, calib_set) -> None:
     """The tiny model's INT8 agreement is below 1.0 and above 0.5: threshold 0.5 keeps the plain file, 1.0 searches."""
     from featherface_deploy.exporters.int8_sensitivity import search_keep_float
-    from featherface_deploy.pipeline.builder import open_onnx
+    from featherface_deploy.pipeline.builder import onnx_activations, open_onnx
 
     kept, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-kept.onnx", calib_set, open_onnx,
-                                              budget=1.0, threshold=0.5, max_rounds=1, forced=False)
+                                              onnx_activations, budget=1.0, threshold=0.5, max_rounds=1, forced=False)
     default_agreement = history[0].agreement
     assert 0.5 <= default_agreement < 1.0 and len(history) == 1 and not report
     facts = read_sidecar(kept.path).extra["int8"]
@@ -212,7 +214,7 @@ def test_keep_float_search_runs_only_when_agreement_falls_short(workdir: Path, c
                                   "final": default_agreement, "met": True, "images": len(calib_set),
                                   "measured_on": "calibration"}
     searched, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "auto-searched.onnx", calib_set,
-                                                  open_onnx,
+                                                  open_onnx, onnx_activations,
                                                   budget=1.0, threshold=1.0, per_round=2, max_rounds=1, forced=False)
     assert len(history) == 2 and len(history[1].kept_float) == 2 and report
     embedded = json.loads({p.key: p.value for p in onnx.load(str(searched.path)).metadata_props}[METADATA_KEY])
@@ -237,10 +239,10 @@ def test_a_search_that_misses_its_budget_keeps_its_best_round_not_its_last() -> 
 
 def test_forced_search_ranks_layers_even_when_the_default_meets_the_budget(workdir: Path, calib_set) -> None:
     from featherface_deploy.exporters.int8_sensitivity import search_keep_float
-    from featherface_deploy.pipeline.builder import open_onnx
+    from featherface_deploy.pipeline.builder import onnx_activations, open_onnx
 
     result, history, report = search_keep_float(workdir / "tiny.onnx", workdir / "forced.onnx", calib_set, open_onnx,
-                                                budget=0.5, max_rounds=1, forced=True)
+                                                onnx_activations, budget=0.5, max_rounds=1, forced=True)
     assert len(history) == 1 and report
     search = result.facts["search"]
     assert search["mode"] == "forced" and search["ran"] is True and search["report_top"]
@@ -249,10 +251,12 @@ def test_forced_search_ranks_layers_even_when_the_default_meets_the_budget(workd
 def test_no_search_export_skips_the_agreement_check(workdir: Path) -> None:
     from featherface_deploy.exporters.common import ExportContext
     from featherface_deploy.export_options import OnnxInt8Options
-    from featherface_deploy.exporters.onnx2int8_export import export
+    from featherface_deploy.exporters.onnx2int8 import export
+    from featherface_deploy.harness.int8_kernels import ort_integer_share
 
     options = OnnxInt8Options(calib_dir=workdir / "images", calib_images=4, search=False)
-    result = export(workdir / "tiny.onnx", workdir / "plain.onnx", None, options, ExportContext("featherface-tiny"))
+    context = ExportContext("featherface-tiny", onnx_integer_share=ort_integer_share)
+    result = export(workdir / "tiny.onnx", workdir / "plain.onnx", None, options, context)
     facts = result.contract.extra["int8"]
     assert facts["search"] == {"mode": "off", "ran": False} and "agreement" not in facts
     assert result.facts["search_ran"] is False and result.facts["agreement"] is None

@@ -1,7 +1,7 @@
 """``benchmark --remote ssh://`` and ``evaluate --remote ssh://`` against a real OpenSSH server on 127.0.0.1.
 
-The server is :func:`loopback_sshd.start_sshd` (fresh keys in a temporary folder, ephemeral port, stopped by its
-pid); the device's Python is :func:`loopback_sshd.make_device_python` (a venv with only numpy and onnxruntime,
+The server is :func:`support.loopback_sshd.start_sshd` (fresh keys in a temporary folder, ephemeral port, stopped by its
+pid); the device's Python is :func:`support.loopback_sshd.make_device_python` (a venv with only numpy and onnxruntime,
 linked from this environment, no download), so every remote run proves the bundle needs nothing else. Only
 127.0.0.1 is contacted. The CLI runs in a subprocess (as a user runs it), so a remote process can be killed
 while it runs.
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from loopback_sshd import make_device_python, require_openssh, start_sshd
+from support.loopback_sshd import make_device_python, require_openssh, start_sshd
 
 pytest.importorskip("onnxruntime")
 

@@ -31,7 +31,7 @@ def _tflite(tiny_checkpoint, request):
     from conftest import export_row
     from featherface_deploy.exporters.torch2tflite import scratch_key
     from featherface_deploy.runtimes.tflite_runtime import TfliteRuntime
-    from tflite_models import SIZE, tiny_model_and_fp32
+    from support.tflite_models import SIZE, tiny_model_and_fp32
 
     model, converted = tiny_model_and_fp32()
     path = request.getfixturevalue("tmp_path") / "tiny.tflite"

@@ -15,7 +15,7 @@ V1_LANDMARKS = [[203, 100], [248, 102], [224, 128], [202, 138], [246, 139]]
 
 @pytest.fixture(scope="module", params=sorted(EXPECTED))
 def detector(request):
-    from tests.conftest import shared_path
+    from conftest import shared_path
 
     return request.param, FaceDetector.load(shared_path("weights", f"{request.param}.pth"))
 

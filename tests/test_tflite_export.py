@@ -28,7 +28,7 @@ from featherface_deploy.runtimes.tflite_runtime import TfliteRuntime  # noqa: E4
 from featherface_deploy.verify.tolerances import Tolerances  # noqa: E402
 
 from conftest import export_row  # noqa: E402
-from tflite_models import SIZE, tiny_model_and_fp32  # noqa: E402
+from support.tflite_models import SIZE, tiny_model_and_fp32  # noqa: E402
 
 ROLES = ("loc", "conf", "landmarks")
 
@@ -234,7 +234,7 @@ def test_nchw_layout_and_all_negative_pool(tmp_path):
 @pytest.mark.slow
 def test_int8_measures_its_agreement_and_a_forced_search_keeps_groups_float(tiny, converted, scratch, calib_dir,
                                                                                tmp_path):
-    from featherface_deploy.exporters.tflite_graph import float_mac_fraction
+    from featherface_deploy.exporters.tflite_graph import tflite_float_mac_fraction
     from featherface_deploy.exporters.tflite_int8_search import DCN_CONVOLUTIONS, module_groups
     from featherface_deploy.export_options import TFLITE_DEFAULT_KEEP_FLOAT
 
@@ -257,7 +257,7 @@ def test_int8_measures_its_agreement_and_a_forced_search_keeps_groups_float(tiny
         assert search["chosen_round"] == len(history) - 1 and chosen["agreement"] >= search["budget"]
     else:  # none did: the best round
         assert chosen["agreement"] == max(row["agreement"] for row in history) < search["budget"]
-    assert facts["float_mac_fraction"] == pytest.approx(float_mac_fraction(result.path.read_bytes()), abs=1e-4)
+    assert facts["float_mac_fraction"] == pytest.approx(tflite_float_mac_fraction(result.path.read_bytes()), abs=1e-4)
     assert facts["float_mac_fraction"] == chosen["float_fraction"]
     assert len(search["groups_kept_float"]) == len(chosen["kept_float"])
 

@@ -19,7 +19,7 @@ requires_backend("tflite")
 from featherface_deploy.contract import DecodeContract  # noqa: E402
 from featherface_deploy.errors import ContractError, InputError  # noqa: E402
 from featherface_deploy.runtimes.tflite_runtime import Interpreter, TfliteRuntime  # noqa: E402
-from tflite_models import SIZE, tiny_model_and_fp32  # noqa: E402
+from support.tflite_models import SIZE, tiny_model_and_fp32  # noqa: E402
 
 
 

@@ -108,14 +108,14 @@ def conv_model(tmp_path_factory):
 
 
 def _quantize(conv_model, options, name):
-    from featherface_deploy.exporters.onnx2int8 import quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import quantize_onnx
 
     root, path, calib = conv_model
     return quantize_onnx(path, root / name, calib, contract=DecodeContract(model_name="test"), options=options)
 
 
 def test_tensorrt_int8_flavour(conv_model) -> None:
-    from featherface_deploy.exporters.onnx2int8 import Int8Options
+    from featherface_deploy.exporters.onnx_quantize import Int8Options
     from featherface_deploy.exporters.onnx2trt_int8 import tensorrt_int8_options
 
     default = onnx.load(str(_quantize(conv_model, Int8Options(), "ort.onnx").path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,6 +93,39 @@ def test_int8_recipe_8_6_has_cache_and_opset_17(tmp_path) -> None:
     assert default_opset(written) == 17
     mean = next(n for n in written.graph.node if n.op_type == "ReduceMean")
     assert len(mean.input) == 1 and [a.ints for a in mean.attribute if a.name == "axes"] == [[2, 3]]
+
+
+def _recording_runner(opened: list, shift: float = 0.0):
+    """The pipeline's ``run_onnx``, recording the files it runs and adding ``shift`` to the outputs of later ones."""
+    from featherface_deploy.pipeline.builder import run_onnx
+
+    def run(path, feed):
+        opened.append(Path(path))
+        offset = shift if len(opened) > 1 else 0.0
+        return {name: value + offset for name, value in run_onnx(path, feed).items()}
+
+    return run
+
+
+@pytest.mark.parametrize("shift, refused", [(0.0, False), (1e-3, True)])
+def test_an_opset_rewrite_is_run_through_the_given_runner(tmp_path, shift, refused) -> None:
+    """8.6 rewrites opset 18 to 17: both files run through ``run_onnx``, and a difference is refused."""
+    from featherface_deploy.exporters.onnx2trt_recipe import RecipeOptions, write_recipe
+
+    source = tmp_path / "source.onnx"
+    onnx.save(_model(deform=False), str(source))
+    opened: list = []
+
+    def write():
+        return write_recipe(source, tmp_path / "recipe", RecipeOptions(get_version("8.6"), "fp32"), CONTRACT,
+                            run_onnx=_recording_runner(opened, shift))
+
+    if refused:
+        with pytest.raises(ExportError, match=r"rewriting the ONNX to opset 17 changed its outputs"):
+            write()
+    else:
+        assert write().is_dir()
+    assert opened[0] == source and len(opened) == 2
 
 
 def test_opset_rewrite_keeps_outputs() -> None:
@@ -211,7 +245,7 @@ def test_a_recipe_that_fails_verification_leaves_no_folder(fp16_recipe_10_3, tin
 def test_export_int8_recipe_for_8_6_and_its_qdq_flavour_for_10_3(tiny_checkpoint, calibration_dir,
                                                                   tmp_path) -> None:
     from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
-    from featherface_deploy.exporters.onnx2int8 import Int8Options, quantize_onnx
+    from featherface_deploy.exporters.onnx_quantize import Int8Options, quantize_onnx
     from featherface_deploy.exporters.onnx2trt_int8 import activation_scales, tensorrt_int8_options
     from featherface_deploy.exporters.onnx2trt_recipe import RecipeOptions, write_recipe
     from featherface_deploy.metadata.onnx import read_contract

@@ -111,7 +111,7 @@ def test_innovations_follow_the_documents_formulas():
 
 @pytest.fixture(scope="session")
 def probe_inputs():
-    from tests.conftest import shared_path
+    from conftest import shared_path
 
     photos = sorted(shared_path("data", "calibration").iterdir())[:2]
     contract = DecodeContract(model_name="v2-light-probe", input_size=PROBE_SIZE)
@@ -121,7 +121,7 @@ def probe_inputs():
 @pytest.fixture(scope="session")
 def probe():
     from support.seeding import seeded
-    from tests.v2_light_probe import V2LightProbe
+    from support.v2_light_probe import V2LightProbe
 
     return seeded(V2LightProbe, 0).eval()
 

@@ -42,6 +42,13 @@ class ExportContext:
             measures what it made (the INT8 agreement check). Given by the pipeline, which may import
             runtimes; exporters themselves do not.
         open_onnx: Opens an ONNX file (path, decode contract) as a runtime, likewise (the ONNX INT8 check).
+        run_onnx: Runs an ONNX file on one feed (path, ``{input: array}``) and returns every output by name
+            (the TensorRT recipe's opset-rewrite check).
+        onnx_integer_share: (path, input shape) → the share of an ONNX file's MACs ONNX Runtime's CPU provider
+            runs in integer kernels (:func:`~featherface_deploy.harness.int8_kernels.ort_integer_share`; the
+            ``onnx-int8`` row's facts).
+        onnx_activations: Runs an ONNX file on a calibration set (path, set, input name) and returns
+            ``{tensor: [array per input]}`` of its outputs (the ONNX INT8 sensitivity report).
     """
 
     model_name: str
@@ -50,17 +57,20 @@ class ExportContext:
     untrained_seed: int | None = None
     open_tflite: Callable | None = field(default=None, compare=False)
     open_onnx: Callable | None = field(default=None, compare=False)
+    onnx_activations: Callable | None = field(default=None, compare=False)
+    run_onnx: Callable | None = field(default=None, compare=False)
+    onnx_integer_share: Callable | None = field(default=None, compare=False)
 
     def opener(self, name: str) -> Callable:
-        """``open_onnx`` or ``open_tflite``, for the INT8 agreement check.
+        """The measurement ``name`` (``open_onnx``, ``open_tflite``, ``onnx_activations``, ``onnx_integer_share``).
 
         Raises:
             ExportError: Not given (an exporter called outside the pipeline); the message says how to run it.
         """
         opener = getattr(self, name)
         if opener is None:
-            raise ExportError("the INT8 agreement check runs the file it made: export through the pipeline "
-                              "(featherface_deploy.pipeline), or pass search=False (--no-search)")
+            raise ExportError(f"this export measures the file it made and has no {name}: export through the "
+                              "pipeline (featherface_deploy.pipeline), which supplies it")
         return opener
 
     def stamp(self, contract: DecodeContract) -> DecodeContract:

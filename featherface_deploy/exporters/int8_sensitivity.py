@@ -1,7 +1,8 @@
 """Which layers break INT8: a per-layer sensitivity report and a greedy keep-float search.
 
 The report runs the FP32 and the QDQ model on calibration images with every
-Conv input/output saved (ONNX Runtime's ``qdq_loss_debug`` helpers), and
+Conv input/output saved (ONNX Runtime's ``qdq_loss_debug`` helpers; the runs go through
+the pipeline's ``ExportContext.onnx_activations``), and
 gives each quantized layer its SQNR against float: of its output
 (``sqnr_db``, accumulated error) and the dB it *loses itself*
 (``loss_db`` = SQNR of its input − SQNR of its output). Ranking by
@@ -10,7 +11,7 @@ downstream that merely inherit it.
 
 :func:`search_keep_float` then keeps the worst layers in float, a few at a
 time, until the decoded detections of the INT8 model on the calibration
-images agree with the float model's within a budget (:func:`detection_agreement`,
+images agree with the float model's within a budget (:func:`onnx_file_agreement`,
 through the runtime the pipeline supplies). Its round 0 is the plain quantization:
 the default ``onnx-int8`` export uses it as a check and searches only when that
 round falls below a threshold. The driver is
@@ -35,7 +36,7 @@ from featherface_deploy.errors import missing_backend
 from featherface_deploy.export_options import ONNX_AGREEMENT_THRESHOLD, ONNX_SEARCH_BUDGET
 from featherface_deploy.exporters.keep_float_search import SearchOutcome, SearchStep, Trial, search_facts
 from featherface_deploy.exporters.keep_float_search import search_keep_float as run_search
-from featherface_deploy.exporters.onnx2int8 import (
+from featherface_deploy.exporters.onnx_quantize import (
     MAC_OP_TYPES,
     Int8Options,
     Int8Result,
@@ -44,19 +45,19 @@ from featherface_deploy.exporters.onnx2int8 import (
     with_facts,
 )
 from featherface_deploy.metadata.onnx import read_contract
-from featherface_deploy.verify.agreement import detection_agreement as agreement_of
+from featherface_deploy.verify.agreement import detection_agreement
 
 try:
     import onnx
-    from onnxruntime.quantization.qdq_loss_debug import collect_activations, modify_model_output_intermediate_tensors
+    from onnxruntime.quantization.qdq_loss_debug import modify_model_output_intermediate_tensors
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise missing_backend("onnxruntime", "onnx") from error
-
-from featherface_deploy.calibration.ort_reader import OrtCalibrationReader
 
 Log = Callable[[str], None]
 # (ONNX file, decode contract) → something with ``infer``: the pipeline passes an ONNX Runtime runtime.
 OpenOnnx = Callable[[Path, DecodeContract], Any]
+# (ONNX file, calibration set, input name) → {tensor: [array per input]}: the pipeline's ``onnx_activations``.
+OnnxActivations = Callable[[Path, CalibrationSet, str], dict[str, list[np.ndarray]]]
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,15 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
 
 
 def sensitivity_report(fp32_path: str | Path, int8_path: str | Path, calib_set: CalibrationSet,
-                       images: int = 4, input_name: str = "input") -> list[LayerError]:
+                       activations: OnnxActivations, images: int = 4, input_name: str = "input") -> list[LayerError]:
     """Ranks the INT8 model's quantized layers by the error they add (worst first).
 
     Args:
         fp32_path: The float model the INT8 one was made from (same node names:
-            pre-processed by :func:`~featherface_deploy.exporters.onnx2int8.prepare_for_quantization`).
+            pre-processed by :func:`~featherface_deploy.exporters.onnx_quantize.prepare_for_quantization`).
         int8_path: The QDQ model.
         calib_set: Images to run (the first ``images`` are used).
+        activations: Runs a file and returns its outputs (the pipeline's ``ExportContext.onnx_activations``).
         images: How many.
         input_name: The model input.
 
@@ -104,14 +106,14 @@ def sensitivity_report(fp32_path: str | Path, int8_path: str | Path, calib_set: 
     """
     subset = CalibrationSet(calib_set.inputs[:images], calib_set.files[:images], calib_set.digest, calib_set.params)
     with tempfile.TemporaryDirectory(prefix="featherface-sens-") as scratch:
-        activations = []
+        measured = []
         for tag, path in (("float", fp32_path), ("int8", int8_path)):
-            augmented = str(Path(scratch) / f"{tag}.onnx")
+            augmented = Path(scratch) / f"{tag}.onnx"
             # QuantizeLinear: in the INT8 model a layer's float input reaches it only through a Q/DQ pair.
-            modify_model_output_intermediate_tensors(str(path), augmented,
+            modify_model_output_intermediate_tensors(str(path), str(augmented),
                                                      op_types_for_saving=[*MAC_OP_TYPES, "QuantizeLinear"])
-            activations.append(collect_activations(augmented, OrtCalibrationReader(subset, input_name)))
-    float_acts, int8_acts = activations
+            measured.append(activations(augmented, subset, input_name))
+    float_acts, int8_acts = measured
     int8_model = onnx.load(str(int8_path), load_external_data=False)
     producers = {out: node for node in int8_model.graph.node for out in node.output}
     rows = []
@@ -140,7 +142,7 @@ def _dequantized_source(name: str, producers: dict) -> str:
     return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else name
 
 
-def detection_agreement(fp32_path: str | Path, int8_path: str | Path, calib_set: CalibrationSet,
+def onnx_file_agreement(fp32_path: str | Path, int8_path: str | Path, calib_set: CalibrationSet,
                         contract: DecodeContract, open_onnx: OpenOnnx, reference_score: float = 0.1,
                         iou: float = 0.5) -> float:
     """:func:`~featherface_deploy.verify.agreement.detection_agreement` of two ONNX files on the calibration inputs.
@@ -149,7 +151,7 @@ def detection_agreement(fp32_path: str | Path, int8_path: str | Path, calib_set:
     themselves.
     """
     reference, candidate = (open_onnx(Path(path), contract).infer for path in (fp32_path, int8_path))
-    return agreement_of(reference, candidate, calib_set.batches(1), contract, reference_score, iou)
+    return detection_agreement(reference, candidate, calib_set.batches(1), contract, reference_score, iou)
 
 
 @dataclass
@@ -164,6 +166,7 @@ class OnnxLayers:
     options: Int8Options
     contract: DecodeContract
     open_onnx: OpenOnnx
+    activations: OnnxActivations
     per_round: int
     report: list[LayerError] = field(default_factory=list, init=False)
     trials: int = field(default=0, init=False)
@@ -175,12 +178,12 @@ class OnnxLayers:
         every = (*self.options.keep_float_nodes, *kept)
         result = quantize_onnx(self.fp32_path, path, self.calib_set, dataclasses.replace(
             self.options, keep_float_nodes=every), contract=self.contract)
-        agreement = detection_agreement(self.prepared, path, self.calib_set, self.contract, self.open_onnx)
+        agreement = onnx_file_agreement(self.prepared, path, self.calib_set, self.contract, self.open_onnx)
         return Trial(SearchStep(every, round(agreement, 4), round(result.float_fraction, 4)), result)
 
     def next_kept(self, trials, trial) -> tuple[str, ...] | None:
         """The last round's kept layers plus its worst ``per_round`` (``None`` when nothing is left to rank)."""
-        self.report = sensitivity_report(self.prepared, trials[-1].artifact.path, self.calib_set,
+        self.report = sensitivity_report(self.prepared, trials[-1].artifact.path, self.calib_set, self.activations,
                                          input_name=self.contract.input_name)
         if not self.report:
             return None
@@ -197,7 +200,8 @@ class OnnxLayers:
 
 
 def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: CalibrationSet,
-                      open_onnx: OpenOnnx, options: Int8Options = Int8Options(), budget: float = ONNX_SEARCH_BUDGET,
+                      open_onnx: OpenOnnx, activations: OnnxActivations, options: Int8Options = Int8Options(),
+                      budget: float = ONNX_SEARCH_BUDGET,
                       per_round: int = 3, max_rounds: int = 12, contract: DecodeContract | None = None,
                       log: Log | None = None, forced: bool = False, threshold: float = ONNX_AGREEMENT_THRESHOLD,
                       ) -> tuple[Int8Result, list[SearchStep], list[LayerError]]:
@@ -206,7 +210,7 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
     The driver is :func:`~featherface_deploy.exporters.keep_float_search.search_keep_float` with
     :class:`OnnxLayers`: round 0 is the plain quantization with ``options``; unless ``forced``, a round 0
     that agrees at least ``threshold`` is the result (one agreement measurement over a plain
-    :func:`~featherface_deploy.exporters.onnx2int8.quantize_onnx`). A forced search ranks the layers
+    :func:`~featherface_deploy.exporters.onnx_quantize.quantize_onnx`). A forced search ranks the layers
     even of a round 0 that already meets the budget (recorded, nothing added).
 
     Args:
@@ -214,8 +218,9 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
         out_path: Where the final INT8 model is written.
         calib_set: Calibration images (also used to measure the agreement).
         open_onnx: Opens an ONNX file as a runtime (``ExportContext.open_onnx``).
+        activations: Runs an ONNX file on calibration inputs (``ExportContext.onnx_activations``).
         options: Quantization options; the search adds to ``keep_float_nodes``.
-        budget: Required :func:`detection_agreement` once searching (1.0 = identical detections).
+        budget: Required :func:`onnx_file_agreement` once searching (1.0 = identical detections).
         per_round: Layers moved to float per round.
         max_rounds: Upper bound on rounds.
         contract: The FP32 contract if the file carries none.
@@ -231,7 +236,7 @@ def search_keep_float(fp32_path: str | Path, out_path: str | Path, calib_set: Ca
     with tempfile.TemporaryDirectory(prefix="featherface-search-") as scratch:
         prepared = prepare_for_quantization(Path(fp32_path), Path(scratch) / "prepared.onnx")
         strategy = OnnxLayers(Path(fp32_path), prepared, Path(scratch), calib_set, options, contract, open_onnx,
-                              per_round)
+                              activations, per_round)
         outcome = run_search(strategy, budget=budget, threshold=threshold, forced=forced, max_rounds=max_rounds,
                              log=log)
         final = with_facts(outcome.kept.artifact, out_path, search_facts(outcome, strategy, len(calib_set)))

@@ -1,371 +1,100 @@
-"""FP32 ONNX → INT8 ONNX (QDQ) through ONNX Runtime static quantization.
+"""The ``onnx-int8`` row: FP32 ONNX → calibrated QDQ INT8 ONNX, with the layer choices users make.
 
-Two placements of the QuantizeLinear / DequantizeLinear pairs (``Int8Options.placement``),
-both with symmetric int8 weights per output channel:
-
-- ``inputs`` (the default; ``engine-int8``, TensorRT recipes): Q/DQ on layer inputs only,
-  symmetric int8 activations (zero point 0), TensorRT's explicit-quantization pattern. ONNX
-  Runtime's CPU provider dequantizes and runs float ``Conv`` on it: smaller, not faster.
-- ``fused`` (``--placement fused``): Q/DQ on the inputs *and* outputs of the quantized
-  layers, uint8 asymmetric activations: the ``DQ → Conv → Q`` pattern ONNX Runtime fuses into
-  ``QLinearConv`` (integer kernels). It also rounds the activations that reach the float
-  depthwise convolutions, and costs V1 2–2.6 AP points on the WIDER subset
-  (docs/design/int8-kernels.md).
-
-What is *not* quantized matters as much on FeatherFace:
-
-- Only ``Conv`` (and ``MatMul``/``Gemm``) are quantized by default. ONNX
-  Runtime's default set also quantizes ``Add``/``Mul``/``Concat``/``Softmax``…,
-  which on this graph puts Q/DQ on the deformable convolutions' sample
-  coordinates (an int8 grid over 0…H has a step of ~0.4 px at 416×416) and on
-  the output softmax: measured AP ≈ 20/14/7 instead of 74/63/35.
-- The DCN sampling path (coordinates, ``Floor``, clamps, bilinear weights,
-  the ``Gather``) is always kept float, whatever op types are asked for
-  (:func:`dcn_sampling_nodes`).
-- Depthwise convolutions (``group > 1``) are kept float by default
-  (``keep_float_depthwise``). The sensitivity report of
-  :mod:`~featherface_deploy.exporters.int8_sensitivity` puts them at the top:
-  MobileNet's narrow depthwise channels get only a few int8 levels under one
-  per-tensor activation scale. Measured on V1 (WIDER subset, 416×416): all
-  Conv/MatMul quantized 64.4/53.2/28.5 AP; depthwise kept float (4.5% of the
-  MACs) 73.9/63.1/34.2, against 73.7/62.8/34.6 in FP32.
-- More layers can be kept float by name or op type (``keep_float_nodes``), or
-  found by the greedy search of that module.
-
-The quantization facts (method, nodes kept float, float fraction, calibration
-hash) go into the decode contract (``precision="int8"``, ``extra["int8"]``),
-in ``metadata_props`` and in the sidecar.
+Calibration photos are sampled from ``--calib-dir`` (:mod:`featherface_deploy.calibration`),
+then :func:`~featherface_deploy.exporters.onnx_quantize.quantize_onnx` (depthwise convolutions and
+the DCN sampling path kept float by default). By default the result's detections are compared
+with the FP32 model's on the calibration photos
+(:func:`~featherface_deploy.exporters.int8_sensitivity.onnx_file_agreement`); when the agreement
+falls short of :data:`~featherface_deploy.export_options.ONNX_AGREEMENT_THRESHOLD`, the greedy keep-float search of
+:mod:`~featherface_deploy.exporters.int8_sensitivity` runs on its own. ``--search`` forces the
+search (and its sensitivity ranking), ``--no-search`` writes the plain quantization unchecked.
+Whether the search ran, the agreement and the share of MACs left float go into the contract.
+With ``--end2end`` the quantized network is wrapped in the float input adapter and tail
+(:func:`~featherface_deploy.exporters.end2end_compose.compose_end2end`): the calibration, the search and
+the integer-kernel share are those of the raw network. The pipeline then checks the INT8 file (its raw
+view, for an end-to-end file) against PyTorch with the INT8 tolerances before it is written.
 """
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from featherface_deploy.calibration.dataset import CalibrationSet
-from featherface_deploy.contract import DecodeContract, write_sidecar
-from featherface_deploy.errors import ExportError, missing_backend
+from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
+from featherface_deploy.errors import ExportError
+from featherface_deploy.contract import DecodeContract, End2EndSpec, write_sidecar
+from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair, timed
+from featherface_deploy.exporters.int8_sensitivity import search_keep_float
+from featherface_deploy.exporters.onnx_quantize import quantize_onnx, with_facts
+from featherface_deploy.harness.report import cpu_isa_flags, cpu_model
+from featherface_deploy.export_options import ONNX_AGREEMENT_THRESHOLD, OnnxInt8Options
 from featherface_deploy.file_writing import atomic_write_bytes
 from featherface_deploy.metadata.onnx import read_contract, write_contract
 
-try:
-    import onnx
-    import onnxruntime
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-except ImportError as error:  # pragma: no cover - depends on the environment
-    raise missing_backend("onnxruntime", "onnx") from error
 
-from featherface_deploy.calibration.ort_reader import OrtCalibrationReader
-
-METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-           "entropy": CalibrationMethod.Entropy}
-DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
-MAC_OP_TYPES = ("Conv", "MatMul", "Gemm")
-PLACEMENTS = ("inputs", "fused")
-_GATHERS = ("Gather", "GatherND", "GatherElements")
-
-
-@dataclass(frozen=True)
-class Int8Options:
-    """How to quantize.
-
-    Attributes:
-        method: Calibration: ``minmax``, ``percentile`` or ``entropy``.
-        per_channel: Per-output-channel weight scales.
-        keep_float_nodes: Node names left in float.
-        keep_float_op_types: Op types left in float.
-        op_types: Op types quantized (default: the MAC layers).
-        keep_float_depthwise: Keep depthwise (grouped) convolutions in float.
-        percentile: Percentile of the ``percentile`` method.
-        num_bins: Histogram bins of ``percentile``/``entropy``. ORT's entropy default (128)
-            reproduces the MinMax ranges exactly on this model; 2048 (TensorRT's choice) does not.
-        batch_size: Calibration images per ORT run.
-        quantize_bias: Write int32 quantized biases with their ``DequantizeLinear`` (ORT's default).
-            ``False`` keeps biases float: TensorRT rejects an int32 DQ (onnx-tensorrt#850,
-            onnxruntime#14229, onnxruntime#17738); see :mod:`~featherface_deploy.exporters.onnx2trt_int8`.
-        reduce_range: 7-bit weights (ORT's ``reduce_range``): on x86 CPUs without VNNI (AVX2, AVX-512)
-            ONNX Runtime's 8-bit convolutions pair-sum products in 16 bits, which can saturate; 7-bit
-            weights cannot. Costs a bit of weight precision everywhere else.
-        placement: ``inputs`` (Q/DQ on layer inputs only, int8 symmetric activations) or ``fused`` (Q/DQ on
-            layer inputs and outputs, uint8 asymmetric activations: ONNX Runtime fuses integer kernels).
-    """
-
-    method: str = "minmax"
-    per_channel: bool = True
-    keep_float_nodes: tuple[str, ...] = ()
-    keep_float_op_types: tuple[str, ...] = ()
-    op_types: tuple[str, ...] = DEFAULT_OP_TYPES
-    keep_float_depthwise: bool = True
-    percentile: float = 99.999
-    num_bins: int = 2048
-    batch_size: int = 1
-    quantize_bias: bool = True
-    reduce_range: bool = False
-    placement: str = "inputs"
-
-    def validate(self) -> None:
-        """Raises :class:`ExportError` for an unknown method, placement or a bad number."""
-        if self.method not in METHODS:
-            raise ExportError(f"unknown calibration method '{self.method}'; choose one of: {', '.join(METHODS)}")
-        if self.placement not in PLACEMENTS:
-            raise ExportError(f"unknown Q/DQ placement '{self.placement}'; choose one of: {', '.join(PLACEMENTS)}")
-        if not 0 < self.percentile <= 100 or self.num_bins < 16 or self.batch_size < 1:
-            raise ExportError("percentile must be in (0, 100], num_bins ≥ 16 and batch_size ≥ 1")
-
-
-@dataclass(frozen=True)
-class Int8Result:
-    """What :func:`quantize_onnx` wrote.
-
-    Attributes:
-        path: The INT8 model.
-        sidecar: Its contract JSON.
-        contract: The contract (``precision="int8"``).
-        kept_float: Quantizable nodes left in float (asked for, or not quantizable by policy).
-        float_fraction: Share of Conv/MatMul MACs (at the calibration size) left in float.
-        facts: The ``extra["int8"]`` record.
-    """
-
-    path: Path
-    sidecar: Path
-    contract: DecodeContract
-    kept_float: tuple[str, ...]
-    float_fraction: float
-    facts: dict = field(default_factory=dict)
-
-
-def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_set: CalibrationSet,
-                  options: Int8Options = Int8Options(), contract: DecodeContract | None = None,
-                  extra_facts: dict | None = None) -> Int8Result:
-    """Quantizes an FP32 ONNX model to QDQ INT8 (symmetric int8 weights and activations).
-
-    Args:
-        fp32_path: The FP32 model (with its decode contract in metadata or sidecar).
-        out_path: Where to write the INT8 model (contract embedded); its sidecar goes next to it.
-        calib_set: Calibration inputs (see :func:`~featherface_deploy.calibration.build_calibration_set`).
-        options: Method, layers kept float, op types quantized…
-        contract: The FP32 contract, if the file carries none.
-        extra_facts: More facts to record under ``extra["int8"]`` (e.g. the sensitivity search).
+def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context: ExportContext) -> ExportResult:
+    """Writes the QDQ INT8 model of an FP32 ONNX file, calibrated on ``options.calib_dir``.
 
     Returns:
-        The :class:`Int8Result`.
+        The :class:`ExportResult` (facts: ``kept_float``, ``float_fraction``, ``calibration_digest``).
 
     Raises:
-        ExportError: Bad options, unknown node names, or ONNX Runtime failed.
-        ContractError: The FP32 model has no decode contract and none was given.
+        ExportError: A failed step; DatasetError: no readable calibration photo.
     """
-    options.validate()
-    fp32_path, out_path = Path(fp32_path), Path(out_path)
-    base_contract = contract or read_contract(fp32_path)
-    with tempfile.TemporaryDirectory(prefix="featherface-int8-") as scratch:
-        prepared = prepare_for_quantization(fp32_path, Path(scratch) / "prepared.onnx")
-        model = onnx.load(str(prepared))
-        excluded, protected = nodes_to_keep_float(model, options)
-        quantized = Path(scratch) / "int8.onnx"
-        _run_quantize_static(prepared, quantized, calib_set, base_contract.input_name, options, excluded)
-        proto = onnx.load(str(quantized))
-    fraction = float_mac_fraction(model, calib_set.inputs[:1], set(excluded) | set(protected),
-                                  base_contract.input_name)
-    # Reported: the layers kept float by request or by the search, not the DCN sampling arithmetic.
-    kept = tuple(sorted(n for n in excluded if n not in protected and _node_op(model, n) in options.op_types))
-    facts = {
-        "method": options.method, "per_channel": options.per_channel,
-        "weights": "7-bit symmetric (reduce_range)" if options.reduce_range else "int8 symmetric",
-        "activations": _ACTIVATIONS[options.placement], "format": "QDQ", "placement": options.placement,
-        "quantized_op_types": list(options.op_types),
-        "keep_float_nodes": list(kept), "keep_float_op_types": list(options.keep_float_op_types),
-        "dcn_sampling_nodes_float": len(protected), "float_mac_fraction": round(fraction, 4),
-        "quantize_bias": options.quantize_bias, "calibration": calib_set.describe(), **(extra_facts or {}),
-    }
-    result_contract = base_contract.replace(
-        precision="int8", source_format="onnx",
-        versions={**base_contract.versions, "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__},
-        extra={**base_contract.extra, "int8": facts})
-    return _write(proto, out_path, result_contract, kept, fraction, facts)
+    contract = read_contract(source)
+    if options.placement == "inputs" and contract.extra.get("dcn") == "native":
+        raise ExportError(f"{source} has the native DCN (TensorRT has no DeformConv): quantize an export made "
+                          "with --dcn gather, or pass --placement fused")
+    size = contract.input_size or size_pair(options.imgsz)
+    timings: dict[str, float] = {}
+    calib = timed(timings, "calibration_set", lambda: build_calibration_set(
+        Path(options.calib_dir), contract, CalibrationConfig(num_images=options.calib_images, input_size=size)))
+    context.log(f"  calibration: {len(calib)} photos from {options.calib_dir} (content hash {calib.digest[:12]})")
+    if options.search is False:
+        result = timed(timings, "quantize", lambda: quantize_onnx(
+            source, out_path, calib, options.quantization(), contract=contract,
+            extra_facts={"search": {"mode": "off", "ran": False}}))
+    else:
+        open_onnx, activations = context.opener("open_onnx"), context.opener("onnx_activations")
+        result = timed(timings, "quantize", lambda: search_keep_float(
+            source, out_path, calib, open_onnx, activations, options.quantization(), budget=options.budget(),
+            contract=contract, log=context.log, forced=bool(options.search), threshold=ONNX_AGREEMENT_THRESHOLD)[0])
+    integer_share = context.opener("onnx_integer_share")
+    share = timed(timings, "integer_kernels", lambda: integer_share(result.path, (1, 3, *size)))
+    result = with_facts(result, out_path, {**share.record(), "integer_kernels_on": _cpu_line()})
+    context.log(f"  ONNX Runtime runs {100 * share.fraction:.1f}% of the MACs in integer kernels here "
+                f"({share.integer_layers} of {share.layers} weight layers)")
+    search = result.facts["search"]
+    agreement = result.facts.get("agreement", {})
+    context.log(f"  {len(result.kept_float)} layers kept float ({100 * result.float_fraction:.1f}% of MACs); "
+                f"keep-float search {'ran' if search['ran'] else 'not run'} ({search['mode']})"
+                + (f", final agreement {agreement['final']:.4f}" if agreement else ""))
+    contract = result.contract
+    spec = options.end2end_spec()
+    if spec is not None:
+        contract = timed(timings, "end2end", lambda: compose_file(Path(out_path), contract, spec))
+        context.log(f"  end-to-end: float RGB adapter and tail (decode, NMS, gather) composed around the INT8 network")
+    facts = {"kept_float": result.kept_float, "float_fraction": result.float_fraction,
+             "calibration_digest": calib.digest, "search_ran": search["ran"], "agreement": agreement.get("final")}
+    return ExportResult(Path(out_path), contract, timings, facts)
 
 
-def with_facts(result: Int8Result, out_path: str | Path, facts: dict) -> Int8Result:
-    """Writes ``result``'s model to ``out_path`` with ``facts`` added to its ``extra["int8"]`` record.
+def compose_file(path: Path, contract: DecodeContract, spec: End2EndSpec) -> DecodeContract:
+    """Rewrites the quantized file at ``path`` end to end (float adapter and tail around it); returns its contract."""
+    import onnx
 
-    What a search does with its last trial instead of quantizing it once more.
-    """
-    merged = {**result.facts, **facts}
-    contract = result.contract.replace(extra={**result.contract.extra, "int8": merged})
-    proto = onnx.load(str(result.path))
-    return _write(proto, Path(out_path), contract, result.kept_float, result.float_fraction, merged)
+    from featherface_deploy.exporters.end2end_compose import compose_end2end
+    from featherface_deploy.exporters.torch2onnx import check_onnx
 
-
-def _write(proto: "onnx.ModelProto", out_path: Path, contract: DecodeContract, kept: tuple[str, ...],
-           fraction: float, facts: dict) -> Int8Result:
+    proto = compose_end2end(onnx.load(str(path)), contract, spec)
+    check_onnx(proto)
+    contract = contract.replace(postprocess="in-graph", end2end=spec)
     write_contract(proto, contract)
-    atomic_write_bytes(out_path, proto.SerializeToString())
-    sidecar = write_sidecar(contract, out_path)
-    return Int8Result(out_path, sidecar, contract, kept, fraction, facts)
+    atomic_write_bytes(path, proto.SerializeToString())
+    write_sidecar(contract, path)
+    return contract
 
 
-def prepare_for_quantization(fp32_path: Path, out_path: Path) -> Path:
-    """ORT's pre-processing (shape inference + basic graph optimisation) into one self-contained file.
-
-    ``skip_symbolic_shape=True``: the symbolic shape inference fails on dynamo-exported graphs.
-    """
-    try:
-        quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=True)
-    except Exception as error:  # ORT raises bare Exceptions of many kinds here
-        raise ExportError(f"ONNX Runtime could not pre-process {fp32_path} for quantization: {error}") from error
-    return out_path
-
-
-def dcn_sampling_nodes(model: "onnx.ModelProto") -> set[str]:
-    """Names of the nodes of the deformable convolutions' sampling arithmetic.
-
-    Forward from every ``Floor`` (the sample coordinates) up to and including
-    the node that weights the gathered values, plus everything those nodes
-    depend on back to the nearest ``Conv`` (offsets, masks, the tap projection)
-    or a ``Shape``. None of it may be quantized: an int8 coordinate grid
-    destroys sub-pixel sampling.
-    """
-    producers = {out: node for node in model.graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    gathered = {node.output[0] for node in model.graph.node if node.op_type in _GATHERS}
-    forward, stack = set(), [n for n in model.graph.node if n.op_type == "Floor"]
-    while stack:
-        node = stack.pop()
-        if node.name in forward:
-            continue
-        forward.add(node.name)
-        if any(_depends_on(producers, name, gathered) for name in node.input):
-            continue  # the final weighting of gathered values: stop here
-        stack.extend(c for out in node.output for c in consumers.get(out, ()))
-    selected, stack = set(forward), [n for n in model.graph.node if n.name in forward]
-    while stack:
-        node = stack.pop()
-        if node.op_type == "Shape":
-            continue
-        for name in node.input:
-            parent = producers.get(name)
-            if parent is not None and parent.op_type not in MAC_OP_TYPES and parent.name not in selected:
-                selected.add(parent.name)
-                stack.append(parent)
-    return selected
-
-
-def _depends_on(producers: dict, name: str, targets: set[str], depth: int = 4) -> bool:
-    """Whether tensor ``name`` is one of ``targets`` or derives from one through ≤ ``depth`` reshapes."""
-    for _ in range(depth):
-        if name in targets:
-            return True
-        node = producers.get(name)
-        if node is None or node.op_type not in ("Reshape", "Transpose", "Unsqueeze", "Squeeze", "Identity"):
-            return False
-        name = node.input[0]
-    return name in targets
-
-
-def nodes_to_keep_float(model: "onnx.ModelProto", options: Int8Options) -> tuple[list[str], set[str]]:
-    """Returns (nodes excluded from quantization, of which the DCN sampling nodes).
-
-    Raises:
-        ExportError: A ``keep_float_nodes`` entry names neither a node nor an op type of the model.
-    """
-    names = {node.name for node in model.graph.node}
-    op_types = {node.op_type for node in model.graph.node}
-    float_types = set(options.keep_float_op_types)
-    float_names = set()
-    for entry in options.keep_float_nodes:
-        if entry in names:
-            float_names.add(entry)
-        elif entry in op_types:
-            float_types.add(entry)
-        else:
-            raise ExportError(f"--keep-float '{entry}' is neither a node name nor an op type of this model "
-                              f"(op types: {', '.join(sorted(op_types))})")
-    if options.keep_float_depthwise:
-        float_names |= depthwise_conv_nodes(model)
-    protected = dcn_sampling_nodes(model)
-    excluded = float_names | protected | {n.name for n in model.graph.node if n.op_type in float_types}
-    return sorted(excluded), protected
-
-
-def depthwise_conv_nodes(model: "onnx.ModelProto") -> set[str]:
-    """Names of the grouped (depthwise) ``Conv`` nodes."""
-    return {node.name for node in model.graph.node if node.op_type == "Conv"
-            and any(attribute.name == "group" and attribute.i > 1 for attribute in node.attribute)}
-
-
-_ACTIVATIONS = {"fused": "uint8 asymmetric", "inputs": "int8 symmetric"}
-
-
-def _run_quantize_static(prepared: Path, out: Path, calib_set: CalibrationSet, input_name: str,
-                         options: Int8Options, excluded: list[str]) -> None:
-    inputs_only = options.placement == "inputs"
-    extra = {
-        "ActivationSymmetric": inputs_only, "WeightSymmetric": True,
-        "ForceQuantizeNoInputCheck": False,
-        "CalibPercentile": options.percentile, "CalibNumBins": options.num_bins,
-        "QuantizeBias": options.quantize_bias,
-    }
-    if inputs_only:
-        # Q/DQ only on the *inputs* of quantized layers (TensorRT's explicit-quantization pattern): ORT would
-        # otherwise also round every Conv output, i.e. the DCN offsets/masks and the head outputs.
-        extra["OpTypesToExcludeOutputQuantization"] = list(MAC_OP_TYPES)
-    reader = OrtCalibrationReader(calib_set, input_name, options.batch_size)
-    op_types = [t for t in options.op_types if t not in options.keep_float_op_types]
-    try:
-        quantize_static(str(prepared), str(out), reader, quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=op_types, per_channel=options.per_channel,
-                        activation_type=QuantType.QInt8 if inputs_only else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8,
-                        nodes_to_exclude=excluded, calibrate_method=METHODS[options.method],
-                        reduce_range=options.reduce_range, extra_options=extra)
-    except Exception as error:  # ORT raises bare Exceptions/RuntimeErrors of many kinds here
-        raise ExportError(f"ONNX Runtime static quantization failed: {error}") from error
-
-
-def float_mac_fraction(model: "onnx.ModelProto", sample: np.ndarray, float_nodes: set[str],
-                       input_name: str = "input") -> float:
-    """Share of the MACs of Conv/MatMul/Gemm nodes, at the sample's size, that stay float.
-
-    MACs come from each layer's weight size times its output's spatial size,
-    measured by running the float model once (robust to dynamic shapes).
-    """
-    macs = layer_macs(model, sample, input_name)
-    total = sum(macs.values())
-    return sum(v for k, v in macs.items() if k in float_nodes) / total if total else 0.0
-
-
-def layer_macs(model: "onnx.ModelProto", sample: np.ndarray, input_name: str = "input") -> dict[str, int]:
-    """MACs per Conv/MatMul/Gemm node for one input of the sample's shape."""
-    initializers = {init.name: init for init in model.graph.initializer}
-    layers = [n for n in model.graph.node if n.op_type in MAC_OP_TYPES and n.input[1] in initializers]
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    for node in layers:
-        if node.output[0] not in known:
-            probe.graph.output.append(onnx.ValueInfoProto(name=node.output[0]))
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = onnxruntime.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [node.output[0] for node in layers]
-    shapes = dict(zip(names, (out.shape for out in session.run(names, {input_name: sample[:1]}))))
-    result = {}
-    for node in layers:
-        weight = int(np.prod(initializers[node.input[1]].dims))
-        out_shape = shapes[node.output[0]]
-        spatial = int(np.prod(out_shape[2:])) if node.op_type == "Conv" else int(np.prod(out_shape[:-1]))
-        result[node.name] = weight * spatial
-    return result
-
-
-def _node_op(model: "onnx.ModelProto", name: str) -> str | None:
-    for node in model.graph.node:
-        if node.name == name:
-            return node.op_type
-    return None
+def _cpu_line() -> str:
+    """The CPU the integer-kernel share was measured on, with its instruction-set flags."""
+    flags = cpu_isa_flags()
+    return f"ONNX Runtime CPU provider on {cpu_model()}" + (f" ({', '.join(flags)})" if flags else "")

@@ -1,7 +1,7 @@
 """INT8 for TensorRT: the explicit Q/DQ flavour (TensorRT ≥ 10) and the legacy calibration cache (8.x).
 
 Explicit quantization (``qdq``): the project's QDQ export
-(:mod:`~featherface_deploy.exporters.onnx2int8`) with what TensorRT's parser
+(:mod:`~featherface_deploy.exporters.onnx_quantize`) with what TensorRT's parser
 demands (onnx-tensorrt ``docs/operators.md``: "`x_zero_point` must be zero"):
 
 - biases stay float (``QuantizeBias=False``): ONNX Runtime's default int32 bias
@@ -24,11 +24,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from featherface_deploy.exporters.onnx2int8 import Int8Options
+from featherface_deploy.exporters.onnx_quantize import Int8Options
 from featherface_deploy.trt.calib_cache import write_cache
 from featherface_deploy.trt.versions import TrtVersion
 
-import onnx  # noqa: E402  (onnx2int8 above already reported a missing onnx with its extra)
+import onnx  # noqa: E402  (onnx_quantize above already reported a missing onnx with its extra)
 from onnx import numpy_helper  # noqa: E402
 
 

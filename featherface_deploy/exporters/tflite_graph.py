@@ -9,7 +9,7 @@
   so the FP32/FP16 files keep the single fused op and one ``litert_torch``
   conversion serves every precision.
 - :func:`op_census` counts operators by type and output dtype (to report
-  what an INT8 model still runs in float), :func:`float_mac_fraction` the share
+  what an INT8 model still runs in float), :func:`tflite_float_mac_fraction` the share
   of its multiply-accumulates left in float, :func:`integer_mac_fraction` the
   share computed by integer kernels.
 """
@@ -126,7 +126,7 @@ def tensor_names(data: bytes) -> list[str]:
 _MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
 
 
-def float_mac_fraction(data: bytes) -> float:
+def tflite_float_mac_fraction(data: bytes) -> float:
     """Share of the multiply-accumulates (Conv, depthwise Conv, FullyConnected, BatchMatMul) computed in float.
 
     An op counts as float when its output is FLOAT32 (:func:`mac_ops`).

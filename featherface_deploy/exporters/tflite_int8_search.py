@@ -35,7 +35,7 @@ from featherface_deploy.exporters.keep_float_search import (
     search_facts,
     search_keep_float,
 )
-from featherface_deploy.exporters.tflite_graph import float_mac_fraction, integer_mac_fraction, tensor_names
+from featherface_deploy.exporters.tflite_graph import integer_mac_fraction, tensor_names, tflite_float_mac_fraction
 from featherface_deploy.exporters.tflite_quantize import quantize_int8
 from featherface_deploy.verify.agreement import detection_agreement
 
@@ -105,7 +105,7 @@ class TfliteGroups:
         data, facts = quantize_int8(self.fp32, self.calibration, options, timings)
         agreement = detection_agreement(self.reference, self.open_tflite(data, self.contract).infer, self.batches,
                                         self.contract)
-        step = SearchStep(kept, round(agreement, 4), round(float_mac_fraction(data), 4))
+        step = SearchStep(kept, round(agreement, 4), round(tflite_float_mac_fraction(data), 4))
         return Trial(step, (data, facts, timings))
 
     def next_kept(self, trials, trial) -> tuple[str, ...] | None:
@@ -167,7 +167,7 @@ def quantize_checked(fp32: bytes, calibration: CalibrationSet, options, contract
 
 def plain_facts(data: bytes, facts: dict) -> dict:
     """The facts of an unchecked quantization (``--no-search``): the float and integer MAC shares, the search off."""
-    facts["int8"].update({"float_mac_fraction": round(float_mac_fraction(data), 4),
+    facts["int8"].update({"float_mac_fraction": round(tflite_float_mac_fraction(data), 4),
                           "integer_mac_fraction": round(integer_mac_fraction(data), 4),
                           "search": {"mode": "off", "ran": False}})
     return facts

@@ -25,8 +25,8 @@ import onnx
 
 from featherface_deploy.calibration import CalibrationConfig, build_calibration_set
 from featherface_deploy.exporters.common import ExportContext, ExportResult, size_pair
-from featherface_deploy.exporters.onnx2int8 import prepare_for_quantization, quantize_onnx
-from featherface_deploy.exporters.onnx2int8_export import compose_file
+from featherface_deploy.exporters.onnx_quantize import prepare_for_quantization, quantize_onnx
+from featherface_deploy.exporters.onnx2int8 import compose_file
 from featherface_deploy.exporters.onnx2trt_int8 import activation_scales, tensorrt_int8_options
 from featherface_deploy.exporters.onnx2trt_recipe import MODEL_FILE, write_recipe
 from featherface_deploy.export_options import RecipeExportOptions
@@ -48,7 +48,7 @@ def export(model, out_dir: Path, row, options: RecipeExportOptions, context: Exp
         fp32 = export_onnx(model, scratch / "fp32.onnx", row, onnx_options, context)
         if row.precision != "int8":
             contract = fp32.contract.replace(precision=row.precision)
-            write_recipe(fp32.path, out_dir, recipe, contract)
+            write_recipe(fp32.path, out_dir, recipe, contract, run_onnx=context.run_onnx)
             return _result(out_dir)
         calib = build_calibration_set(Path(options.calib_dir), fp32.contract, CalibrationConfig(
             num_images=options.calib_images, input_size=size_pair(options.imgsz)))
@@ -58,12 +58,13 @@ def export(model, out_dir: Path, row, options: RecipeExportOptions, context: Exp
         if version.int8 == "qdq":
             spec = options.end2end_spec()
             contract = int8.contract if spec is None else compose_file(int8.path, int8.contract, spec)
-            write_recipe(int8.path, out_dir, recipe, contract)
+            write_recipe(int8.path, out_dir, recipe, contract, run_onnx=context.run_onnx)
             return _result(out_dir)
         prepared = prepare_for_quantization(fp32.path, scratch / "prepared.onnx")  # the tensor names of the scales
         scales = activation_scales(onnx.load(str(int8.path)))
         context.log(f"  calibration cache: {len(scales)} tensors (the activations the Q/DQ flavour quantizes)")
-        write_recipe(prepared, out_dir, recipe, int8.contract, calibration_scales=scales)
+        write_recipe(prepared, out_dir, recipe, int8.contract, calibration_scales=scales,
+                     run_onnx=context.run_onnx)
         return _result(out_dir)
 
 

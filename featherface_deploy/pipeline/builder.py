@@ -28,6 +28,7 @@ from featherface_deploy.errors import BackendNotInstalledError, ExportError
 from featherface_deploy.exporters.common import ExportContext, load_source
 from featherface_deploy.outputs import claim_output
 from featherface_deploy.formats import CHECKPOINT, Format, get_format, resolve
+from featherface_deploy.harness.int8_kernels import ort_integer_share
 from featherface_deploy.pipeline.options import build_chain, check_suffix, split_options
 from featherface_deploy.pipeline.raw_views import raw_view
 from featherface_deploy.verify.in_graph import InGraphReport, check_in_graph_parity, default_in_graph_images
@@ -111,7 +112,8 @@ def export_model(source, out: str | Path, fmt: str | Format, options: Mapping[st
     started = time.perf_counter()
     model, model_name = load_source(source, architecture)
     context = ExportContext(model_name, log or _quiet, {} if scratch is None else scratch, untrained_seed,
-                            open_tflite=_open_tflite, open_onnx=open_onnx)
+                            open_tflite=_open_tflite, open_onnx=open_onnx, onnx_activations=onnx_activations,
+                            run_onnx=run_onnx, onnx_integer_share=ort_integer_share)
     build = _Build(model, _reference(model), context, list(parity_images), prepared, dict(reuse or {}),
                    require_faces and untrained_seed is None)
     with claim:
@@ -235,6 +237,26 @@ def open_onnx(path: Path, contract: DecodeContract):
     from featherface_deploy.runtimes.ort_runtime import OrtRuntime
 
     return OrtRuntime(path, contract=contract)
+
+
+def run_onnx(path: Path, feed: dict) -> dict:
+    """Every output of an ONNX file on one feed (``{input: array}``), by ONNX Runtime's CPU provider."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(zip((output.name for output in session.get_outputs()), session.run(None, feed)))
+
+
+def onnx_activations(path: Path, calib_set, input_name: str) -> dict:
+    """Each output of an ONNX file on each calibration input, by ONNX Runtime: ``{tensor: [array per input]}``.
+
+    What the ONNX INT8 sensitivity report compares, on files augmented to output their intermediate tensors.
+    """
+    from onnxruntime.quantization.qdq_loss_debug import collect_activations
+
+    from featherface_deploy.calibration.ort_reader import OrtCalibrationReader
+
+    return collect_activations(str(path), OrtCalibrationReader(calib_set, input_name))
 
 
 def _open_tflite(data: bytes, contract: DecodeContract):
