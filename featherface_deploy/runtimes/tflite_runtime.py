@@ -106,7 +106,9 @@ class TfliteRuntime(Runtime):
 
             return MediapipeRuntime(file_path, threads=threads)
         runtime = TfliteEnd2EndRuntime if contract.in_graph else cls
-        return runtime(data, threads=threads, contract=contract, xnnpack=xnnpack, signature=signature)
+        # The path, not its bytes, where there is one: messages then name the file, not "in-memory TFLite model".
+        return runtime(data if file_path is None else file_path, threads=threads, contract=contract,
+                       xnnpack=xnnpack, signature=signature)
 
     @property
     def max_batch(self) -> int:
