@@ -193,10 +193,25 @@ def v2_light(payload: Mapping) -> str:
     return f"{table}\n\n{payload['no_ap']}.\n\n**The design documents' claims, measured**\n\n{claims}\n\nCommand: `{payload['command']}`."
 
 
+def mediapipe(payload: Mapping) -> str:
+    """``bench_mediapipe.py``: AP through MediaPipe's task beside ours on the same file, and detect latency."""
+    def ap(scores: Mapping) -> str:
+        return " / ".join(f"{scores[level]:.2f}" for level in ("easy", "medium", "hard"))
+
+    rows = [{"model": row["model"], "precision": row["precision"], "task": ap(row["task_ap_stretched"]),
+             "padded": ap(row["task_ap_padded"]), "ours03": ap(row["our_ap_nms03"]), "ours04": ap(row["our_ap_nms04"]),
+             "task_ms": row["task_detect_ms"], "ipc_ms": row["task_with_ipc_ms"], "ours_ms": row["ours_litert_ms"]}
+            for row in payload["rows"]]
+    return markdown_table(rows, _columns(
+        ("model", "Model"), ("precision", "Precision"), ("task", "Task AP, stretched (E / M / H)"),
+        ("padded", "Task AP, padded to square"), ("ours03", "Ours, NMS 0.3"), ("ours04", "Ours, NMS 0.4"),
+        ("task_ms", "Task `detect` ms", 1), ("ipc_ms", "Task + worker IPC ms", 1), ("ours_ms", "Ours (LiteRT) ms", 1)))
+
+
 RENDERERS: dict[str, Callable[[Mapping], str]] = {
     "arm_vs_x86_ap": arm_vs_x86_ap, "arm_vs_x86_raw": arm_vs_x86_raw, "coreml": coreml,
     "dcn_memory_4000": dcn_memory, "dcn_torch": dcn_torch, "dcn_torch_cpu": dcn_torch, "onnx_dcn": onnx_dcn,
-    "onnx_int8": onnx_int8, "profile-v1-native": profile, "profile-v1-onnx": profile, "profile-v1-tflite": profile,
+    "mediapipe": mediapipe, "onnx_int8": onnx_int8, "profile-v1-native": profile, "profile-v1-onnx": profile, "profile-v1-tflite": profile,
     "remote_overhead": remote_overhead, "soak": soak, "tflite": tflite, "v2-light": v2_light,
 }
 
