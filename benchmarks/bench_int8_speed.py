@@ -1,24 +1,40 @@
 """INT8 vs FP32 speed in ONNX Runtime and LiteRT (XNNPACK), per checkpoint, with AP and the integer-kernel share.
 
-For each checkpoint (V1, V2-CA by default) and format (ONNX, TFLite) the script takes the
-default FP32 and the default INT8 export (``export --format onnx|tflite [--int8 --calib-dir
-<shared>/data/calibration]``, 640×640; files already in ``--workdir`` are reused), then:
+For each checkpoint (V1, V2-CA by default) and format (ONNX, TFLite) the script exports, at 640×640
+(files already in ``--workdir`` are reused):
 
-- **time**: every file of one checkpoint, one format, interleaved round-robin (the machine's
+- ``fp32`` and ``int8``: the default exports (``export --format onnx|tflite [--int8 --calib-dir
+  <shared>/data/calibration]``);
+- ``int8 fused`` (ONNX only): ``--placement fused`` without the keep-float search, the Q/DQ
+  placement ONNX Runtime turns into ``QLinearConv`` (its integer kernels), on the native
+  ``DeformConv`` graph;
+- ``… no DCN sampling`` (**timing only**, skipped with ``--no-ablation``): the same FP32 and
+  integer-kernel INT8 exports of the checkpoint with each deformable convolution replaced by
+  its own convolutions without the sampling (:class:`SamplingFreeDcn`): the offset/mask
+  convolution is still computed, the 3×3 kernel runs as a plain convolution. Its detections mean
+  nothing (no AP); its times say what the network costs when the deformable sampling, which no
+  runtime runs in integer arithmetic, is taken away.
+
+Then:
+
+- **time**: every file of one checkpoint and one format, interleaved round-robin (the machine's
   noise hits all alike), ``--threads`` threads, ONNX Runtime with ``allow_spinning`` off;
-  medians, and the FP32/INT8 ratio (> 1: INT8 faster);
+  medians, and the ratio to the FP32 file of the same kind (> 1: faster than FP32);
 - **integer share**: the share of the weight layers' MACs that ran in integer kernels
   (ONNX Runtime: from its optimized graph, :mod:`featherface_deploy.harness.int8_kernels`;
   LiteRT: the ops with int8 outputs, :func:`~featherface_deploy.exporters.tflite_graph.integer_mac_fraction`);
 - **AP**: Easy/Medium/Hard on ``<shared>/data/widerface-val-416`` (the images fitted into 640),
-  the first ``--limit`` images only when given.
+  the first ``--limit`` images only when given; not for the ablation;
+- **where ONNX Runtime's time goes** (ONNX files): its profiler's kernel time per run, summed by
+  :data:`OP_CATEGORIES` (``DeformConv``, float and integer convolutions, layout changes, Q/DQ…),
+  medians of ``--profile-runs`` runs.
 
 Writes ``benchmarks/results/int8_speed.json`` with the CPU model and its instruction-set flags
 (avx2, avx512_vnni, avx_vnni, amx; asimddp, i8mm on ARM) and prints a Markdown table.
 
-Usage (the quiet run, ≲ 15 min on 2 cores with the exports made beforehand into the workdir)::
+Usage (the quiet run; make the exports first, on a busy machine if need be, with ``--runs 0 --no-ap``)::
 
-    python benchmarks/bench_int8_speed.py --workdir /tmp/int8-speed --runs 30 --limit 100
+    python benchmarks/bench_int8_speed.py --workdir /tmp/int8-speed --runs 30
 """
 
 from __future__ import annotations
@@ -27,9 +43,12 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,6 +57,44 @@ from benchmarks.common import default_shared, machine_facts, median_ms, time_int
 CHECKPOINTS = ("featherface-v1", "featherface-v2-ca")
 FORMATS = ("onnx", "tflite")
 SIZE = (640, 640)
+# ONNX Runtime's optimized-graph op types → what the profile table sums them into (anything else: "other").
+OP_CATEGORIES = {
+    "DeformConv": "DeformConv", "Conv": "float conv", "FusedConv": "float conv",
+    "QLinearConv": "integer conv", "QLinearMatMul": "integer conv", "ConvInteger": "integer conv",
+    "MatMulInteger": "integer conv", "MatMulIntegerToFloat": "integer conv",
+    "MatMul": "float MatMul", "FusedMatMul": "float MatMul", "Gather": "Gather",
+    "Transpose": "layout", "ReorderInput": "layout", "ReorderOutput": "layout",
+    "QuantizeLinear": "Q/DQ", "DequantizeLinear": "Q/DQ",
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One file to time: an export row and its options, from the checkpoint or its sampling-free ablation."""
+
+    name: str
+    row: str
+    options: dict = field(default_factory=dict, hash=False, compare=False)
+    ablated: bool = False
+
+    @property
+    def baseline(self) -> str:
+        """The FP32 variant this one is compared with."""
+        return "fp32 no DCN sampling" if self.ablated else "fp32"
+
+
+def variants(fmt: str, ablation: bool) -> list[Variant]:
+    """What is timed for one format: FP32, the default INT8, ONNX's integer-kernel placement, the ablation."""
+    int8 = {"calib_dir": None}  # filled with <shared>/data/calibration
+    fused = {**int8, "placement": "fused", "search": False}
+    chosen = [Variant("fp32", fmt), Variant("int8", f"{fmt}-int8", int8)]
+    if fmt == "onnx":
+        chosen.append(Variant("int8 fused", "onnx-int8", fused))
+    if ablation:
+        chosen += [Variant("fp32 no DCN sampling", fmt, ablated=True),
+                   Variant("int8 no DCN sampling", f"{fmt}-int8", fused if fmt == "onnx" else {**int8, "search": False},
+                           ablated=True)]
+    return chosen
 
 
 def main() -> None:
@@ -46,67 +103,123 @@ def main() -> None:
     parser.add_argument("--checkpoints", default=",".join(CHECKPOINTS), help="names in <shared>/weights")
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--workdir", type=Path, help="where the exports are written or found (default: a temp dir)")
-    parser.add_argument("--runs", type=int, default=30, help="timed rounds (each runs every file once)")
+    parser.add_argument("--runs", type=int, default=30, help="timed rounds (each runs every file once); 0: export only")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, help="AP on the first N evaluation images only")
     parser.add_argument("--no-ap", action="store_true", help="skip the AP evaluation")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the timing-only files without DCN sampling")
+    parser.add_argument("--profile-runs", type=int, default=20, help="ONNX Runtime profiler runs per ONNX file (0: none)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-int8-speed-"))
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for checkpoint in args.checkpoints.split(","):
         for fmt in args.formats.split(","):
-            files = {precision: _export(args.shared, checkpoint, fmt, precision, workdir)
-                     for precision in ("fp32", "int8")}
-            rows += _measure(args, checkpoint, fmt, files)
+            files = {variant: _export(args.shared, checkpoint, fmt, variant, workdir)
+                     for variant in variants(fmt, not args.no_ablation)}
+            if args.runs > 0:
+                rows += _measure(args, checkpoint, fmt, files)
+    if not rows:
+        _log(f"exports ready in {workdir}")
+        return
     path = write_result("int8_speed", {"size": list(SIZE), "threads": args.threads, "runs": args.runs,
                                        "ap_images": args.limit or "all", "rows": rows})
     print(markdown(rows, machine_facts()))
     _log(f"wrote {path}")
 
 
-def _export(shared: Path, checkpoint: str, fmt: str, precision: str, workdir: Path) -> Path:
-    """The default export of one row, made once into ``workdir``."""
+def _export(shared: Path, checkpoint: str, fmt: str, variant: Variant, workdir: Path) -> Path:
+    """One variant's export, made once into ``workdir``."""
     from featherface_deploy.pipeline import export_model
 
-    out = workdir / f"{checkpoint}-{precision}.{fmt}"
+    out = workdir / f"{checkpoint}-{variant.name.replace(' ', '-')}.{fmt}"
     if out.is_file():
         return out
-    options: dict = {"imgsz": SIZE}
-    row = fmt if precision == "fp32" else f"{fmt}-int8"
-    if precision == "int8":
+    options: dict = {"imgsz": SIZE, **variant.options}
+    if "calib_dir" in options:
         options["calib_dir"] = shared / "data" / "calibration"
-    _log(f"exporting {checkpoint} → {row} …")
-    export_model(shared / "weights" / f"{checkpoint}.pth", out, row, options, log=_log)
+    weights = shared / "weights" / f"{checkpoint}.pth"
+    _log(f"exporting {checkpoint} → {variant.row} ({variant.name}) …")
+    if variant.ablated:
+        export_model(sampling_free_model(weights), out, variant.row, options, log=_log, require_faces=False)
+    else:
+        export_model(weights, out, variant.row, options, log=_log)
     return out
 
 
-def _measure(args, checkpoint: str, fmt: str, files: dict[str, Path]) -> list[dict]:
+def sampling_free_model(weights: Path):
+    """The checkpoint's model with every deformable convolution replaced by :class:`SamplingFreeDcn`."""
+    from featherface_deploy.models.checkpoint import load_model
+    from featherface_deploy.models.deform_conv import ModulatedDeformConv2d
+
+    model = load_model(weights).model
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, ModulatedDeformConv2d):
+                setattr(module, name, SamplingFreeDcn(child))
+    return model
+
+
+class SamplingFreeDcn(nn.Module):
+    """A DCN layer's own convolutions without its sampling (timing only).
+
+    The offset/mask convolution (27 channels, as in the DCN) still runs and scales the output by
+    ``1 + 1e-6·sigmoid(·)`` so that no exporter drops it; the deformable kernel runs as a plain 3×3 convolution.
+    """
+
+    def __init__(self, source: nn.Module) -> None:
+        super().__init__()
+        self.offset_and_mask = nn.Conv2d(source.offset_conv.in_channels, 27, 3, padding=1)
+        self.offset_and_mask.weight.data = torch.cat([source.offset_conv.weight, source.modulator_conv.weight])
+        self.offset_and_mask.bias.data = torch.cat([source.offset_conv.bias, source.modulator_conv.bias])
+        self.kernel = source.regular_conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.kernel(x) * (1 + 1e-6 * torch.sigmoid(self.offset_and_mask(x)[:, :1]))
+
+
+def _measure(args, checkpoint: str, fmt: str, files: dict[Variant, Path]) -> list[dict]:
     from featherface_deploy.detector import FaceDetector
     from featherface_deploy.evaluation import evaluate_widerface
 
-    runtimes = {precision: _runtime(fmt, path, args.threads) for precision, path in files.items()}
+    runtimes = {variant: _runtime(fmt, path, args.threads) for variant, path in files.items()}
     sample = np.random.default_rng(0).uniform(-128, 128, (1, 3, *SIZE)).astype(np.float32)  # NCHW: both runtimes
-    _log(f"timing {checkpoint} {fmt}: {args.runs} interleaved rounds …")
-    samples = time_interleaved({precision: (lambda r=runtime: r.infer(sample)) for precision, runtime in runtimes.items()},
-                               args.runs, args.warmup)
-    fp32_ms = median_ms(samples["fp32"])
+    _log(f"timing {checkpoint} {fmt}: {args.runs} interleaved rounds of {len(files)} files …")
+    samples = time_interleaved({variant.name: (lambda r=runtime: r.infer(sample))
+                                for variant, runtime in runtimes.items()}, args.runs, args.warmup)
     rows = []
-    for precision, path in files.items():
-        row = {"checkpoint": checkpoint, "format": fmt, "precision": precision, "file": str(path),
-               "size_mb": round(path.stat().st_size / 1e6, 3), "median_ms": round(median_ms(samples[precision]), 2),
-               "speedup_vs_fp32": round(fp32_ms / median_ms(samples[precision]), 3),
+    for variant, path in files.items():
+        ms = median_ms(samples[variant.name])
+        row = {"checkpoint": checkpoint, "format": fmt, "variant": variant.name, "row": variant.row,
+               "options": {k: v for k, v in variant.options.items() if k != "calib_dir"},
+               "dcn_sampling": not variant.ablated, "file": str(path), "size_mb": round(path.stat().st_size / 1e6, 3),
+               "median_ms": round(ms, 2), "speedup_vs_fp32": round(median_ms(samples[variant.baseline]) / ms, 3),
                "integer_mac_fraction": round(_integer_share(fmt, path), 4)}
-        if not args.no_ap:
-            _log(f"evaluating {checkpoint} {fmt} {precision} …")
+        if fmt == "onnx" and args.profile_runs > 0:
+            row["ort_kernel_ms"] = ort_kernel_ms(path, args.threads, args.profile_runs)
+        if not args.no_ap and not variant.ablated:
+            _log(f"evaluating {checkpoint} {fmt} {variant.name} …")
             started = time.perf_counter()
-            ap = evaluate_widerface(FaceDetector(runtimes[precision]), args.shared / "data" / "widerface-val-416",
+            ap = evaluate_widerface(FaceDetector(runtimes[variant]), args.shared / "data" / "widerface-val-416",
                                     limit=args.limit).ap.percentages
             row.update({f"ap_{level}": round(ap[level], 2) for level in ("easy", "medium", "hard")},
                        ap_seconds=round(time.perf_counter() - started, 1))
         rows.append(row)
     return rows
+
+
+def ort_kernel_ms(path: Path, threads: int, runs: int) -> dict[str, float]:
+    """ONNX Runtime's kernel time per run of ``path``, summed by :data:`OP_CATEGORIES` (medians per node)."""
+    from featherface_deploy.harness.profile_ort import profile_onnx
+
+    with tempfile.TemporaryDirectory(prefix="bench-int8-profile-") as workdir:
+        profile = profile_onnx(path, SIZE, threads, warmup=3, runs=runs, workdir=workdir)
+    totals: dict[str, float] = {}
+    for node, ms in profile.node_ms.items():
+        category = OP_CATEGORIES.get(profile.node_op[node], "other")
+        totals[category] = totals.get(category, 0.0) + ms
+    return {category: round(ms, 2) for category, ms in sorted(totals.items(), key=lambda item: -item[1])}
 
 
 def _runtime(fmt: str, path: Path, threads: int):
@@ -133,12 +246,12 @@ def markdown(rows: list[dict], facts: dict) -> str:
     """The docs table: one line per file, ISA flags in the heading."""
     flags = ", ".join(facts.get("isa_flags") or []) or "?"
     lines = [f"FeatherFace FP32 vs INT8 — {facts.get('cpu', '?')} ({flags})", "",
-             "| checkpoint | format | precision | ms | FP32/INT8 | MACs in integer kernels | Easy | Medium | Hard | MB |",
+             "| checkpoint | format | variant | ms | vs FP32 | MACs in integer kernels | Easy | Medium | Hard | MB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ap = " | ".join(f"{row[f'ap_{level}']:.2f}" if f"ap_{level}" in row else "—"
                         for level in ("easy", "medium", "hard"))
-        lines.append(f"| {row['checkpoint']} | {row['format']} | {row['precision']} | {row['median_ms']:.1f} | "
+        lines.append(f"| {row['checkpoint']} | {row['format']} | {row['variant']} | {row['median_ms']:.1f} | "
                      f"{row['speedup_vs_fp32']:.2f}× | {100 * row['integer_mac_fraction']:.1f}% | {ap} | "
                      f"{row['size_mb']:.2f} |")
     return "\n".join(lines)

@@ -88,6 +88,47 @@ def onnx_int8(payload: Mapping) -> str:
         ("float_mac_fraction", "Float MAC share", 3)))
 
 
+def int8_speed(payload: Mapping) -> str:
+    """``bench_int8_speed.py``: each checkpoint's FP32 and INT8 files timed together, with AP and the integer share."""
+    rows = [{**row, "checkpoint": row["checkpoint"].removeprefix("featherface-"),
+             "ratio": f"{row['speedup_vs_fp32']:.2f}×", "integer": f"{100 * row['integer_mac_fraction']:.1f}%"}
+            for row in payload["rows"]]
+    table = markdown_table(rows, _columns(
+        ("checkpoint", "Checkpoint"), ("format", "Format"), ("variant", "File"), ("median_ms", "Median ms", 1),
+        ("ratio", "FP32 ms / this ms"), ("integer", "MACs in integer kernels"), ("ap_easy", "Easy AP", 2),
+        ("ap_medium", "Medium AP", 2), ("ap_hard", "Hard AP", 2), ("size_mb", "MB", 2)))
+    profiled = [row for row in rows if "ort_kernel_ms" in row]
+    if not profiled:
+        return table
+    categories = sorted({c for row in profiled for c in row["ort_kernel_ms"]},
+                        key=lambda c: (c == "other", -max(row["ort_kernel_ms"].get(c, 0.0) for row in profiled)))
+    kernel_rows = [{"checkpoint": row["checkpoint"], "variant": row["variant"],
+                    "total": sum(row["ort_kernel_ms"].values()), **row["ort_kernel_ms"]} for row in profiled]
+    kernels = markdown_table(kernel_rows, _columns(
+        ("checkpoint", "Checkpoint"), ("variant", "ONNX file"), ("total", "Kernels ms", 1),
+        *((category, f"{category} ms", 1) for category in categories)))
+    return f"{table}\n\n**ONNX Runtime kernel time per run, by op type** (its profiler; medians per node)\n\n{kernels}"
+
+
+def int8_census_arm64(payload: Mapping) -> str:
+    """``int8_census_arm64.py``: what runs integer (ONNX Runtime) or in XNNPACK (LiteRT) on aarch64 and here."""
+    rows = []
+    for row in payload["rows"]:
+        for where, label in (("device", f"aarch64 ({', '.join(payload['device']['isa_flags']) or '—'})"),
+                             ("host", "this host (x86-64)")):
+            census = row[where]
+            if row["format"] == "onnx":
+                detail = ", ".join(f"{k} {v}" for k, v in sorted(census["integer_kernels"].items())) or "none"
+            else:
+                outside = ", ".join(f"{k} {v}" for k, v in census["outside_xnnpack"].items()) or "none"
+                detail = f"{census['partitions']} XNNPACK partitions; outside: {outside}"
+            rows.append({"file": f"`{row['file']}`", "where": label,
+                         "integer": f"{100 * census['integer_mac_fraction']:.1f}%", "detail": detail})
+    return markdown_table(rows, _columns(
+        ("file", "File"), ("where", "Where"), ("integer", "MACs in integer kernels"),
+        ("detail", "Integer kernels (ONNX Runtime) / delegation (LiteRT)")))
+
+
 def tflite(payload: Mapping) -> str:
     """``bench_tflite.py``: TFLite FP32/FP16/INT8 beside PyTorch and ONNX Runtime."""
     ap, latency, sizes = payload["ap"], payload["latency_ms_median"], payload["file_bytes"]
@@ -211,6 +252,7 @@ def mediapipe(payload: Mapping) -> str:
 RENDERERS: dict[str, Callable[[Mapping], str]] = {
     "arm_vs_x86_ap": arm_vs_x86_ap, "arm_vs_x86_raw": arm_vs_x86_raw, "coreml": coreml,
     "dcn_memory_4000": dcn_memory, "dcn_torch": dcn_torch, "dcn_torch_cpu": dcn_torch, "onnx_dcn": onnx_dcn,
+    "int8_census_arm64": int8_census_arm64, "int8_speed": int8_speed,
     "mediapipe": mediapipe, "onnx_int8": onnx_int8, "profile-v1-native": profile, "profile-v1-onnx": profile, "profile-v1-tflite": profile,
     "remote_overhead": remote_overhead, "soak": soak, "tflite": tflite, "v2-light": v2_light,
 }

@@ -21,7 +21,9 @@ from PIL import Image  # noqa: E402
 
 from featherface_deploy.contract import METADATA_KEY, read_sidecar  # noqa: E402
 from featherface_deploy.errors import ContractError, ExportError  # noqa: E402
+from featherface_deploy.exporters import tflite_quantize  # noqa: E402
 from featherface_deploy.exporters.tflite_graph import op_census, rewrite_leaky_relu  # noqa: E402
+from featherface_deploy.harness.profile_litert import delegation  # noqa: E402
 from featherface_deploy.metadata.tflite import add_metadata, read_metadata  # noqa: E402
 from featherface_deploy.exporters.torch2tflite import convert_fp32, scratch_key  # noqa: E402
 from featherface_deploy.runtimes.tflite_runtime import TfliteRuntime  # noqa: E402
@@ -167,6 +169,59 @@ def test_int8_needs_calibration():
         export_row("missing.pth", "unused.tflite", "tflite-int8", imgsz=SIZE)
     with pytest.raises(ExportError, match="not used by --format tflite .it applies to: tflite-int8"):
         export_row("missing.pth", "unused.tflite", "tflite", imgsz=SIZE, float_io=True)
+
+
+def test_int8_leaky_relu_is_fused_back_for_xnnpack(tiny, converted, scratch, calib_dir, tmp_path, monkeypatch):
+    """The int8 MAXIMUM/MUL pairs become int8 LEAKY_RELU ops that XNNPACK takes, and nothing gets less exact."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    options = dict(imgsz=SIZE, calib_dir=calib_dir, calib_images=6, tolerances=LOOSE, scratch=scratch, search=False)
+    fused = export_row(tiny, tmp_path / "fused.tflite", "tflite-int8", float_io=True, **options)
+    monkeypatch.setattr(tflite_quantize, "fuse_int8_leaky_relu", lambda data: (data, 0))
+    pairs = export_row(tiny, tmp_path / "pairs.tflite", "tflite-int8", float_io=True, **options)
+    fused_census, pairs_census = op_census(fused.path.read_bytes()), op_census(pairs.path.read_bytes())
+    count = pairs_census["MAXIMUM:INT8"]
+    assert count > 0 and fused.contract.extra["int8"]["leaky_relu_int8"] == count
+    assert fused_census["LEAKY_RELU:INT8"] == count and "MAXIMUM:INT8" not in fused_census
+    assert fused_census["QUANTIZE:INT8"] < pairs_census["QUANTIZE:INT8"]  # the requantizations of x went too
+
+    def outside_xnnpack(path):
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+        interpreter.allocate_tensors()
+        ops, partitions = delegation(interpreter)
+        return {op["op"] for op in ops if op["partition"] is None}, partitions
+
+    (fused_outside, fused_partitions), (pairs_outside, pairs_partitions) = map(outside_xnnpack, (fused.path, pairs.path))
+    assert "MAXIMUM" in pairs_outside and not {"MAXIMUM", "LEAKY_RELU"} & fused_outside
+    assert fused_partitions < pairs_partitions
+    # One rounding instead of two: each fused op's int8 output is within one step of its pair's, on the same
+    # int8 input (every op upstream of the first one is the same in both files).
+    first = _first_op_output(fused.path.read_bytes(), "LEAKY_RELU")
+    x = _inputs(1, seed=5)[0].transpose(0, 2, 3, 1)
+    values = []
+    for result in (fused, pairs):
+        interpreter = Interpreter(model_path=str(result.path), experimental_preserve_all_tensors=True)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        index = next(d["index"] for d in interpreter.get_tensor_details() if d["name"] == first)
+        values.append(interpreter.get_tensor(index).astype(np.int32))
+    assert (values[0] < 0).any() and np.abs(values[0] - values[1]).max() <= 1
+
+
+def _first_op_output(data: bytes, op_name: str) -> str:
+    """The output tensor name of the first ``op_name`` operator of the primary subgraph."""
+    from featherface_deploy.metadata.tflite import flatbuffer_schema, unpack_model
+
+    _, schema = flatbuffer_schema()
+    model = unpack_model(data)
+    graph = model.subgraphs[0]
+    code = getattr(schema.BuiltinOperator, op_name)
+    for op in graph.operators:
+        opcode = model.operatorCodes[op.opcodeIndex]
+        if max(opcode.builtinCode, opcode.deprecatedBuiltinCode) == code:
+            return graph.tensors[op.outputs[0]].name.decode("utf-8")
+    raise AssertionError(f"no {op_name} in the model")
 
 
 @pytest.mark.slow
