@@ -171,19 +171,29 @@ def test_int8_needs_calibration():
         export_row("missing.pth", "unused.tflite", "tflite", imgsz=SIZE, float_io=True)
 
 
-def test_int8_leaky_relu_is_fused_back_for_xnnpack(tiny, converted, scratch, calib_dir, tmp_path, monkeypatch):
-    """The int8 MAXIMUM/MUL pairs become int8 LEAKY_RELU ops that XNNPACK takes, and nothing gets less exact."""
+def test_int8_graph_rewrites_for_xnnpack(tiny, converted, scratch, calib_dir, tmp_path, monkeypatch):
+    """After quantization: int8 MAXIMUM/MUL pairs become int8 LEAKY_RELU ops that XNNPACK takes, no less exact,
+    and the DCN row lookups read the int8 table (bit-identical outputs)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    options = dict(imgsz=SIZE, calib_dir=calib_dir, calib_images=6, tolerances=LOOSE, scratch=scratch, search=False)
-    fused = export_row(tiny, tmp_path / "fused.tflite", "tflite-int8", float_io=True, **options)
-    monkeypatch.setattr(tflite_quantize, "fuse_int8_leaky_relu", lambda data: (data, 0))
-    pairs = export_row(tiny, tmp_path / "pairs.tflite", "tflite-int8", float_io=True, **options)
-    fused_census, pairs_census = op_census(fused.path.read_bytes()), op_census(pairs.path.read_bytes())
-    count = pairs_census["MAXIMUM:INT8"]
-    assert count > 0 and fused.contract.extra["int8"]["leaky_relu_int8"] == count
-    assert fused_census["LEAKY_RELU:INT8"] == count and "MAXIMUM:INT8" not in fused_census
-    assert fused_census["QUANTIZE:INT8"] < pairs_census["QUANTIZE:INT8"]  # the requantizations of x went too
+    def export(name, leaky=True, lookups=True):
+        with monkeypatch.context() as patch:
+            if not leaky:
+                patch.setattr(tflite_quantize, "fuse_int8_leaky_relu", lambda data: (data, 0))
+            if not lookups:
+                patch.setattr(tflite_quantize, "look_up_int8_rows", lambda data: (data, 0))
+            return export_row(tiny, tmp_path / f"{name}.tflite", "tflite-int8", imgsz=SIZE, calib_dir=calib_dir,
+                              calib_images=6, tolerances=LOOSE, scratch=scratch, search=False, float_io=True)
+
+    neither, leaky_only, both = export("neither", False, False), export("leaky", True, False), export("both")
+    census = {name: op_census(result.path.read_bytes())
+              for name, result in (("neither", neither), ("leaky", leaky_only), ("both", both))}
+    pairs, lookups = census["neither"]["MAXIMUM:INT8"], census["neither"]["EMBEDDING_LOOKUP:FLOAT32"]
+    assert pairs > 0 and both.contract.extra["int8"]["leaky_relu_int8"] == pairs
+    assert census["leaky"]["LEAKY_RELU:INT8"] == pairs and "MAXIMUM:INT8" not in census["leaky"]
+    assert census["leaky"]["QUANTIZE:INT8"] < census["neither"]["QUANTIZE:INT8"]  # the requantizations of x went too
+    assert lookups > 0 and both.contract.extra["int8"]["int8_row_lookups"] == lookups
+    assert census["both"]["EMBEDDING_LOOKUP:INT8"] == lookups and "EMBEDDING_LOOKUP:FLOAT32" not in census["both"]
 
     def outside_xnnpack(path):
         interpreter = Interpreter(model_path=str(path), num_threads=1)
@@ -191,22 +201,39 @@ def test_int8_leaky_relu_is_fused_back_for_xnnpack(tiny, converted, scratch, cal
         ops, partitions = delegation(interpreter)
         return {op["op"] for op in ops if op["partition"] is None}, partitions
 
-    (fused_outside, fused_partitions), (pairs_outside, pairs_partitions) = map(outside_xnnpack, (fused.path, pairs.path))
+    (fused_outside, fused_partitions), (pairs_outside, pairs_partitions) = map(
+        outside_xnnpack, (leaky_only.path, neither.path))
     assert "MAXIMUM" in pairs_outside and not {"MAXIMUM", "LEAKY_RELU"} & fused_outside
     assert fused_partitions < pairs_partitions
-    # One rounding instead of two: each fused op's int8 output is within one step of its pair's, on the same
-    # int8 input (every op upstream of the first one is the same in both files).
-    first = _first_op_output(fused.path.read_bytes(), "LEAKY_RELU")
+
     x = _inputs(1, seed=5)[0].transpose(0, 2, 3, 1)
-    values = []
-    for result in (fused, pairs):
-        interpreter = Interpreter(model_path=str(result.path), experimental_preserve_all_tensors=True)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-        interpreter.invoke()
-        index = next(d["index"] for d in interpreter.get_tensor_details() if d["name"] == first)
-        values.append(interpreter.get_tensor(index).astype(np.int32))
-    assert (values[0] < 0).any() and np.abs(values[0] - values[1]).max() <= 1
+    first = _first_op_output(leaky_only.path.read_bytes(), "LEAKY_RELU")
+    tensors = {name: _run_preserving(result.path, x) for name, result in
+               (("neither", neither), ("leaky", leaky_only), ("both", both))}
+    # One rounding instead of two: the first fused op's int8 output is within one step of its pair's (every op
+    # upstream of it is the same in both files).
+    fused_values, pair_values = (tensors[name][first].astype(np.int32) for name in ("leaky", "neither"))
+    assert (fused_values < 0).any() and np.abs(fused_values - pair_values).max() <= 1
+    # Dequantizing after the lookup instead of before: every output bit-identical.
+    outputs = Interpreter(model_path=str(both.path)).get_output_details()
+    assert all(np.array_equal(tensors["both"][o["name"]], tensors["leaky"][o["name"]]) for o in outputs)
+
+
+def _run_preserving(path, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every tensor of one LiteRT run of ``path`` on ``x``, by name."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    values = {}
+    for detail in interpreter.get_tensor_details():
+        try:
+            values[detail["name"]] = interpreter.get_tensor(detail["index"]).copy()
+        except ValueError:  # constants without data and scratch tensors
+            continue
+    return values
 
 
 def _first_op_output(data: bytes, op_name: str) -> str:

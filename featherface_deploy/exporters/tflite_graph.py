@@ -13,6 +13,11 @@
   quantizer puts before the ``MAXIMUM``) becomes one int8 ``LEAKY_RELU`` with the
   ``MAXIMUM``'s output scale. XNNPACK has no int8 ``MAXIMUM``: left as it is, each
   one splits a delegate partition (V1: 27 partitions instead of 9).
+- :func:`look_up_int8_rows` moves the ``DEQUANTIZE`` of an int8 table from before
+  an ``EMBEDDING_LOOKUP`` (the DCN sampling's row gather) to after it: the lookup,
+  which runs outside XNNPACK, copies int8 rows (a quarter of the bytes) and
+  XNNPACK dequantizes the rows gathered. Exact: dequantizing commutes with
+  copying rows.
 - :func:`op_census` counts operators by type and output dtype (to report
   what an INT8 model still runs in float), :func:`tflite_float_mac_fraction` the share
   of its multiply-accumulates left in float, :func:`integer_mac_fraction` the
@@ -157,6 +162,84 @@ def fuse_int8_leaky_relu(data: bytes) -> tuple[bytes, int]:
             fused += 1
         subgraph.operators = [op for index, op in enumerate(subgraph.operators) if index not in dropped]
     return (pack_model(model), fused) if fused else (data, 0)
+
+
+def look_up_int8_rows(data: bytes) -> tuple[bytes, int]:
+    """Rewrites every ``DEQUANTIZE(q) → RESHAPE* → EMBEDDING_LOOKUP`` as ``RESHAPE* → EMBEDDING_LOOKUP → DEQUANTIZE``.
+
+    ``q`` must be an int8 tensor with one scale and every tensor of the chain read by the next op only. The
+    reshapes and the lookup then carry ``q``'s int8 values and quantization (LiteRT's ``EMBEDDING_LOOKUP``
+    copies int8 rows when its output is int8; the op keeps version 1), and a new ``DEQUANTIZE`` writes the
+    lookup's original float output. Bit-identical outputs: each gathered value is dequantized with the same
+    scale and zero point either way.
+
+    Returns:
+        The flatbuffer and the number of lookups rewritten (the input is returned unchanged when there is none).
+    """
+    _, schema = flatbuffer_schema()
+    model = unpack_model(data)
+    codes = schema.BuiltinOperator
+    code = lambda op: _builtin_code(model.operatorCodes[op.opcodeIndex])  # noqa: E731
+    rewritten = 0
+    for subgraph in model.subgraphs:
+        producer = {out: index for index, op in enumerate(subgraph.operators) for out in op.outputs}
+        readers = Counter(name for op in subgraph.operators for name in op.inputs)
+        dropped: set[int] = set()
+        dequantize_after: dict[int, object] = {}
+        for index, op in enumerate(subgraph.operators):
+            if code(op) != codes.EMBEDDING_LOOKUP:
+                continue
+            chain, table = [], op.inputs[1]  # the reshapes between the DEQUANTIZE and the lookup, last first
+            while (producer.get(table) is not None and readers[table] == 1
+                   and code(subgraph.operators[producer[table]]) == codes.RESHAPE):
+                chain.append(producer[table])
+                table = subgraph.operators[producer[table]].inputs[0]
+            source = producer.get(table)
+            if source is None or readers[table] != 1 or code(subgraph.operators[source]) != codes.DEQUANTIZE:
+                continue
+            quantized = subgraph.tensors[subgraph.operators[source].inputs[0]]
+            scales = quantized.quantization.scale if quantized.quantization is not None else None
+            if quantized.type != schema.TensorType.INT8 or scales is None or len(scales) != 1:
+                continue
+            previous = subgraph.operators[source].inputs[0]
+            for reshape in reversed(chain):
+                reshape_op = subgraph.operators[reshape]
+                reshape_op.inputs = [previous, *reshape_op.inputs[1:]]
+                reshape_op.outputs = [_int8_twin(model, schema, subgraph, reshape_op.outputs[0], quantized)]
+                previous = reshape_op.outputs[0]
+            float_output = op.outputs[0]
+            op.inputs = [op.inputs[0], previous]
+            op.outputs = [_int8_twin(model, schema, subgraph, float_output, quantized)]
+            dequantize = schema.OperatorT()
+            dequantize.opcodeIndex = _opcode_index(model, schema, codes.DEQUANTIZE)
+            dequantize.inputs, dequantize.outputs = [op.outputs[0]], [float_output]
+            dequantize_after[index] = dequantize
+            dropped.add(source)
+            rewritten += 1
+        operators = []
+        for index, op in enumerate(subgraph.operators):
+            if index not in dropped:
+                operators.append(op)
+            if index in dequantize_after:
+                operators.append(dequantize_after[index])
+        subgraph.operators = operators
+    return (pack_model(model), rewritten) if rewritten else (data, 0)
+
+
+def _int8_twin(model, schema, subgraph, index: int, quantized) -> int:
+    """Appends an int8 tensor shaped like tensor ``index`` with ``quantized``'s quantization; returns its index."""
+    source = subgraph.tensors[index]
+    twin = schema.TensorT()
+    twin.name = source.name + b"/int8"
+    twin.type = schema.TensorType.INT8
+    twin.shape, twin.shapeSignature = source.shape, source.shapeSignature
+    twin.quantization = schema.QuantizationParametersT()
+    twin.quantization.scale = list(quantized.quantization.scale)
+    twin.quantization.zeroPoint = list(quantized.quantization.zeroPoint)
+    model.buffers.append(schema.BufferT())
+    twin.buffer = len(model.buffers) - 1
+    subgraph.tensors.append(twin)
+    return len(subgraph.tensors) - 1
 
 
 def _scalar_constant(model, tensor) -> float | None:

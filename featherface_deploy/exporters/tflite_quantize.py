@@ -4,7 +4,9 @@ What :mod:`~featherface_deploy.exporters.torch2tflite` exports and the keep-floa
 :mod:`~featherface_deploy.exporters.tflite_int8_search` tries, each with more scopes kept float.
 ``LEAKY_RELU`` is first rewritten to ``MAXIMUM(x, MUL(x, 0.1))`` (exact; quantizable, see
 :mod:`~featherface_deploy.exporters.tflite_graph`), and the int8 pairs are fused back into int8
-``LEAKY_RELU`` after quantization (XNNPACK runs it; it has no int8 ``MAXIMUM``). The DCN sampling path is always float,
+``LEAKY_RELU`` after quantization (XNNPACK runs it; it has no int8 ``MAXIMUM``). The DCN sampling's row
+lookups then read the int8 projection table and dequantize the rows they gather (exact; a quarter of the
+bytes for the one op of the sampling that runs outside XNNPACK). The DCN sampling path is always float,
 its convolutions int8; an end-to-end head's decoding and NMS stay float in every precision.
 """
 
@@ -14,7 +16,8 @@ from featherface_deploy.calibration import CalibrationSet
 from featherface_deploy.errors import missing_backend
 from featherface_deploy.export_options import TfliteOptions
 from featherface_deploy.exporters.common import timed
-from featherface_deploy.exporters.tflite_graph import fuse_int8_leaky_relu, op_census, rewrite_leaky_relu
+from featherface_deploy.exporters.tflite_graph import (fuse_int8_leaky_relu, look_up_int8_rows, op_census,
+                                                       rewrite_leaky_relu)
 
 INPUT_NAME = "input"  # the converted model's one input, in its one signature
 SIGNATURE = "serving_default"
@@ -68,6 +71,7 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteOption
     data = timed(timings, "quantize", lambda: bytes(
         qt.quantize(result, enable_progress_report=False).quantized_model))
     data, fused = fuse_int8_leaky_relu(data)
+    data, int8_lookups = look_up_int8_rows(data)
     census = op_census(data)
     float_ops = {k.split(":")[0]: v for k, v in census.items() if k.endswith(":FLOAT32") and not k.startswith("DEQ")}
     return data, {"int8": {
@@ -75,6 +79,7 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, config: TfliteOption
         "io": "float32" if config.float_io else "int8",
         "leaky_relu_rewritten": leaky,
         "leaky_relu_int8": fused,
+        "int8_row_lookups": int8_lookups,
         "keep_float_scopes": [f"{DCN_SAMPLING_SCOPE} (except {', '.join(DCN_INT8_OPS)})", *float_scopes],
         "float_ops": dict(sorted(float_ops.items())),
     }}
