@@ -130,8 +130,7 @@ def fuse_int8_leaky_relu(data: bytes) -> tuple[bytes, int]:
     code = lambda op: _builtin_code(model.operatorCodes[op.opcodeIndex])  # noqa: E731
     fused = 0
     for subgraph in model.subgraphs:
-        producer = {out: index for index, op in enumerate(subgraph.operators) for out in op.outputs}
-        readers = Counter(name for op in subgraph.operators for name in op.inputs)
+        producer, readers = _wiring(subgraph)
         dropped: set[int] = set()
         for index, op in enumerate(subgraph.operators):
             if code(op) != codes.MAXIMUM or subgraph.tensors[op.outputs[0]].type != schema.TensorType.INT8:
@@ -182,8 +181,7 @@ def look_up_int8_rows(data: bytes) -> tuple[bytes, int]:
     code = lambda op: _builtin_code(model.operatorCodes[op.opcodeIndex])  # noqa: E731
     rewritten = 0
     for subgraph in model.subgraphs:
-        producer = {out: index for index, op in enumerate(subgraph.operators) for out in op.outputs}
-        readers = Counter(name for op in subgraph.operators for name in op.inputs)
+        producer, readers = _wiring(subgraph)
         dropped: set[int] = set()
         dequantize_after: dict[int, object] = {}
         for index, op in enumerate(subgraph.operators):
@@ -224,6 +222,12 @@ def look_up_int8_rows(data: bytes) -> tuple[bytes, int]:
                 operators.append(dequantize_after[index])
         subgraph.operators = operators
     return (pack_model(model), rewritten) if rewritten else (data, 0)
+
+
+def _wiring(subgraph) -> tuple[dict[int, int], Counter]:
+    """(tensor → index of the op writing it, tensor → how many op inputs read it) of one subgraph."""
+    producer = {out: index for index, op in enumerate(subgraph.operators) for out in op.outputs}
+    return producer, Counter(name for op in subgraph.operators for name in op.inputs)
 
 
 def _int8_twin(model, schema, subgraph, index: int, quantized) -> int:
