@@ -172,16 +172,15 @@ def test_int8_needs_calibration():
 
 
 def test_int8_graph_rewrites_for_xnnpack(tiny, converted, scratch, calib_dir, tmp_path, monkeypatch):
-    """After quantization: int8 MAXIMUM/MUL pairs become int8 LEAKY_RELU ops that XNNPACK takes, no less exact,
-    and the DCN row lookups read the int8 table (bit-identical outputs)."""
+    """After quantization: int8 MAXIMUM/MUL pairs become int8 LEAKY_RELU ops that XNNPACK takes, no less exact;
+    the DCN row lookups read the int8 table (bit-identical outputs)."""
     from ai_edge_litert.interpreter import Interpreter
 
     def export(name, leaky=True, lookups=True):
         with monkeypatch.context() as patch:
-            if not leaky:
-                patch.setattr(tflite_quantize, "fuse_int8_leaky_relu", lambda data: (data, 0))
-            if not lookups:
-                patch.setattr(tflite_quantize, "look_up_int8_rows", lambda data: (data, 0))
+            for rewrite, wanted in (("fuse_int8_leaky_relu", leaky), ("look_up_int8_rows", lookups)):
+                if not wanted:
+                    patch.setattr(tflite_quantize, rewrite, lambda data: (data, 0))
             return export_row(tiny, tmp_path / f"{name}.tflite", "tflite-int8", imgsz=SIZE, calib_dir=calib_dir,
                               calib_images=6, tolerances=LOOSE, scratch=scratch, search=False, float_io=True)
 
@@ -196,14 +195,17 @@ def test_int8_graph_rewrites_for_xnnpack(tiny, converted, scratch, calib_dir, tm
     assert census["both"]["EMBEDDING_LOOKUP:INT8"] == lookups and "EMBEDDING_LOOKUP:FLOAT32" not in census["both"]
 
     def outside_xnnpack(path):
+        """({"OP:dtype" of each op left to the built-in kernels}, XNNPACK partitions)."""
         interpreter = Interpreter(model_path=str(path), num_threads=1)
         interpreter.allocate_tensors()
         ops, partitions = delegation(interpreter)
-        return {op["op"] for op in ops if op["partition"] is None}, partitions
+        details, dtypes = interpreter._get_ops_details(), {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+        return {f"{op['op']}:{np.dtype(dtypes[details[op['index']]['outputs'][0]]).name}"
+                for op in ops if op["partition"] is None}, partitions
 
     (fused_outside, fused_partitions), (pairs_outside, pairs_partitions) = map(
         outside_xnnpack, (leaky_only.path, neither.path))
-    assert "MAXIMUM" in pairs_outside and not {"MAXIMUM", "LEAKY_RELU"} & fused_outside
+    assert "MAXIMUM:int8" in pairs_outside and not {"MAXIMUM:int8", "LEAKY_RELU:int8"} & fused_outside
     assert fused_partitions < pairs_partitions
 
     x = _inputs(1, seed=5)[0].transpose(0, 2, 3, 1)
