@@ -8,6 +8,9 @@ For each checkpoint (V1, V2-CA by default) and format (ONNX, TFLite) the script 
 - ``int8 fused`` (ONNX only): ``--placement fused`` without the keep-float search, the Q/DQ
   placement ONNX Runtime turns into ``QLinearConv`` (its integer kernels), on the native
   ``DeformConv`` graph;
+- ``int8 stage-1 head float`` (TFLite only): ``--keep-float`` of only the first two blocks of
+  backbone stage 1 (:data:`STAGE1_HEAD`) instead of the whole stage, without the search: what
+  it costs to take V1 past 90% of its MACs in integer kernels;
 - ``… no DCN sampling`` (**timing only**, skipped with ``--no-ablation``): the same FP32 and
   integer-kernel INT8 exports of the checkpoint with each deformable convolution replaced by
   its own convolutions without the sampling (:class:`SamplingFreeDcn`): the offset/mask
@@ -57,6 +60,8 @@ from benchmarks.common import default_shared, machine_facts, median_ms, time_int
 CHECKPOINTS = ("featherface-v1", "featherface-v2-ca")
 FORMATS = ("onnx", "tflite")
 SIZE = (640, 640)
+# The first two blocks of backbone stage 1 (the stem convolution and the first depthwise block), as a scope regex.
+STAGE1_HEAD = r"MobileNetV1_body/torch\.nn\.modules\.container\.Sequential_stage1/torch\.nn\.modules\.container\.Sequential_[01]/"
 # ONNX Runtime's optimized-graph op types → what the profile table sums them into (anything else: "other").
 OP_CATEGORIES = {
     "DeformConv": "DeformConv", "Conv": "float conv", "FusedConv": "float conv",
@@ -90,6 +95,9 @@ def variants(fmt: str, ablation: bool) -> list[Variant]:
     chosen = [Variant("fp32", fmt), Variant("int8", f"{fmt}-int8", int8)]
     if fmt == "onnx":
         chosen.append(Variant("int8 fused", "onnx-int8", fused))
+    else:
+        chosen.append(Variant("int8 stage-1 head float", "tflite-int8",
+                              {**int8, "keep_float": (STAGE1_HEAD,), "search": False}))
     if ablation:
         chosen += [Variant("fp32 no DCN sampling", fmt, ablated=True),
                    Variant("int8 no DCN sampling", f"{fmt}-int8", fused if fmt == "onnx" else {**int8, "search": False},

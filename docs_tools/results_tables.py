@@ -254,6 +254,7 @@ RENDERERS: dict[str, Callable[[Mapping], str]] = {
     "dcn_memory_4000": dcn_memory, "dcn_torch": dcn_torch, "dcn_torch_cpu": dcn_torch, "onnx_dcn": onnx_dcn,
     "int8_census_arm64": int8_census_arm64, "int8_speed": int8_speed,
     "mediapipe": mediapipe, "onnx_int8": onnx_int8, "profile-v1-native": profile, "profile-v1-onnx": profile, "profile-v1-tflite": profile,
+    "profile-v1-tflite-fp32": profile, "profile-v1-tflite-int8": profile,
     "remote_overhead": remote_overhead, "soak": soak, "tflite": tflite, "v2-light": v2_light,
 }
 

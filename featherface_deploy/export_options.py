@@ -191,8 +191,8 @@ class OnnxInt8Options(End2EndOptions):
         imgsz: Calibration size for a dynamic-shape source (a fixed-size source uses its own).
         placement: ``inputs`` (Q/DQ on layer inputs only, from the ``gather`` DCN: TensorRT's pattern and the
             verified accuracy; ONNX Runtime runs float kernels) or ``fused`` (Q/DQ on inputs and outputs, from
-            the native ``DeformConv``: ONNX Runtime fuses integer ``QLinearConv``; costs V1 2–2.6 AP points,
-            docs/design/int8-kernels.md).
+            the native ``DeformConv``: ONNX Runtime fuses integer ``QLinearConv``; costs V1 2.4–4.0 AP points
+            and was still slower than FP32 on an AVX-512 VNNI CPU, docs/design/int8-kernels.md).
 
     The end-to-end options are :class:`~featherface_deploy.exporters.end2end_options.End2EndOptions`'s: the raw
     network is quantized as without them (its ONNX source is exported raw), then the float input adapter and
@@ -214,7 +214,8 @@ class OnnxInt8Options(End2EndOptions):
     imgsz: int | tuple[int, int] = IMGSZ.field()
     placement: str = ExportOption(
         "onnx-int8: Q/DQ on layer inputs (TensorRT's pattern; ONNX Runtime runs float kernels) or fused (inputs "
-        "and outputs, native DeformConv: ONNX Runtime runs integer QLinearConv; costs V1 2-2.6 AP points)",
+        "and outputs, native DeformConv: ONNX Runtime runs integer QLinearConv; costs V1 2.4-4.0 AP points and was "
+        "still slower than FP32 on an AVX-512 VNNI CPU)",
         choices=INT8_PLACEMENTS).field("inputs")
 
     def quantization(self) -> Int8Options:

@@ -9,8 +9,8 @@ both with symmetric int8 weights per output channel:
 - ``fused`` (``--placement fused``): Q/DQ on the inputs *and* outputs of the quantized
   layers, uint8 asymmetric activations: the ``DQ → Conv → Q`` pattern ONNX Runtime fuses into
   ``QLinearConv`` (integer kernels). It also rounds the activations that reach the float
-  depthwise convolutions, and costs V1 2–2.6 AP points on the WIDER subset
-  (docs/design/int8-kernels.md).
+  depthwise convolutions, and costs V1 2.4–4.0 AP points on the WIDER subset; on
+  an AVX-512 VNNI CPU it was still slower than the FP32 file (docs/design/int8-kernels.md).
 
 What is *not* quantized matters as much on FeatherFace:
 
