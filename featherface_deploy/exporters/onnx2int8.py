@@ -63,6 +63,9 @@ def export(source: Path, out_path: Path, row, options: OnnxInt8Options, context:
     result = with_facts(result, out_path, {**share.record(), "integer_kernels_on": _cpu_line()})
     context.log(f"  ONNX Runtime runs {100 * share.fraction:.1f}% of the MACs in integer kernels here "
                 f"({share.integer_layers} of {share.layers} weight layers)")
+    if options.placement == "inputs":
+        context.log("  (TensorRT's Q/DQ pattern: ONNX Runtime dequantizes and runs float kernels, so on a CPU the FP32 "
+                    "file is the faster one; docs/design/int8-kernels.md)")
     search = result.facts["search"]
     agreement = result.facts.get("agreement", {})
     context.log(f"  {len(result.kept_float)} layers kept float ({100 * result.float_fraction:.1f}% of MACs); "
