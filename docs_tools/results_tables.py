@@ -110,12 +110,13 @@ def int8_speed(payload: Mapping) -> str:
     return f"{table}\n\n**ONNX Runtime kernel time per run, by op type** (its profiler; medians per node)\n\n{kernels}"
 
 
-def int8_census_arm64(payload: Mapping) -> str:
-    """``int8_census_arm64.py``: what runs integer (ONNX Runtime) or in XNNPACK (LiteRT) on aarch64 and here."""
+def int8_census(payload: Mapping) -> str:
+    """``int8_census.py``: what runs integer (ONNX Runtime) or in XNNPACK (LiteRT) on another CPU and here."""
+    device = payload["device"]
     rows = []
     for row in payload["rows"]:
-        for where, label in (("device", f"aarch64 ({', '.join(payload['device']['isa_flags']) or '—'})"),
-                             ("host", "this host (x86-64)")):
+        for where, label in (("device", f"{device['machine']} ({', '.join(device['isa_flags']) or '—'}), emulated"),
+                             ("host", "this host")):
             census = row[where]
             if row["format"] == "onnx":
                 detail = ", ".join(f"{k} {v}" for k, v in sorted(census["integer_kernels"].items())) or "none"
@@ -252,7 +253,7 @@ def mediapipe(payload: Mapping) -> str:
 RENDERERS: dict[str, Callable[[Mapping], str]] = {
     "arm_vs_x86_ap": arm_vs_x86_ap, "arm_vs_x86_raw": arm_vs_x86_raw, "coreml": coreml,
     "dcn_memory_4000": dcn_memory, "dcn_torch": dcn_torch, "dcn_torch_cpu": dcn_torch, "onnx_dcn": onnx_dcn,
-    "int8_census_arm64": int8_census_arm64, "int8_speed": int8_speed,
+    "int8_census_arm64": int8_census, "int8_census_x86-haswell": int8_census, "int8_speed": int8_speed,
     "mediapipe": mediapipe, "onnx_int8": onnx_int8, "profile-v1-native": profile, "profile-v1-onnx": profile, "profile-v1-tflite": profile,
     "profile-v1-tflite-fp32": profile, "profile-v1-tflite-int8": profile,
     "remote_overhead": remote_overhead, "soak": soak, "tflite": tflite, "v2-light": v2_light,

@@ -1,4 +1,4 @@
-"""What ONNX Runtime and LiteRT's XNNPACK run in integer kernels on aarch64, beside this host: an op census, no times.
+"""What ONNX Runtime and LiteRT's XNNPACK run in integer kernels on another CPU, beside this host: an op census, no times.
 
 For each ONNX file, ONNX Runtime builds its optimized graph on the device (``optimized_model_filepath``,
 the default optimization level users get) and on this host; the host weighs each with
@@ -7,19 +7,30 @@ the default optimization level users get) and on this host; the host weighs each
 the device and here; :func:`~featherface_deploy.harness.profile_litert.delegation` reads which ops each
 partition owns, and the ops left outside XNNPACK are counted by type.
 
-The device is ``benchmarks/arm64_device.py up``'s emulated aarch64 (QEMU user mode, Cortex-A76 by
-default: ``asimddp``, no ``i8mm``), or any aarch64 Linux reachable over ssh with numpy, onnxruntime and
-ai-edge-litert. Timings under emulation mean nothing, so none are taken. Which XNNPACK microkernels
-(e.g. ``qs8-qc8w-gemm …neondot``) run is decided inside XNNPACK from the CPU's features and is not visible
-through LiteRT's Python API: the census stops at the delegated ops and their tensor types.
+The other CPU is either
+
+- ``--remote ssh://…``: ``benchmarks/arm64_device.py up``'s emulated aarch64 (QEMU user mode, Cortex-A76
+  by default: ``asimddp``, no ``i8mm``), or any Linux device reachable over ssh with numpy, onnxruntime and
+  ai-edge-litert; or
+- ``--qemu-cpu MODEL``: this host's own Python run by ``qemu-x86_64-static -cpu MODEL`` (Debian package
+  ``qemu-user-static``): ONNX Runtime and XNNPACK read that CPU model's CPUID, e.g. ``Haswell`` (AVX2, no
+  AVX-512, no VNNI), so the census shows what they choose on an AVX2-only CPU.
+
+The CPU's features are read on it: numpy's CPUID detection (``__cpu_features__``) and ``/proc/cpuinfo``
+(which QEMU's x86 user mode passes through from the host: the CPUID figures are the ones to trust there).
+Timings under emulation mean nothing, so none are taken. Which XNNPACK microkernels (e.g. ``qs8-qc8w-gemm
+…neondot``) run is decided inside XNNPACK and is not visible through LiteRT's Python API: the census stops at
+the delegated ops and their tensor types.
 
 Usage::
 
     python benchmarks/arm64_device.py up            # prints the ssh URL, identity and python
-    python benchmarks/int8_census_arm64.py --remote ssh://root@127.0.0.1:PORT --identity KEY \\
+    python benchmarks/int8_census.py --remote ssh://root@127.0.0.1:PORT --identity KEY \\
         --python /opt/featherface/venv/bin/python /tmp/int8-speed/featherface-v1-int8.onnx …
+    python benchmarks/int8_census.py --qemu-cpu Haswell /tmp/int8-speed/featherface-v1-int8.onnx …
 
-Writes ``benchmarks/results/int8_census_arm64.json`` and prints a Markdown table.
+Writes ``benchmarks/results/int8_census_arm64.json`` (``--remote``) or ``int8_census_x86-<model>.json``
+(``--qemu-cpu``) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -39,14 +50,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import write_result  # noqa: E402
 
 INPUT_SHAPE = (1, 3, 640, 640)
+REMOTE_DIR = "/tmp/featherface-census"
 # Runs on the device: ORT's optimized graph of each .onnx, LiteRT's op details of each .tflite, the CPU features.
 DEVICE_SCRIPT = r"""
 import json, platform, sys
-report = {"machine": platform.machine(), "features": "", "files": {}}
+report = {"machine": platform.machine(), "features": [], "cpuid": [], "files": {}}
 for line in open("/proc/cpuinfo"):
     if line.lower().startswith(("features", "flags")):
         report["features"] = line.split(":", 1)[1].split()
         break
+try:
+    from numpy._core._multiarray_umath import __cpu_features__
+    report["cpuid"] = sorted(name for name, present in __cpu_features__.items() if present)
+except ImportError:
+    pass
 for path in sys.argv[1:]:
     if path.endswith(".onnx"):
         import onnxruntime
@@ -79,31 +96,46 @@ class _OpsDetails:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path, help=".onnx and .tflite files")
-    parser.add_argument("--remote", required=True, help="ssh://user@host:port of the aarch64 device")
+    parser.add_argument("--remote", help="ssh://user@host:port of the device (e.g. the emulated aarch64)")
+    parser.add_argument("--qemu-cpu", help="instead: run here under qemu-x86_64-static -cpu MODEL (e.g. Haswell)")
     parser.add_argument("--identity", help="ssh private key")
-    parser.add_argument("--python", default="python3", help="the device's Python (with onnxruntime, ai-edge-litert)")
+    parser.add_argument("--python", help="the device's Python, with numpy, onnxruntime and ai-edge-litert "
+                        "(default: python3 over ssh, this Python under QEMU)")
     parser.add_argument("--cpu-name", default="QEMU-emulated Cortex-A76 (benchmarks/arm64_device.py)",
                         help="what the device is, for the results file")
     args = parser.parse_args()
     missing = [str(path) for path in args.files if not path.is_file()]
     if missing:
         sys.exit(f"error: not a file: {', '.join(missing)}")
-    device = _Ssh(args.remote, args.identity)
-    report = device.census(args.files, args.python)
-    rows = []
-    for path in args.files:
-        remote = report["files"][f"/tmp/featherface-census/{path.name}"]
-        rows.append({"file": path.name, **_pair(path, remote, device)})
-    payload = {"device": {"name": args.cpu_name, "machine": report["machine"],
-                          "features": report["features"],
-                          "isa_flags": [f for f in ("asimddp", "i8mm", "sve", "bf16") if f in report["features"]]},
+    if (args.remote is None) == (args.qemu_cpu is None):
+        sys.exit("error: give either --remote ssh://… or --qemu-cpu MODEL")
+    if args.remote:
+        device, name, result = _Ssh(args.remote, args.identity), args.cpu_name, "int8_census_arm64"
+    else:
+        device = _QemuX86(args.qemu_cpu)
+        name, result = f"QEMU-emulated x86-64 CPU model {args.qemu_cpu}", f"int8_census_x86-{args.qemu_cpu.lower()}"
+    report = device.census(args.files, args.python or ("python3" if args.remote else sys.executable))
+    rows = [{"file": path.name, **_pair(path, report["files"][device.path_of(path)], device)} for path in args.files]
+    payload = {"device": {"name": name, "machine": report["machine"], "features": report["features"],
+                          "cpuid": report["cpuid"], "isa_flags": _isa_flags(report)},
                "input_shape": list(INPUT_SHAPE), "rows": rows}
-    path = write_result("int8_census_arm64", payload)
+    path = write_result(result, payload)
     print(markdown(payload))
     print(f"wrote {path}", file=sys.stderr)
 
 
-def _pair(path: Path, remote: dict, device: "_Ssh") -> dict:
+# numpy's CPUID feature names → the flags the results files record (x86).
+_CPUID_FLAGS = {"AVX2": "avx2", "AVX512F": "avx512f", "AVX512_CLX": "avx512_vnni", "AVX512_SPR": "avx512_fp16"}
+
+
+def _isa_flags(report: dict) -> list[str]:
+    """The instruction-set flags of the device: CPUID's on x86 (QEMU passes the host's /proc/cpuinfo through)."""
+    if report["machine"] in ("x86_64", "AMD64"):
+        return [flag for name, flag in _CPUID_FLAGS.items() if name in report["cpuid"]]
+    return [flag for flag in ("asimddp", "i8mm", "sve", "bf16") if flag in report["features"]]
+
+
+def _pair(path: Path, remote: dict, device: "_Ssh | _QemuX86") -> dict:
     """The census of one file on the device and on this host."""
     if path.suffix == ".onnx":
         import onnx
@@ -144,6 +176,28 @@ def _tflite_census(path: Path, interpreter) -> dict:
             "integer_mac_fraction": round(integer_mac_fraction(path.read_bytes()), 4)}
 
 
+class _QemuX86:
+    """This host's Python under ``qemu-x86_64-static -cpu MODEL``: the files are read where they are."""
+
+    def __init__(self, cpu: str) -> None:
+        self.cpu = cpu
+
+    def census(self, files: list[Path], python: str) -> dict:
+        """Runs :data:`DEVICE_SCRIPT` on the files under emulation; returns its report."""
+        command = ["qemu-x86_64-static", "-cpu", self.cpu, python, "-c", DEVICE_SCRIPT,
+                   *(str(path.resolve()) for path in files)]
+        return json.loads(_run(command).stdout)
+
+    def path_of(self, path: Path) -> str:
+        """Where the report names ``path``."""
+        return str(path.resolve())
+
+    @staticmethod
+    def fetch(remote: str, local: Path) -> None:
+        """The optimized graph is already on this machine."""
+        Path(local).write_bytes(Path(remote).read_bytes())
+
+
 class _Ssh:
     """The OpenSSH client towards the device (``BatchMode``; the host key of a loopback device is not kept)."""
 
@@ -158,29 +212,36 @@ class _Ssh:
 
     def census(self, files: list[Path], python: str) -> dict:
         """Copies the files, runs :data:`DEVICE_SCRIPT` on them, returns its report."""
-        self._run(["ssh", *self.options, "-p", self.port, self.target, "mkdir -p /tmp/featherface-census"])
-        self._run(["scp", *self.options, "-P", self.port, *map(str, files), f"{self.target}:/tmp/featherface-census/"])
-        remote = " ".join(shlex.quote(f"/tmp/featherface-census/{path.name}") for path in files)
+        _run(["ssh", *self.options, "-p", self.port, self.target, f"mkdir -p {REMOTE_DIR}"])
+        _run(["scp", *self.options, "-P", self.port, *map(str, files), f"{self.target}:{REMOTE_DIR}/"])
+        remote = " ".join(shlex.quote(self.path_of(path)) for path in files)
         command = f"{shlex.quote(python)} -c {shlex.quote(DEVICE_SCRIPT)} {remote}"
-        return json.loads(self._run(["ssh", *self.options, "-p", self.port, self.target, command]).stdout)
+        return json.loads(_run(["ssh", *self.options, "-p", self.port, self.target, command]).stdout)
+
+    @staticmethod
+    def path_of(path: Path) -> str:
+        """Where a file is copied to on the device."""
+        return f"{REMOTE_DIR}/{path.name}"
 
     def fetch(self, remote: str, local: Path) -> None:
         """Copies one file back from the device."""
-        self._run(["scp", *self.options, "-P", self.port, f"{self.target}:{remote}", str(local)])
+        _run(["scp", *self.options, "-P", self.port, f"{self.target}:{remote}", str(local)])
 
-    @staticmethod
-    def _run(command: list[str]) -> subprocess.CompletedProcess:
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            sys.exit(f"error: {command[0]} failed (exit {result.returncode}): {result.stderr.strip()[-300:]}")
-        return result
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    """Runs a command; exits with its stderr's end when it fails."""
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"error: {command[0]} failed (exit {result.returncode}): {result.stderr.strip()[-300:]}")
+    return result
 
 
 def markdown(payload: dict) -> str:
     """One line per file: integer share and kernels (ONNX) or partitions and ops outside XNNPACK (TFLite)."""
     device = payload["device"]
-    lines = [f"INT8 op census — device: {device['name']} ({device['machine']}; "
-             f"{', '.join(device['isa_flags']) or 'no asimddp/i8mm'}) vs this host", "",
+    lines = [f"INT8 op census — {device['name']} ({device['machine']}; "
+             f"{', '.join(device['isa_flags']) or 'none of the recorded ISA flags'}) vs this host", "",
              "| file | where | MACs in integer kernels | integer kernels / XNNPACK partitions | ops outside XNNPACK |",
              "|---|---|---|---|---|"]
     for row in payload["rows"]:
