@@ -12,33 +12,18 @@ latency, so the table has no timing column.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import arm64_device
-from common import default_shared
+from common import default_shared, evaluate_json
 
-REPO = Path(__file__).resolve().parent.parent
 SETTINGS = ("easy", "medium", "hard")
 
 
 def evaluate(model: Path, widerface: Path, limit: int, remote: list[str], out: Path) -> dict:
-    """The ``evaluate --json`` result of ``model`` (kept in ``out``; reused when it is there)."""
-    if out.exists():
-        return json.loads(out.read_text())
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-m", "featherface_deploy.cli.main", "evaluate", "--model", str(model),
-                           "--widerface", str(widerface), "--limit", str(limit), "--json", *remote],
-                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
-    if done.returncode != 0:
-        raise SystemExit(f"evaluate {model.name} {'on the device' if remote else 'here'} failed: {done.stderr[-2000:]}")
-    partial = out.with_suffix(".partial")
-    partial.write_text(done.stdout)
-    os.replace(partial, out)
-    return json.loads(done.stdout)
+    """The ``evaluate --json`` result of ``model`` on the device (``remote``) or here (kept in ``out``)."""
+    return evaluate_json(model, widerface, limit, out, "on the device" if remote else "here", suffix=remote)
 
 
 def table(rows: list[tuple[str, dict, dict]], cpu: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 from featherface_deploy.harness.report import machine_facts
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def default_shared() -> Path:
@@ -51,3 +54,26 @@ def write_result(name: str, payload: dict) -> Path:
     path.write_text(json.dumps({**machine_facts(), **payload}, indent=2) + "\n")
     return path
 
+
+
+def evaluate_json(model: Path, widerface: Path, limit: int, out: Path, where: str, prefix: list[str] = (),
+                  suffix: list[str] = (), env: dict | None = None) -> dict:
+    """``featherface-deploy evaluate --json`` of ``model`` on the first ``limit`` images, kept in ``out``.
+
+    A result already in ``out`` is returned without running again (long emulated runs resume). ``prefix`` goes
+    before the Python command (an emulator), ``suffix`` after the CLI arguments (``--remote …``), ``env`` adds
+    variables; ``where`` names the run in the error raised when it fails.
+    """
+    if out.exists():
+        return json.loads(out.read_text())
+    variables = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+                     **(env or {}))
+    done = subprocess.run([*prefix, sys.executable, "-m", "featherface_deploy.cli.main", "evaluate", "--model",
+                           str(model), "--widerface", str(widerface), "--limit", str(limit), "--json", *suffix],
+                          capture_output=True, text=True, env=variables, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise SystemExit(f"evaluate {model.name} {where} failed: {done.stderr[-2000:]}")
+    partial = out.with_suffix(".partial")
+    partial.write_text(done.stdout)
+    os.replace(partial, out)
+    return json.loads(done.stdout)

@@ -130,6 +130,18 @@ def int8_census(payload: Mapping) -> str:
         ("detail", "Integer kernels (ONNX Runtime) / delegation (LiteRT)")))
 
 
+def int8_ap_x86_cpu(payload: Mapping) -> str:
+    """``int8_ap_x86_cpu.py``: AP of the same files on this host's kernels and under QEMU's other x86 CPU model."""
+    cpu = payload["emulated_cpu"]
+    rows = [{"file": f"`{row['file']}`", **{f"{level}_{where}": row[where][level]
+                                           for level in ("easy", "medium", "hard") for where in ("host", "emulated")}}
+            for row in payload["rows"]]
+    model = f"{cpu['qemu_model']} ({', '.join(cpu['isa_flags'])})"
+    return markdown_table(rows, _columns(
+        ("file", "File"), *((f"{level}_{where}", f"{level.title()} {label}", 2) for level in ("easy", "medium", "hard")
+                            for where, label in (("host", "here"), ("emulated", model)))))
+
+
 def tflite(payload: Mapping) -> str:
     """``bench_tflite.py``: TFLite FP32/FP16/INT8 beside PyTorch and ONNX Runtime."""
     ap, latency, sizes = payload["ap"], payload["latency_ms_median"], payload["file_bytes"]
@@ -254,6 +266,7 @@ RENDERERS: dict[str, Callable[[Mapping], str]] = {
     "arm_vs_x86_ap": arm_vs_x86_ap, "arm_vs_x86_raw": arm_vs_x86_raw, "coreml": coreml,
     "dcn_memory_4000": dcn_memory, "dcn_torch": dcn_torch, "dcn_torch_cpu": dcn_torch, "onnx_dcn": onnx_dcn,
     "int8_census_arm64": int8_census, "int8_census_x86-haswell": int8_census, "int8_speed": int8_speed,
+    "int8_ap_x86-haswell": int8_ap_x86_cpu,
     "mediapipe": mediapipe, "onnx_int8": onnx_int8, "profile-v1-native": profile, "profile-v1-onnx": profile, "profile-v1-tflite": profile,
     "profile-v1-tflite-fp32": profile, "profile-v1-tflite-int8": profile,
     "remote_overhead": remote_overhead, "soak": soak, "tflite": tflite, "v2-light": v2_light,
