@@ -147,7 +147,7 @@ def fuse_int8_leaky_relu(data: bytes) -> tuple[bytes, int]:
             requantize = producer.get(first)
             requantized = (requantize is not None and code(subgraph.operators[requantize]) == codes.QUANTIZE
                            and subgraph.operators[requantize].inputs[0] == source and readers[first] == 1)
-            alpha = _scalar_constant(model, subgraph.tensors[alpha_index])
+            alpha = _int8_scalar(model, schema, subgraph.tensors[alpha_index])
             if (first != source and not requantized) or alpha is None:
                 continue
             leaky = schema.OperatorT()
@@ -233,30 +233,23 @@ def _wiring(subgraph) -> tuple[dict[int, int], Counter]:
 def _int8_twin(model, schema, subgraph, index: int, quantized) -> int:
     """Appends an int8 tensor shaped like tensor ``index`` with ``quantized``'s quantization; returns its index."""
     source = subgraph.tensors[index]
-    twin = schema.TensorT()
-    twin.name = source.name + b"/int8"
+    twin = _new_tensor(model, schema, source.name.decode("utf-8") + "/int8", source)
     twin.type = schema.TensorType.INT8
-    twin.shape, twin.shapeSignature = source.shape, source.shapeSignature
     twin.quantization = schema.QuantizationParametersT()
     twin.quantization.scale = list(quantized.quantization.scale)
     twin.quantization.zeroPoint = list(quantized.quantization.zeroPoint)
-    model.buffers.append(schema.BufferT())
-    twin.buffer = len(model.buffers) - 1
     subgraph.tensors.append(twin)
     return len(subgraph.tensors) - 1
 
 
-def _scalar_constant(model, tensor) -> float | None:
-    """The value of a one-element constant tensor (dequantized when int8), else ``None``."""
-    _, schema = flatbuffer_schema()
+def _int8_scalar(model, schema, tensor) -> float | None:
+    """The dequantized value of a one-element int8 constant tensor, else ``None``."""
     data = model.buffers[tensor.buffer].data
-    raw = b"" if data is None else bytes(data)
-    if tensor.type == schema.TensorType.FLOAT32 and len(raw) == 4:
-        return float(np.frombuffer(raw, dtype=np.float32)[0])
     quantization = tensor.quantization
-    if tensor.type != schema.TensorType.INT8 or len(raw) != 1 or quantization is None or quantization.scale is None:
+    if (tensor.type != schema.TensorType.INT8 or data is None or len(data) != 1 or quantization is None
+            or quantization.scale is None):
         return None
-    return float((int(np.frombuffer(raw, dtype=np.int8)[0]) - int(quantization.zeroPoint[0])) * quantization.scale[0])
+    return float((int(np.asarray(data).view(np.int8)[0]) - int(quantization.zeroPoint[0])) * quantization.scale[0])
 
 
 def op_census(data: bytes) -> Counter:
