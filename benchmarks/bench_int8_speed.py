@@ -33,7 +33,7 @@ Then:
   medians of ``--profile-runs`` runs.
 
 Writes ``benchmarks/results/int8_speed.json`` with the CPU model and its instruction-set flags
-(avx2, avx512_vnni, avx_vnni, amx; asimddp, i8mm on ARM) and prints a Markdown table.
+(avx2, avx512_vnni, avx_vnni, amx; asimddp, i8mm on ARM) and prints the docs' tables of it.
 
 Usage (the quiet run; make the exports first, on a busy machine if need be, with ``--runs 0 --no-ap``)::
 
@@ -55,7 +55,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import default_shared, machine_facts, median_ms, time_interleaved, write_result  # noqa: E402
+from benchmarks.common import default_shared, median_ms, print_table, time_interleaved, write_result  # noqa: E402
+from docs_tools.results_tables import int8_speed  # noqa: E402
 
 CHECKPOINTS = ("featherface-v1", "featherface-v2-ca")
 FORMATS = ("onnx", "tflite")
@@ -131,9 +132,10 @@ def main() -> None:
     if not rows:
         _log(f"exports ready in {workdir}")
         return
-    path = write_result("int8_speed", {"size": list(SIZE), "threads": args.threads, "runs": args.runs,
-                                       "ap_images": args.limit or "all", "rows": rows})
-    print(markdown(rows, machine_facts()))
+    payload = {"size": list(SIZE), "threads": args.threads, "runs": args.runs, "ap_images": args.limit or "all",
+               "rows": rows}
+    path = write_result("int8_speed", payload)
+    print_table(int8_speed(payload))
     _log(f"wrote {path}")
 
 
@@ -253,21 +255,6 @@ def _integer_share(fmt: str, path: Path) -> float:
     from featherface_deploy.harness.int8_kernels import ort_integer_share
 
     return ort_integer_share(path, (1, 3, *SIZE)).fraction
-
-
-def markdown(rows: list[dict], facts: dict) -> str:
-    """The docs table: one line per file, ISA flags in the heading."""
-    flags = ", ".join(facts.get("isa_flags") or []) or "?"
-    lines = [f"FeatherFace FP32 vs INT8 — {facts.get('cpu', '?')} ({flags})", "",
-             "| checkpoint | format | variant | ms | vs FP32 | MACs in integer kernels | Easy | Medium | Hard | MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        ap = " | ".join(f"{row[f'ap_{level}']:.2f}" if f"ap_{level}" in row else "—"
-                        for level in ("easy", "medium", "hard"))
-        lines.append(f"| {row['checkpoint']} | {row['format']} | {row['variant']} | {row['median_ms']:.1f} | "
-                     f"{row['speedup_vs_fp32']:.2f}× | {100 * row['integer_mac_fraction']:.1f}% | {ap} | "
-                     f"{row['size_mb']:.2f} |")
-    return "\n".join(lines)
 
 
 def _log(message: str) -> None:

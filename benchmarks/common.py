@@ -42,6 +42,13 @@ def time_interleaved(functions: dict[str, Callable[[], object]], iterations: int
     return samples
 
 
+def print_table(table: str) -> None:
+    """Prints a results table (a ``docs_tools.results_tables`` renderer's: the docs' own) under a line naming this
+    machine's CPU and instruction-set flags."""
+    facts = machine_facts()
+    print(f"{facts.get('cpu', '?')} ({', '.join(facts.get('isa_flags') or []) or 'no ISA flags recorded'})\n\n{table}")
+
+
 def median_ms(samples: list[float]) -> float:
     """Median of samples in seconds, as milliseconds."""
     return 1000.0 * statistics.median(samples)

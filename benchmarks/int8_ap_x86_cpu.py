@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import default_shared, evaluate_json, write_result  # noqa: E402
+from benchmarks.common import default_shared, evaluate_json, print_table, write_result  # noqa: E402
+from docs_tools.results_tables import int8_ap_x86_cpu  # noqa: E402
 
 LEVELS = ("easy", "medium", "hard")
 NUMPY_SIMD_OFF = {"NPY_DISABLE_CPU_FEATURES": "AVX2 FMA3 F16C AVX"}
@@ -69,21 +70,8 @@ def main() -> None:
                                                                       ("AVX512_CLX", "avx512_vnni")) if name in cpuid]},
                "images": args.limit, "rows": rows}
     path = write_result(f"int8_ap_x86-{args.cpu.lower()}", payload)
-    print(markdown(payload))
+    print_table(int8_ap_x86_cpu(payload))
     print(f"wrote {path}", file=sys.stderr)
-
-
-def markdown(payload: dict) -> str:
-    """One line per file: AP on this host's kernels and on the emulated CPU's."""
-    cpu = payload["emulated_cpu"]
-    lines = [f"AP on the first {payload['images']} images: this host vs QEMU {cpu['qemu_model']} "
-             f"({', '.join(cpu['isa_flags'])})", "",
-             "| file | " + " | ".join(f"{level} here | {level} {cpu['qemu_model']}" for level in LEVELS) + " |",
-             "|---|" + "---|---|" * len(LEVELS)]
-    for row in payload["rows"]:
-        cells = " | ".join(f"{row['host'][level]:.2f} | {row['emulated'][level]:.2f}" for level in LEVELS)
-        lines.append(f"| {row['file']} | {cells} |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ Usage::
     python benchmarks/int8_census.py --qemu-cpu Haswell /tmp/int8-speed/featherface-v1-int8.onnx …
 
 Writes ``benchmarks/results/int8_census_arm64.json`` (``--remote``) or ``int8_census_x86-<model>.json``
-(``--qemu-cpu``) and prints a Markdown table.
+(``--qemu-cpu``) and prints the docs' table of it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import write_result  # noqa: E402
+from benchmarks.common import print_table, write_result  # noqa: E402
+from docs_tools.results_tables import int8_census  # noqa: E402
 
 INPUT_SHAPE = (1, 3, 640, 640)
 REMOTE_DIR = "/tmp/featherface-census"
@@ -120,7 +121,7 @@ def main() -> None:
                           "cpuid": report["cpuid"], "isa_flags": _isa_flags(report)},
                "input_shape": list(INPUT_SHAPE), "rows": rows}
     path = write_result(result, payload)
-    print(markdown(payload))
+    print_table(int8_census(payload))
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -235,26 +236,6 @@ def _run(command: list[str]) -> subprocess.CompletedProcess:
     if result.returncode != 0:
         sys.exit(f"error: {command[0]} failed (exit {result.returncode}): {result.stderr.strip()[-300:]}")
     return result
-
-
-def markdown(payload: dict) -> str:
-    """One line per file: integer share and kernels (ONNX) or partitions and ops outside XNNPACK (TFLite)."""
-    device = payload["device"]
-    lines = [f"INT8 op census — {device['name']} ({device['machine']}; "
-             f"{', '.join(device['isa_flags']) or 'none of the recorded ISA flags'}) vs this host", "",
-             "| file | where | MACs in integer kernels | integer kernels / XNNPACK partitions | ops outside XNNPACK |",
-             "|---|---|---|---|---|"]
-    for row in payload["rows"]:
-        for where in ("device", "host"):
-            census = row[where]
-            if row["format"] == "onnx":
-                kernels = ", ".join(f"{k} {v}" for k, v in sorted(census["integer_kernels"].items())) or "none"
-                lines.append(f"| {row['file']} | {where} | {100 * census['integer_mac_fraction']:.1f}% | {kernels} | — |")
-            else:
-                outside = ", ".join(f"{k} {v}" for k, v in census["outside_xnnpack"].items()) or "none"
-                lines.append(f"| {row['file']} | {where} | {100 * census['integer_mac_fraction']:.1f}% | "
-                             f"{census['partitions']} partitions, {census['ops']} ops | {outside} |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -113,10 +113,11 @@ def int8_speed(payload: Mapping) -> str:
 def int8_census(payload: Mapping) -> str:
     """``int8_census.py``: what runs integer (ONNX Runtime) or in XNNPACK (LiteRT) on another CPU and here."""
     device = payload["device"]
+    places = (("device", f"{device['name']} ({device['machine']}; {', '.join(device['isa_flags']) or '—'})"),
+              ("host", "this host"))
     rows = []
     for row in payload["rows"]:
-        for where, label in (("device", f"{device['machine']} ({', '.join(device['isa_flags']) or '—'}), emulated"),
-                             ("host", "this host")):
+        for where, label in places:
             census = row[where]
             if row["format"] == "onnx":
                 detail = ", ".join(f"{k} {v}" for k, v in sorted(census["integer_kernels"].items())) or "none"
